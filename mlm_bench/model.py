@@ -1,0 +1,75 @@
+"""Model: a BERT built from a config, or a pretrained masked-LM; and the sparse MLM loss."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
+
+from mlm_bench.config import Settings
+from mlm_bench.errors import UsageError
+
+IGNORE_INDEX = -100
+
+
+def build_model(settings: Settings, tokenizer: PreTrainedTokenizerBase) -> BertForMaskedLM:
+    """A randomly initialised BERT of the configured size (seeded by the caller)."""
+    vocab_size = settings.vocab_size or len(tokenizer)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=settings.hidden_size,
+        num_hidden_layers=settings.num_hidden_layers,
+        num_attention_heads=settings.num_attention_heads,
+        intermediate_size=settings.intermediate_size,
+        max_position_embeddings=max(512, settings.max_length),
+        hidden_dropout_prob=settings.dropout,
+        attention_probs_dropout_prob=settings.dropout,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return BertForMaskedLM(config)
+
+
+def load_model(name_or_path: str) -> PreTrainedModel:
+    """A pretrained masked-LM from the Hub or a save_pretrained dir; never runs remote code."""
+    try:
+        return AutoModelForMaskedLM.from_pretrained(name_or_path, trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        raise UsageError(
+            f"could not load model {name_or_path!r} ({type(err).__name__}: {str(err).splitlines()[0]}). "
+            "Fix: pass a save_pretrained directory with --model_name_or_path; offline, copy one from a "
+            "machine with network"
+        ) from err
+
+
+def check_compatible(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: Settings) -> None:
+    """Refuse a model that cannot embed every token id, or position, the tokenizer will produce."""
+    vocab = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > vocab:
+        raise UsageError(
+            f"tokenizer has {len(tokenizer)} tokens but the model embeds only {vocab}: use the model's own "
+            "tokenizer, or build the model with --vocab_size >= the tokenizer's size"
+        )
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is not None and settings.max_length > positions:
+        raise UsageError(
+            f"max_length {settings.max_length} exceeds the model's {positions} position embeddings: "
+            f"pass --max_length {positions} or less"
+        )
+
+
+def sparse_mlm_loss(model: PreTrainedModel, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """BERT's MLM loss with the vocabulary projection applied only at labelled positions.
+
+    Same value as BertForMaskedLM's dense loss; at 15% masking it skips ~85% of the head's compute,
+    which dominates a small model's step. transformers has no such option for BERT, hence this.
+    """
+    if not hasattr(model, "cls") or not hasattr(model, "bert"):
+        raise UsageError(
+            f"--sparse_head supports BERT-family masked LMs, not {type(model).__name__}: pass --sparse_head false"
+        )
+    labels = inputs["labels"]
+    features = {k: v for k, v in inputs.items() if k != "labels"}
+    hidden = model.bert(**features).last_hidden_state
+    selected = labels != IGNORE_INDEX
+    logits = model.cls(hidden[selected])
+    return F.cross_entropy(logits.float(), labels[selected])

@@ -1,0 +1,64 @@
+"""Results: versions, device and metrics of a run, written atomically as results.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS_FILE = "results.json"
+PACKAGES = ("torch", "transformers", "datasets", "tokenizers", "accelerate")
+
+
+def versions() -> dict[str, str]:
+    """Python and the versions of every package whose upgrade the suite gates."""
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def device_info(device: torch.device) -> dict[str, Any]:
+    """What the run executed on: accelerator name or CPU model and thread count."""
+    info: dict[str, Any] = {
+        "type": device.type,
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+    }
+    if device.type == "cuda":
+        info["name"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    else:
+        info["name"] = platform.processor() or platform.machine()
+        info["cpu_count"] = os.cpu_count()
+    return info
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to a temp file in the same directory, fsync, then rename: readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, ensure_ascii=False, indent=2, allow_nan=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def command_line() -> list[str]:
+    """The command that started this process, recorded so the run can be repeated."""
+    return [Path(sys.argv[0]).name, *sys.argv[1:]]

@@ -1,0 +1,123 @@
+"""Train: the library's Trainer with version-portable TrainingArguments and exact token counting."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from transformers import PreTrainedModel, Trainer, TrainingArguments
+
+from mlm_bench.config import Settings
+from mlm_bench.errors import UsageError
+from mlm_bench.model import sparse_mlm_loss
+
+
+def training_arguments(settings: Settings, output_dir: Path) -> TrainingArguments:
+    """TrainingArguments valid on 4.57 and 5.x: no overwrite_output_dir (5.x raises TypeError on it)."""
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but CUDA is not available: pass --device cpu or auto")
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=settings.batch_size,
+        num_train_epochs=settings.num_train_epochs,
+        max_steps=settings.max_steps,
+        learning_rate=settings.learning_rate,
+        warmup_steps=settings.warmup_steps,
+        weight_decay=settings.weight_decay,
+        lr_scheduler_type=settings.lr_scheduler_type,
+        logging_steps=settings.logging_steps,
+        seed=settings.seed,
+        use_cpu=settings.device == "cpu",
+        report_to="none",
+        save_strategy="no",
+        # Our rows already carry special_tokens_mask, which the collator reads; the model does not.
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+    )
+
+
+@dataclass
+class TokenCounts:
+    """Tokens the model saw in training: every position, and those that were not padding."""
+
+    samples: int = 0
+    tokens: int = 0
+    nonpad_tokens: int = 0
+
+
+class MlmTrainer(Trainer):
+    """Trainer that counts the tokens it trains on and can use the sparse MLM head."""
+
+    def __init__(self, *args: Any, sparse_head: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sparse_head = sparse_head
+        self.counts = TokenCounts()
+
+    def compute_loss(
+        self, model: PreTrainedModel, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any
+    ) -> Any:
+        if model.training:
+            mask = inputs["attention_mask"]
+            self.counts.samples += mask.shape[0]
+            self.counts.tokens += mask.numel()
+            self.counts.nonpad_tokens += int(mask.sum())
+        if self.sparse_head and not return_outputs:
+            return sparse_mlm_loss(model, inputs)
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What training measured: throughput, padding waste and the loss curve."""
+
+    steps: int
+    runtime_seconds: float
+    train_loss: float
+    samples_per_second: float
+    steps_per_second: float
+    nonpad_tokens_per_second: float
+    tokens_per_second: float
+    pad_fraction: float
+    total_flos: float
+    loss_curve: list[dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def train(
+    model: PreTrainedModel, train_dataset: datasets.Dataset, collator: Any, settings: Settings, output_dir: Path
+) -> TrainSummary:
+    """Run Trainer.train and summarise it; checkpoints (if any) go under output_dir."""
+    trainer = MlmTrainer(
+        model=model,
+        args=training_arguments(settings, output_dir),
+        train_dataset=train_dataset,
+        data_collator=collator,
+        sparse_head=settings.sparse_head,
+    )
+    result = trainer.train()
+    metrics = result.metrics
+    runtime = metrics["train_runtime"]
+    counts = trainer.counts
+    curve = [
+        {"step": entry["step"], "loss": entry["loss"], "learning_rate": entry.get("learning_rate", math.nan)}
+        for entry in trainer.state.log_history
+        if "loss" in entry
+    ]
+    return TrainSummary(
+        steps=result.global_step,
+        runtime_seconds=runtime,
+        train_loss=result.training_loss,
+        samples_per_second=metrics["train_samples_per_second"],
+        steps_per_second=metrics["train_steps_per_second"],
+        nonpad_tokens_per_second=counts.nonpad_tokens / runtime,
+        tokens_per_second=counts.tokens / runtime,
+        pad_fraction=1.0 - counts.nonpad_tokens / counts.tokens if counts.tokens else 0.0,
+        total_flos=float(trainer.state.total_flos),
+        loss_curve=curve,
+    )
