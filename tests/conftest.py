@@ -1,0 +1,73 @@
+"""Shared fixtures: the builtin corpus, a tokenizer built from it, tiny settings; hypothesis profiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from mlm_bench.config import Settings, preset
+from mlm_bench.corpus import Corpus, load_corpus
+from mlm_bench.encode import encode
+from mlm_bench.tokenizer import build_tokenizer
+
+# torch calls have no stable per-example time, so no deadline; `ci` is derandomized so CI is repeatable.
+settings.register_profile(
+    "ci", max_examples=30, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# A model small enough that a few training steps take well under a second on 2 CPU cores.
+TINY = {
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_length": 64,
+    "batch_size": 8,
+    "max_steps": 4,
+    "warmup_steps": 0,
+    "logging_steps": 1,
+    "eval_rows": 40,
+    "cloze_probes": 1,
+    "device": "cpu",
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_settings() -> Settings:
+    """tiny-zh shrunk to a 1-layer, 32-wide model and 4 steps."""
+    return preset("tiny-zh", **TINY)
+
+
+@pytest.fixture(scope="session")
+def corpus(tiny_settings: Settings) -> Corpus:
+    """The builtin corpus, split as every run splits it."""
+    return load_corpus(tiny_settings)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(corpus: Corpus):
+    """The char-level tokenizer built from the builtin corpus' train rows."""
+    return build_tokenizer(list(corpus.train[corpus.text_column]), model_max_length=64)
+
+
+@pytest.fixture(scope="session")
+def heldout_rows(corpus: Corpus, tokenizer, tiny_settings: Settings):
+    """Held-out rows encoded (packed, 64 tokens) as training encodes them."""
+    return encode(corpus.heldout, corpus.text_column, tokenizer, tiny_settings)
+
+
+@pytest.fixture(scope="session")
+def unpacked_rows(corpus: Corpus, tokenizer, tiny_settings: Settings):
+    """200 held-out rows encoded the recipe's way: truncated, unpacked, variable length."""
+    return encode(corpus.heldout.select(range(200)), corpus.text_column, tokenizer, tiny_settings.replace(packing=False))
+
+
+@pytest.fixture
+def text_file(tmp_path: Path, corpus: Corpus) -> Path:
+    """300 builtin rows as a plain-text file, one row per line."""
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(corpus.train[corpus.text_column][:300]), encoding="utf-8")
+    return path
