@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import zlib
@@ -42,6 +43,7 @@ def parse_tagged_line(line: str) -> list[str]:
     return [token.rsplit("/", 1)[0] for token in line.split()]
 
 
+@functools.cache  # parsing takes ~1 s and a Dataset is immutable: share it within a process
 def builtin_dataset() -> datasets.Dataset:
     """The builtin corpus as rows of `completion` (raw text), `words` (gold segmentation), `source`."""
     lines = builtin_path().read_text(encoding="utf-8").splitlines()
@@ -148,7 +150,8 @@ def load_corpus(settings: Settings) -> Corpus:
         n = min(settings.train_rows, len(keep))
         train_idx = list(range(n))
         rest = _heldout_mask(kept_texts[n:], settings.heldout_fraction)
-        heldout_idx = [n + i for i, held in enumerate(rest) if held]
+        seen = set(kept_texts[:n])  # the corpus repeats some rows: a repeat of a train row is not held out
+        heldout_idx = [n + i for i, held in enumerate(rest) if held and kept_texts[n + i] not in seen]
     else:
         held = _heldout_mask(kept_texts, settings.heldout_fraction)
         train_idx = [i for i, h in enumerate(held) if not h]

@@ -81,22 +81,29 @@ def unk_rate(rows: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> floa
     return unk / total if total else 0.0
 
 
-def claim_output_dir(output_dir: Path, force: bool) -> None:
-    """Refuse to overwrite an existing run unless forced, then create the directory."""
-    if output_dir.exists() and any(output_dir.iterdir()):
-        if not force:
-            raise UsageError(
-                f"{output_dir} exists and is not empty: pass --force to overwrite it, or a new --output-dir"
-            )
+def check_output_dir(output_dir: Path, force: bool) -> bool:
+    """Refuse to overwrite an existing run unless forced; True when there is one to replace."""
+    taken = output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir()))
+    if taken and not force:
+        raise UsageError(f"{output_dir} exists and is not empty: pass --force to overwrite it, or a new --output-dir")
+    return taken
+
+
+def claim_output_dir(output_dir: Path, replace: bool) -> None:
+    """Create the run directory, removing a forced-over old run only now that the new one is ready to start."""
+    if replace and output_dir.is_dir():
         shutil.rmtree(output_dir)
+    elif replace:
+        output_dir.unlink()
     output_dir.mkdir(parents=True, exist_ok=True)
 
 
 def run(settings: Settings, output_dir: Path, force: bool = False, log: Log = print) -> dict[str, Any]:
     """Run the recipe and write model, tokenizer and results.json (last, atomically) to output_dir."""
     started = time.perf_counter()
+    replace = check_output_dir(output_dir, force)
     prepared = prepare(settings, log)
-    claim_output_dir(output_dir, force)
+    claim_output_dir(output_dir, replace)
     try:
         results = _train_and_report(settings, prepared, output_dir, log)
     except BaseException:

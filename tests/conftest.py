@@ -61,10 +61,8 @@ def heldout_rows(corpus: Corpus, tokenizer, tiny_settings: Settings):
 
 @pytest.fixture(scope="session")
 def unpacked_rows(corpus: Corpus, tokenizer, tiny_settings: Settings):
-    """200 held-out rows encoded the recipe's way: truncated, unpacked, variable length."""
-    return encode(
-        corpus.heldout.select(range(200)), corpus.text_column, tokenizer, tiny_settings.replace(packing=False)
-    )
+    """200 train rows encoded the recipe's way: truncated, unpacked, variable length."""
+    return encode(corpus.train.select(range(200)), corpus.text_column, tokenizer, tiny_settings.replace(packing=False))
 
 
 @pytest.fixture

@@ -1,0 +1,120 @@
+"""The `mlm-bench` command end to end: a real run in a subprocess, and every bad input exits 2 leaving nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlm_bench.cli import main
+from mlm_bench.tokenizer import build_tokenizer, save_tokenizer
+
+TINY_ARGS = [
+    "--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--intermediate_size", "64",
+    "--max_length", "64", "--batch_size", "8", "--max_steps", "3", "--logging_steps", "1", "--warmup_steps", "0",
+    "--eval_rows", "40", "--cloze_probes", "1", "--device", "cpu",
+]  # fmt: skip
+OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def _cli(*args: str, env: dict[str, str] = OFFLINE) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlm_bench.cli", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_run_writes_a_run_that_a_fresh_process_can_fill_masks_with(tmp_path: Path, text_file: Path) -> None:
+    out = tmp_path / "run"
+    done = _cli("run", "--dataset", str(text_file), "--heldout_fraction", "0.2", *TINY_ARGS, "--output-dir", str(out))
+    assert done.returncode == 0, done.stderr
+    for expected in (
+        "held-out MLM loss",
+        "unigram baseline",
+        "ln V =",
+        "masked-token accuracy",
+        "fill-mask 今天[MASK]情很好",
+    ):
+        assert expected in done.stdout
+    assert f"results: {out / 'results.json'}" in done.stdout
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert {"settings", "versions", "device", "vocab_size", "train", "eval", "fill_mask"} <= set(results)
+    assert {"samples_per_second", "nonpad_tokens_per_second", "pad_fraction", "loss_curve"} <= set(results["train"])
+    assert {"loss", "accuracy", "perplexity"} <= set(results["eval"])
+    assert results["train"]["steps"] == 3 and len(results["train"]["loss_curve"]) == 3
+    assert results["settings"]["dataset"] == str(text_file)
+    assert list(out.glob("*.safetensors")) and not list(out.glob("*.bin"))
+    probe = "from transformers import pipeline; import sys, json; "
+    probe += "print(json.dumps(pipeline('fill-mask', model=sys.argv[1], device='cpu')('今天[MASK]情很好')))"
+    fresh = subprocess.run([sys.executable, "-c", probe, str(out)], capture_output=True, text=True, env=OFFLINE)
+    assert fresh.returncode == 0, fresh.stderr
+    top5 = json.loads(fresh.stdout.strip().splitlines()[-1])
+    assert [p["token_str"] for p in top5] == [p["token_str"] for p in results["fill_mask"][0]["predictions"]]
+
+
+def test_hub_name_while_offline_names_the_offline_fix(tmp_path: Path) -> None:
+    done = _cli("run", "--preset", "seed", "--output-dir", str(tmp_path / "run"))
+    assert done.returncode == 2
+    assert "could not be loaded from the Hugging Face Hub" in done.stderr and "--dataset DIR" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def _no_mask_tokenizer(tmp_path: Path) -> Path:
+    tokenizer = build_tokenizer(["今天心情很好"] * 3, model_max_length=64)
+    tokenizer.mask_token = None
+    save_tokenizer(tokenizer, tmp_path / "bloom-like")
+    return tmp_path / "bloom-like"
+
+
+def _jsonl(tmp_path: Path) -> Path:
+    (tmp_path / "rows.jsonl").write_text('{"text": "一二三。", "id": 1}\n', encoding="utf-8")
+    return tmp_path / "rows.jsonl"
+
+
+def _blank(tmp_path: Path) -> Path:
+    (tmp_path / "blank.txt").write_text("\n  \n\n", encoding="utf-8")
+    return tmp_path / "blank.txt"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (lambda d: ["--dataset", str(d / "nope.txt")], "does not exist"),
+        (lambda d: ["--dataset", str(_jsonl(d))], "its columns are ['text', 'id']: pass --text_column"),
+        (lambda d: ["--dataset", str(_blank(d))], "no non-empty text"),
+        (lambda d: ["--tokenizer_name_or_path", str(_no_mask_tokenizer(d))], "has no mask token"),
+        (lambda d: ["--preset", "bert-huge"], "unknown preset 'bert-huge'"),
+        (lambda d: ["--bogus_field", "1"], "--bogus_field"),
+        (lambda d: ["--mlm_probability", "1.5"], "mlm_probability must be in (0, 1)"),
+        (lambda d: ["--batch_size", "0"], "batch_size must be positive"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line_and_leaves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args, message: str
+) -> None:
+    out = tmp_path / "run"
+    assert main(["run", *TINY_ARGS, *args(tmp_path), "--output-dir", str(out)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # progress bars may precede it on stderr
+    assert last.startswith("mlm-bench: error: ") and message in last
+    assert not out.exists()
+
+
+def test_existing_run_is_not_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text("{}", encoding="utf-8")
+    assert main(["run", *TINY_ARGS, "--output-dir", str(tmp_path / "run")]) == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert (tmp_path / "run" / "results.json").read_text(encoding="utf-8") == "{}"
+
+
+def test_help_lists_commands_and_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert "run" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--help"])
+    assert exit_info.value.code == 0
+    assert "--mlm_probability" in capsys.readouterr().out

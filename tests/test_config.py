@@ -1,0 +1,61 @@
+"""Settings and presets: the recipe's values, validation that names the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlm_bench.config import PRESETS, Settings, preset
+from mlm_bench.errors import UsageError
+
+
+def test_default_settings_are_the_tiny_zh_preset() -> None:
+    assert preset("tiny-zh") == Settings()
+
+
+def test_seed_preset_is_the_recipe() -> None:
+    s = preset("seed")
+    assert (s.dataset, s.text_column, s.train_rows) == ("pleisto/wikipedia-cn-20230720-filtered", "completion", 10_000)
+    assert s.model_name_or_path == "hfl/chinese-macbert-base"
+    assert (s.max_length, s.packing, s.mlm_probability) == (384, False, 0.15)
+    assert (s.batch_size, s.num_train_epochs, s.max_steps, s.logging_steps) == (64, 1.0, -1, 10)
+    assert (s.learning_rate, s.warmup_steps, s.weight_decay, s.lr_scheduler_type) == (5e-5, 0, 0.0, "linear")
+    assert not s.sparse_head
+
+
+def test_seed_shape_is_bert_base_at_the_recipe_batch() -> None:
+    s = preset("seed-shape")
+    assert (s.vocab_size, s.hidden_size, s.num_hidden_layers, s.num_attention_heads) == (21128, 768, 12, 12)
+    assert (s.max_length, s.batch_size, s.model_name_or_path) == (384, 64, None)
+
+
+def test_every_preset_builds() -> None:
+    for name in PRESETS:
+        assert preset(name).preset == name
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(AttributeError):
+        Settings().seed = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"mlm_probability": 0.0}, "mlm_probability must be in (0, 1)"),
+        ({"mlm_probability": 1.0}, "mlm_probability must be in (0, 1)"),
+        ({"batch_size": 0}, "batch_size must be positive"),
+        ({"batch_size": -4}, "batch_size must be positive"),
+        ({"max_steps": -1, "num_train_epochs": 0.0}, "nothing to train"),
+        ({"hidden_size": 30, "num_attention_heads": 4}, "not divisible"),
+        ({"heldout_fraction": 1.0}, "heldout_fraction"),
+        ({"not_a_field": 1}, "unknown setting"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_fix(changes: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Settings().replace(**changes)
+
+
+def test_unknown_preset_lists_the_presets() -> None:
+    with pytest.raises(UsageError, match="choose one of"):
+        preset("tiny")

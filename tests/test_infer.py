@@ -1,0 +1,30 @@
+"""Infer: cloze probes come from held-out text; fill-mask returns the pipeline's top-5, best first."""
+
+from __future__ import annotations
+
+from transformers import BertConfig, BertForMaskedLM
+
+from mlm_bench.infer import cloze_sentences, fill_mask
+
+
+def test_cloze_masks_a_middle_character_of_a_short_sentence() -> None:
+    texts = ["短。", "今天北京的天气非常好。明天呢？"]
+    (probe, answer), *_ = cloze_sentences(texts, 2, "[MASK]")
+    assert probe.replace("[MASK]", answer) == "今天北京的天气非常好。"
+    assert probe.count("[MASK]") == 1 and "\u4e00" <= answer <= "\u9fff"
+
+
+def test_cloze_returns_at_most_count(corpus) -> None:
+    assert len(cloze_sentences(list(corpus.heldout["completion"]), 3, "[MASK]")) == 3
+
+
+def test_fill_mask_top5_from_the_pipeline(tokenizer) -> None:
+    model = BertForMaskedLM(
+        BertConfig(
+            vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+        )
+    ).eval()
+    (top,) = fill_mask(model, tokenizer, ["今天[MASK]情很好"])
+    scores = [p["score"] for p in top]
+    assert len(top) == 5 and scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1
+    assert {"token_str", "token", "score"} == set(top[0])
