@@ -51,6 +51,11 @@ def prepare(settings: Settings, log: Log) -> Prepared:
     """Load and check data, tokenizer and model; encode train and held-out rows."""
     seed_everything(settings.seed)
     corpus = load_corpus(settings)
+    if len(corpus.heldout) == 0:
+        raise UsageError(
+            f"no held-out rows to evaluate on ({len(corpus.train)} train rows, heldout_fraction "
+            f"{settings.heldout_fraction}): raise --heldout_fraction or give more rows"
+        )
     log(
         f"corpus: {settings.dataset} - {len(corpus.train)} train rows, {len(corpus.heldout)} held-out rows, "
         f"{corpus.dropped_empty_rows} empty rows dropped"

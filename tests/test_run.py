@@ -1,0 +1,35 @@
+"""Run: the `seed` preset's loading path on local copies, as a user without the Hub runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+from transformers import BertConfig, BertForMaskedLM
+
+from mlm_bench.config import preset
+from mlm_bench.results import RESULTS_FILE
+from mlm_bench.run import run
+from mlm_bench.tokenizer import save_tokenizer
+
+
+def test_seed_preset_runs_on_local_save_to_disk_data_and_pretrained_dir(tmp_path: Path, corpus, tokenizer) -> None:
+    data = tmp_path / "wiki_cn_filtered"
+    datasets.Dataset.from_dict(
+        {"completion": list(corpus.train["completion"][:160]), "source": ["x"] * 160}
+    ).save_to_disk(str(data))
+    model_dir = tmp_path / "macbert"
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64)  # fmt: skip
+    BertForMaskedLM(config).save_pretrained(str(model_dir))
+    save_tokenizer(tokenizer, model_dir)
+    settings = preset(
+        "seed", dataset=str(data), model_name_or_path=str(model_dir), train_rows=100, max_length=64, batch_size=8,
+        heldout_fraction=0.3, device="cpu", cloze_probes=1, logging_steps=5,
+    )  # fmt: skip
+    results = run(settings, tmp_path / "run", log=lambda _: None)
+    assert results["corpus"]["train_rows"] == 100
+    assert results["train"]["steps"] == 13  # ceil(100 / 8): one epoch, as the recipe's 157 = ceil(10000 / 64)
+    assert 0 < results["train"]["pad_fraction"] < 1  # unpacked rows padded to the longest in each batch
+    assert results["vocab_size"] == len(tokenizer)
+    assert (tmp_path / "run" / RESULTS_FILE).is_file()
