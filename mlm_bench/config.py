@@ -110,40 +110,38 @@ class Settings:
         return dataclasses.asdict(self)
 
 
+# The recipe's Trainer and collator settings: batch 64 of 384 tokens, one epoch, library-default lr, BERT dropout.
+_RECIPE_TRAINING: dict[str, Any] = {
+    "max_length": 384,
+    "sparse_head": False,
+    "batch_size": 64,
+    "num_train_epochs": 1.0,
+    "max_steps": -1,
+    "learning_rate": 5e-5,
+    "warmup_steps": 0,
+    "dropout": 0.1,
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     # Offline default: the builtin corpus, a corpus-built tokenizer and a 1M-parameter BERT.
     "tiny-zh": {},  # the field defaults
     # The recipe exactly: its dataset, model, tokenizer and Trainer settings (needs the Hub or local copies).
     "seed": {
+        **_RECIPE_TRAINING,
         "dataset": "pleisto/wikipedia-cn-20230720-filtered",
         "model_name_or_path": "hfl/chinese-macbert-base",
         "train_rows": 10_000,
-        "max_length": 384,
         "packing": False,
-        "sparse_head": False,
-        "batch_size": 64,
-        "num_train_epochs": 1.0,
-        "max_steps": -1,
-        "learning_rate": 5e-5,
-        "warmup_steps": 0,
-        "dropout": 0.1,
     },
     # The recipe's compute shape (BERT-base, vocab 21128, 64x384) on the builtin corpus, random init.
     "seed-shape": {
+        **_RECIPE_TRAINING,
         "vocab_size": 21128,
         "hidden_size": 768,
         "num_hidden_layers": 12,
         "num_attention_heads": 12,
         "intermediate_size": 3072,
-        "max_length": 384,
         "packing": True,
-        "sparse_head": False,
-        "batch_size": 64,
-        "num_train_epochs": 1.0,
-        "max_steps": -1,
-        "learning_rate": 5e-5,
-        "warmup_steps": 0,
-        "dropout": 0.1,
     },
 }
 
