@@ -71,6 +71,10 @@ MODEL_SEED = 42
 BATCH_ROWS = 8
 
 
+class FingerprintChange(UserWarning):
+    """The running versions make something else of the fixed inputs than another version set did."""
+
+
 def version_key() -> str:
     """File stem naming the running (transformers, tokenizers, torch) versions."""
     found = versions()
