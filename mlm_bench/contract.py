@@ -61,7 +61,7 @@ def check_binomial(
     """Raise if `count` of `n` is outside the exact binomial interval for probability p_low (..p_high)."""
     lo, hi = binomial_interval(n, p_low, p_high, alpha)
     if not lo <= count <= hi:
-        p = f"{p_low}" if p_high is None or p_high == p_low else f"[{p_low:.4f}, {p_high:.4f}]"
+        p = f"{p_low}" if p_high is None or p_high == p_low else f"[{p_low:.6g}, {p_high:.6g}]"
         raise AssertionError(
             f"{what}: {count} of {n} ({count / max(n, 1):.4f}) is outside [{lo}, {hi}], the interval a correct "
             f"collator (p={p}) leaves with probability < {alpha:.1e}"
@@ -309,37 +309,40 @@ def check_whole_words(batch: Mapping[str, torch.Tensor], ref: Reference, mask_to
     (a word counts as [MASK]ed or kept only if all its tokens are) for the rate checks of its single treatment."""
     if ref.word_ids is None:
         raise AssertionError("the rows carry no word_ids: encode them with mask='wwm'")
-    labels, ids = batch["labels"].tolist(), batch["input_ids"].tolist()
-    original, word_ids, special = ref.input_ids.tolist(), ref.word_ids.tolist(), ref.special.tolist()
-    tally = dict.fromkeys(("words", "selected_words", "masked_words", "kept_words", "replaced_words"), 0)
-    tally |= {"tokens": 0, "selected_tokens": 0, "squared_lengths": 0}
-    for r, row in enumerate(word_ids):
-        spans: list[list[int]] = []
-        for c, wid in enumerate(row):
-            if special[r][c] or wid == NO_WORD:
-                continue
-            if spans and spans[-1][-1] == c - 1 and row[c - 1] == wid and not special[r][c - 1]:
-                spans[-1].append(c)
-            else:
-                spans.append([c])
-        for span in spans:
-            chosen = [labels[r][c] != IGNORE_INDEX for c in span]
-            if any(chosen) and not all(chosen):
-                raise AssertionError(f"row {r}: word at columns {span} is only partly selected ({chosen})")
-            tally["words"] += 1
-            tally["tokens"] += len(span)
-            tally["squared_lengths"] += len(span) ** 2
-            if not chosen[0]:
-                continue
-            masked = all(ids[r][c] == mask_token_id for c in span)
-            kept = not masked and all(ids[r][c] == original[r][c] for c in span)
-            tally["selected_words"] += 1
-            tally["selected_tokens"] += len(span)
-            tally["masked_words"] += masked
-            tally["kept_words"] += kept
-            tally["replaced_words"] += not masked and not kept
-    counts = WordCounts(**tally)
-    return counts
+    inside = (ref.word_ids != NO_WORD) & ~ref.special
+    flat = ref.word_ids.masked_fill(~inside, NO_WORD)
+    previous = torch.nn.functional.pad(flat[:, :-1], (1, 0), value=NO_WORD)
+    starts = inside & (flat != previous)
+    # One number per word across the batch: count word starts in row-major order.
+    word = (torch.cumsum(starts.flatten(), 0) - 1)[inside.flatten()]
+    n_words = int(starts.sum())
+    selected = (batch["labels"] != IGNORE_INDEX).flatten()[inside.flatten()]
+    ids = batch["input_ids"].flatten()[inside.flatten()]
+    original = ref.input_ids.flatten()[inside.flatten()]
+
+    def per_word(flags: torch.Tensor) -> torch.Tensor:
+        return torch.bincount(word, weights=flags.double(), minlength=n_words).long()
+
+    length = torch.bincount(word, minlength=n_words)
+    chosen = per_word(selected)
+    partial = (chosen > 0) & (chosen < length)
+    if partial.any():
+        first = int(torch.nonzero(partial)[0])
+        row, col = (int(i) for i in torch.nonzero(starts)[first])
+        raise AssertionError(f"{int(partial.sum())} word(s) only partly selected, first at row {row}, column {col}")
+    whole = chosen == length
+    masked = whole & (per_word(ids == mask_token_id) == length)
+    kept = whole & ~masked & (per_word(ids == original) == length)
+    return WordCounts(
+        words=n_words,
+        selected_words=int(whole.sum()),
+        masked_words=int(masked.sum()),
+        kept_words=int(kept.sum()),
+        replaced_words=int((whole & ~masked & ~kept).sum()),
+        tokens=int(length.sum()),
+        selected_tokens=int(length[whole].sum()),
+        squared_lengths=int((length**2).sum()),
+    )
 
 
 def check_word_rates(counts: WordCounts, mlm_probability: float, vocab_size: int, alpha: float = ALPHA) -> None:
