@@ -60,6 +60,12 @@ def report(results: dict[str, Any], output_dir: Path) -> str:
         f"masked-token accuracy {ev['accuracy']:.4f} over {ev['masked_tokens']} masked tokens  "
         f"held-out UNK rate {results['corpus']['heldout_unk_rate']:.5f}",
     ]
+    if "eval_wwm" in results:
+        wwm = results["eval_wwm"]
+        lines.append(
+            f"held-out whole-word masking: loss {wwm['loss']:.4f}  accuracy {wwm['accuracy']:.4f} over "
+            f"{wwm['masked_tokens']} masked tokens"
+        )
     for probe in results["fill_mask"]:
         top = "  ".join(f"{p['token_str']} {p['score']:.3f}" for p in probe["predictions"])
         answer = f" (answer {probe['answer']})" if probe["answer"] else ""
@@ -81,9 +87,46 @@ def cmd_export_corpus(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_fingerprint(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mlm-bench fingerprint",
+        description="Record what the installed transformers/tokenizers/torch make of fixed inputs, check the "
+        "masking contract on them, and list changes against the fingerprints of other versions.",
+    )
+    parser.add_argument("--dir", type=Path, default=Path("results") / "fingerprints", help="Fingerprint directory.")
+    parser.add_argument("--force", action="store_true", help="Replace a stored fingerprint of these same versions.")
+    args = parser.parse_args(argv)
+    from mlm_bench import fingerprint as fp
+
+    key = fp.version_key()
+    try:
+        current = fp.fingerprint(*fp.fingerprint_inputs())
+    except AssertionError as err:
+        print(f"mlm-bench: masking contract violated on {key}: {err}", file=sys.stderr)
+        return 1
+    known = fp.stored(args.dir) if args.dir.is_dir() else {}
+    if key in known and not args.force:
+        changes = fp.diff(known[key], current)
+        if changes:
+            raise UsageError(
+                f"{key} no longer reproduces its stored fingerprint ({'; '.join(changes)}): find out why, or pass "
+                "--force to replace it"
+            )
+        print(f"{key}: matches {args.dir / key}.json")
+    else:
+        print(f"wrote {fp.save(current, args.dir)}")
+    for other, payload in known.items():
+        if other != key:
+            changes = fp.diff(payload, current)
+            print(f"changes against {other}: {len(changes) or 'none'}")
+            print("\n".join(f"  {line}" for line in changes))
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "run": (cmd_run, "train, evaluate and probe one preset; writes a run directory"),
     "export-corpus": (cmd_export_corpus, "write the builtin corpus as a datasets save_to_disk directory"),
+    "fingerprint": (cmd_fingerprint, "record what these library versions do to fixed inputs; list changes"),
 }
 
 

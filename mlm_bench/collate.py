@@ -1,17 +1,94 @@
-"""Collate: the library's DataCollatorForLanguageModeling with the recipe's settings."""
+"""Collate: the library's DataCollatorForLanguageModeling with the recipe's settings, per token or per whole word."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
 from mlm_bench.config import Settings
+from mlm_bench.wwm import NO_WORD, WORD_IDS
+
+# Placeholder id of a word slot: the library overwrites it with [MASK] or a random id, or leaves it (kept).
+_KEPT = -1
+
+
+class MlmCollator(DataCollatorForLanguageModeling):
+    """The library's collator, except that seed 0 seeds it too (4.57 tests `if self.seed`, so 0 meant unseeded)."""
+
+    def torch_call(self, examples: list[Any]) -> dict[str, Any]:
+        if self.seed is not None and self.generator is None:
+            self.create_rng()
+        return super().torch_call(examples)
+
+
+class WholeWordMaskCollator(MlmCollator):
+    """Selects whole words with probability mlm_probability; each selected word is all [MASK] (80%), all random
+    (10%) or kept (10%). Rows carry `word_ids` (equal ids on adjacent tokens = one word), as encode writes them.
+
+    The library's word-level choices are reused: its torch_mask_tokens runs on one slot per word.
+    """
+
+    _word_ids: list[list[int]] | None = None
+
+    def torch_call(self, examples: list[Any]) -> dict[str, Any]:
+        if not all(isinstance(e, dict) and WORD_IDS in e for e in examples):
+            raise ValueError(f"whole-word masking needs rows with {WORD_IDS!r}: encode them with mask='wwm'")
+        self._word_ids = [list(e[WORD_IDS]) for e in examples]
+        try:
+            return super().torch_call([{k: v for k, v in e.items() if k != WORD_IDS} for e in examples])
+        finally:
+            self._word_ids = None
+
+    def _word_index(self, shape: torch.Size, special: torch.Tensor | None) -> torch.Tensor:
+        """Per token, the index of its word within the row (0, 1, ...), or -1 outside words."""
+        length, left = shape[1], self.tokenizer.padding_side == "left"
+        rows = [
+            [NO_WORD] * (length - len(w)) + w if left else w + [NO_WORD] * (length - len(w)) for w in self._word_ids
+        ]
+        word_ids = torch.tensor(rows, dtype=torch.long)
+        inside = word_ids != NO_WORD
+        if special is not None:
+            inside &= ~torch.as_tensor(special).bool()
+        previous = torch.nn.functional.pad(word_ids[:, :-1], (1, 0), value=NO_WORD)
+        previous_inside = torch.nn.functional.pad(inside[:, :-1], (1, 0), value=False)
+        starts = inside & ((word_ids != previous) | ~previous_inside)
+        return torch.where(inside, torch.cumsum(starts, dim=1) - 1, -1)
+
+    def torch_mask_tokens(
+        self, inputs: Any, special_tokens_mask: Any | None = None, offset_mapping: Any | None = None
+    ) -> tuple[Any, Any]:
+        word_index = self._word_index(inputs.shape, special_tokens_mask)
+        words_per_row = word_index.max(dim=1).values + 1
+        slots = max(int(words_per_row.max()), 1)
+        no_word = torch.arange(slots)[None, :] >= words_per_row[:, None]
+        placeholders = torch.full((inputs.shape[0], slots), _KEPT, dtype=torch.long)
+        word_inputs, word_labels = super().torch_mask_tokens(placeholders, special_tokens_mask=no_word)
+        mask_id = self.tokenizer.mask_token_id
+        chosen = word_labels != -100
+        to_mask = chosen & (word_inputs == mask_id)
+        to_random = chosen & (word_inputs != mask_id) & (word_inputs != _KEPT)
+        inside = word_index >= 0
+        slot = word_index.clamp(min=0)
+        selected = chosen.gather(1, slot) & inside
+        labels = inputs.clone()
+        labels[~selected] = -100
+        inputs[to_mask.gather(1, slot) & inside] = mask_id
+        # The library draws one random id per selected slot; a word of k tokens needs k of them.
+        random_ids = torch.randint(len(self.tokenizer), inputs.shape, dtype=torch.long, generator=self.generator)
+        replace = to_random.gather(1, slot) & inside
+        inputs[replace] = random_ids[replace]
+        return inputs, labels
 
 
 def build_collator(
     tokenizer: PreTrainedTokenizerBase, settings: Settings, seed: int | None = None
 ) -> DataCollatorForLanguageModeling:
-    """The recipe's collator (mlm=True, 80/10/10); `seed` fixes its masks independently of global RNG."""
-    return DataCollatorForLanguageModeling(
+    """The recipe's collator (mlm=True, 80/10/10), per whole word when settings.mask is 'wwm'; `seed` fixes its
+    masks independently of the global RNG."""
+    kind = WholeWordMaskCollator if settings.mask == "wwm" else MlmCollator
+    return kind(
         tokenizer,
         mlm=True,
         mlm_probability=settings.mlm_probability,

@@ -57,6 +57,11 @@ class Settings:
     )
     mlm_probability: float = _help("Share of tokens selected for the MLM loss.", default=0.15)
     pad_to_multiple_of: int | None = _help("Pad batches to a multiple of this (8 suits tensor cores).", default=None)
+    mask: Literal["token", "wwm"] = _help(
+        "'token': the library's per-token masking; 'wwm': whole Chinese words (the builtin corpus' gold "
+        "segmentation, else jieba), each word masked entirely or not at all.",
+        default="token",
+    )
     # train
     sparse_head: bool = _help(
         "Compute MLM logits only at masked positions (same loss; at 0.15 masking, ~1/6 of the head's work).",

@@ -9,6 +9,8 @@ import datasets
 from transformers import PreTrainedTokenizerBase
 
 from mlm_bench.config import Settings
+from mlm_bench.errors import UsageError
+from mlm_bench.wwm import WORD_IDS, WORDS_COLUMN, batch_word_ids
 
 ENCODED_COLUMNS = ["input_ids", "attention_mask", "special_tokens_mask"]
 
@@ -23,8 +25,12 @@ def _pack(batch: dict[str, list[list[Any]]], max_length: int) -> dict[str, list[
 def encode(
     dataset: datasets.Dataset, text_column: str, tokenizer: PreTrainedTokenizerBase, settings: Settings
 ) -> datasets.Dataset:
-    """Tokenize one text column; returns only the columns the collator reads."""
+    """Tokenize one text column; returns only the columns the collator reads (and word ids for mask='wwm')."""
     packing, max_length = settings.packing, settings.max_length
+    whole_words = settings.mask == "wwm"
+    if whole_words and not tokenizer.is_fast:
+        raise UsageError("--mask wwm maps words to tokens by character offsets: use a fast tokenizer or --mask token")
+    gold = WORDS_COLUMN in dataset.column_names
 
     def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[list[Any]]]:
         encoded = tokenizer(
@@ -33,8 +39,15 @@ def encode(
             max_length=None if packing else max_length,
             return_special_tokens_mask=True,
             return_token_type_ids=False,
+            return_offsets_mapping=whole_words,
         )
         out = {k: encoded[k] for k in ENCODED_COLUMNS}
+        if whole_words:
+            # Packing concatenates every column alike, so word ids stay aligned with their tokens.
+            words = batch[WORDS_COLUMN] if gold else None
+            out[WORD_IDS] = batch_word_ids(
+                batch[text_column], words, encoded["offset_mapping"], encoded["special_tokens_mask"]
+            )
         return _pack(out, max_length) if packing else out
 
     return dataset.map(tokenize, batched=True, remove_columns=dataset.column_names, desc="tokenize")

@@ -24,6 +24,7 @@ from mlm_bench.results import RESULTS_FILE, command_line, device_info, versions,
 from mlm_bench.seeding import seed_everything
 from mlm_bench.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
 from mlm_bench.train import train
+from mlm_bench.wwm import WORD_IDS
 
 SCHEMA_VERSION = 1
 Log = Callable[[str], None]
@@ -127,13 +128,22 @@ def _train_and_report(settings: Settings, prepared: Prepared, output_dir: Path, 
         model, prepared.train_rows, build_collator(tokenizer, settings), settings, output_dir / "checkpoints"
     )
     vocab = model.get_input_embeddings().num_embeddings
+    unigram = unigram_log_probs(prepared.train_rows, tokenizer, vocab)
+    heldout = prepared.heldout_rows
+    # Every run is scored under the same per-token held-out masking, so token and wwm runs compare directly.
+    token_rows = heldout.remove_columns([WORD_IDS]) if WORD_IDS in heldout.column_names else heldout
+    token_eval = settings.replace(mask="token")
     evaluation = evaluate_mlm(
         model,
-        prepared.heldout_rows,
-        build_collator(tokenizer, settings, seed=settings.eval_seed),
-        unigram_log_probs(prepared.train_rows, tokenizer, vocab),
+        token_rows,
+        build_collator(tokenizer, token_eval, seed=settings.eval_seed),
+        unigram,
         batch_size=settings.batch_size,
     )
+    extra: dict[str, Any] = {}
+    if settings.mask == "wwm":
+        wwm_collator = build_collator(tokenizer, settings, seed=settings.eval_seed)
+        extra["eval_wwm"] = evaluate_mlm(model, heldout, wwm_collator, unigram, settings.batch_size).to_dict()
     heldout_texts = list(corpus.heldout[corpus.text_column])
     cloze = cloze_sentences(heldout_texts, settings.cloze_probes, tokenizer.mask_token)
     probes = [(settings.fill_mask_probe, ""), *cloze]
@@ -161,6 +171,7 @@ def _train_and_report(settings: Settings, prepared: Prepared, output_dir: Path, 
         "model_parameters": model.num_parameters(),
         "train": summary.to_dict(),
         "eval": evaluation.to_dict(),
+        **extra,
         "fill_mask": [
             {"text": text, "answer": answer or None, "predictions": preds}
             for (text, answer), preds in zip(probes, predictions, strict=True)

@@ -61,8 +61,15 @@ def heldout_rows(corpus: Corpus, tokenizer, tiny_settings: Settings):
 
 @pytest.fixture(scope="session")
 def unpacked_rows(corpus: Corpus, tokenizer, tiny_settings: Settings):
-    """200 train rows encoded the recipe's way: truncated, unpacked, variable length."""
-    return encode(corpus.train.select(range(200)), corpus.text_column, tokenizer, tiny_settings.replace(packing=False))
+    """Up to 200 held-out rows encoded the recipe's way: truncated, unpacked, variable length."""
+    rows = corpus.heldout.select(range(min(200, len(corpus.heldout))))
+    return encode(rows, corpus.text_column, tokenizer, tiny_settings.replace(packing=False))
+
+
+@pytest.fixture(scope="session")
+def wwm_rows(corpus: Corpus, tokenizer, tiny_settings: Settings):
+    """Held-out rows packed as training packs them, with word ids from the corpus' gold segmentation."""
+    return encode(corpus.heldout, corpus.text_column, tokenizer, tiny_settings.replace(mask="wwm"))
 
 
 @pytest.fixture

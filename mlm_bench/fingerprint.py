@@ -1,0 +1,183 @@
+"""Fingerprint: what the installed transformers/tokenizers/torch make of fixed inputs, stored per version set.
+
+A fingerprint that changes between version sets is a change someone must look at, not by itself a failure; the
+same version set must reproduce its stored fingerprint exactly, and a contract violation always fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from mlm_bench import contract
+from mlm_bench.collate import build_collator
+from mlm_bench.config import preset
+from mlm_bench.corpus import load_corpus
+from mlm_bench.encode import encode
+from mlm_bench.model import build_model
+from mlm_bench.results import versions, write_json_atomic
+from mlm_bench.seeding import seed_everything
+from mlm_bench.tokenizer import build_tokenizer
+
+FINGERPRINT_DIR = Path("results") / "fingerprints"
+KEY_PACKAGES = ("transformers", "tokenizers", "torch")
+# The inputs: the tests' tiny settings (tests/conftest.py TINY), so the suite can fingerprint its own fixtures.
+SETTINGS = preset(
+    "tiny-zh",
+    max_length=64,
+    eval_rows=40,
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=64,
+    device="cpu",
+)
+# Fields that decide the fingerprint's inputs: a caller passing its own rows must have built them with these.
+INPUT_FIELDS = (
+    "dataset",
+    "text_column",
+    "train_rows",
+    "heldout_fraction",
+    "eval_rows",
+    "max_length",
+    "packing",
+    "mlm_probability",
+    "pad_to_multiple_of",
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "dropout",
+)
+TEXTS = (
+    "今天天气很好",
+    "今天[MASK]情很好",  # the recipe's probe: [MASK] must stay one token
+    "１９９８年１月１日，ＡＢＣ公司成立。",  # full-width digits and Latin: NFKC must fold them
+    "Hello, World! 2024年",  # Latin words split into ##-continued characters, lowercased
+    "龘😀",  # characters outside the vocabulary: [UNK]
+    "  多个   空格\t制表符\n换行",
+)
+COLLATOR_SEED = 1234
+MODEL_SEED = 42
+BATCH_ROWS = 8
+
+
+class FingerprintChange(UserWarning):
+    """The running versions make something else of the fixed inputs than another version set did."""
+
+
+def version_key() -> str:
+    """File stem naming the running (transformers, tokenizers, torch) versions."""
+    found = versions()
+    return "_".join(f"{name}-{found[name]}" for name in KEY_PACKAGES)
+
+
+def fingerprint_inputs() -> tuple[PreTrainedTokenizerBase, datasets.Dataset, datasets.Dataset]:
+    """The tokenizer built from the builtin corpus, and its held-out rows encoded per token and per word."""
+    corpus = load_corpus(SETTINGS)
+    tokenizer = build_tokenizer(list(corpus.train[corpus.text_column]), model_max_length=SETTINGS.max_length)
+    token_rows = encode(corpus.heldout, corpus.text_column, tokenizer, SETTINGS)
+    wwm_rows = encode(corpus.heldout, corpus.text_column, tokenizer, SETTINGS.replace(mask="wwm"))
+    return tokenizer, token_rows, wwm_rows
+
+
+def _digest(batch: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(batch):
+        digest.update(key.encode())
+        digest.update(batch[key].to(torch.int64).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _collated(tokenizer: PreTrainedTokenizerBase, rows: datasets.Dataset, mask: str) -> dict[str, Any]:
+    """Collate the fixed rows with a seeded collator, check the contract on them, and summarise the batch."""
+    examples = [dict(r) for r in rows.select(range(BATCH_ROWS))]
+    collator = build_collator(tokenizer, SETTINGS.replace(mask=mask), seed=COLLATOR_SEED)
+    batch, ref = contract.check_contract(collator, examples, tokenizer, SETTINGS.pad_to_multiple_of)
+    counts = contract.count_masking(batch, ref, tokenizer.mask_token_id)
+    if mask == "wwm":
+        contract.check_whole_words(batch, ref, tokenizer.mask_token_id)
+    return {
+        "seed": COLLATOR_SEED,
+        "rows": BATCH_ROWS,
+        "sha256": _digest(batch),
+        "counts": dataclasses.asdict(counts),
+        "batch": batch,
+    }
+
+
+def fingerprint(
+    tokenizer: PreTrainedTokenizerBase, token_rows: datasets.Dataset, wwm_rows: datasets.Dataset
+) -> dict[str, Any]:
+    """Token ids of fixed texts, digests of seeded token and whole-word batches, and a seeded model's first loss;
+    raises AssertionError if the masking contract fails on the fixed batches."""
+    found = versions()
+    token = _collated(tokenizer, token_rows, "token")
+    wwm = _collated(tokenizer, wwm_rows, "wwm")
+    batch = token.pop("batch")
+    wwm.pop("batch")
+    seed_everything(MODEL_SEED)
+    model = build_model(SETTINGS, tokenizer).eval()
+    with torch.no_grad():
+        loss = float(model(**batch).loss)
+    return {
+        "versions": {name: found[name] for name in KEY_PACKAGES},
+        "tokenizer": {
+            "size": len(tokenizer),
+            "special_ids": dict(zip(tokenizer.all_special_tokens, tokenizer.all_special_ids, strict=True)),
+            "ids": {text: tokenizer(text)["input_ids"] for text in TEXTS},
+        },
+        "collator": token,
+        "wwm_collator": wwm,
+        "model": {"seed": MODEL_SEED, "initial_loss": loss},
+    }
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}
+
+
+def diff(stored: dict[str, Any], current: dict[str, Any], rel: float = 1e-5) -> list[str]:
+    """Fields that differ (floats beyond `rel`), one `field: stored -> current` line each; versions are ignored."""
+    old = _flatten({k: v for k, v in stored.items() if k != "versions"})
+    new = _flatten({k: v for k, v in current.items() if k != "versions"})
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, float) and isinstance(b, float) and math.isclose(a, b, rel_tol=rel):
+            continue
+        if a != b:
+            changes.append(f"{key}: {a} -> {b}")
+    return changes
+
+
+def load(path: Path) -> dict[str, Any]:
+    """A stored fingerprint."""
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def stored(directory: Path) -> dict[str, dict[str, Any]]:
+    """Every stored fingerprint, by version key."""
+    return {path.stem: load(path) for path in sorted(directory.glob("*.json"))}
+
+
+def save(payload: dict[str, Any], directory: Path) -> Path:
+    """Write the fingerprint of the running versions into `directory` (atomically)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{version_key()}.json"
+    write_json_atomic(path, payload)
+    return path

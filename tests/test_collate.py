@@ -1,0 +1,110 @@
+"""The masking contract of the pipeline's collator, as properties on real encodings and on generated batches."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from strategies import (
+    GENERATED_BATCHES,
+    MLM_PROBABILITIES,
+    PAD_MULTIPLES,
+    REAL_ROW_PICKS,
+    SEEDS,
+    tokenizer_of_size,
+)
+
+from mlm_bench import contract
+from mlm_bench.collate import MlmCollator, build_collator
+from mlm_bench.run import unk_rate
+
+# Passes of seeded masking over the held-out rows: ~22k eligible tokens, ~3.3k selected, enough that selecting
+# at 0.20 instead of 0.15, or splitting 90/5/5 instead of 80/10/10, lands far outside the 1e-6 intervals.
+POOLED_PASSES = 5
+
+
+def example_alpha(checks: int) -> float:
+    """Per-check false-alarm probability that keeps a whole hypothesis test at ALPHA (Bonferroni over examples)."""
+    return contract.ALPHA / (hypothesis_settings.default.max_examples * checks)
+
+
+def pooled_counts(tokenizer, rows, settings) -> contract.MaskCounts:
+    """Tallies of `passes` seeded collations of every row, each batch checked against the per-batch contract."""
+    examples = [dict(r) for r in rows]
+    total = contract.MaskCounts()
+    for seed in range(POOLED_PASSES):
+        counts, _ = contract.check_rows(build_collator(tokenizer, settings, seed=seed), examples, tokenizer, 8)
+        total += counts
+    return total
+
+
+@pytest.fixture(scope="module")
+def real_rows(heldout_rows, unpacked_rows):
+    """The real encodings by name: packed rows, and unpacked rows of varying length."""
+    return {"packed": heldout_rows, "unpacked": unpacked_rows}
+
+
+@pytest.mark.parametrize("kind", ["packed", "unpacked"])
+@given(picks=REAL_ROW_PICKS, seed=SEEDS, pad_to_multiple_of=PAD_MULTIPLES)
+def test_contract_on_real_rows(real_rows, tokenizer, tiny_settings, kind, picks, seed, pad_to_multiple_of):
+    """On our tokenizer's real encodings (packed, and unpacked with padding): labels are -100 or the original id;
+    unselected positions keep their id; specials and padding are never selected; attention_mask is untouched;
+    every id is in the vocabulary; shapes are (rows, longest rounded up to pad_to_multiple_of), int64; inputs are
+    not mutated; selection and the 80/10/10 split are within binomial bounds; the seed decides the batch."""
+    rows = real_rows[kind]
+    examples = [dict(rows[i % len(rows)]) for i in picks]
+    settings = tiny_settings.replace(pad_to_multiple_of=pad_to_multiple_of)
+    batch, ref = contract.check_contract(
+        build_collator(tokenizer, settings, seed=seed), examples, tokenizer, pad_to_multiple_of
+    )
+    counts = contract.count_masking(batch, ref, tokenizer.mask_token_id)
+    contract.check_selection_rate(counts, settings.mlm_probability, example_alpha(2))
+    contract.check_replacement_split(counts, len(tokenizer), example_alpha(2))
+    contract.check_seeding(
+        lambda s: build_collator(tokenizer, settings, seed=s), examples, (seed, seed + 1), counts.eligible
+    )
+
+
+@given(generated=GENERATED_BATCHES, seed=SEEDS, pad_to_multiple_of=PAD_MULTIPLES, p=MLM_PROBABILITIES)
+def test_contract_on_generated_batches(tiny_settings, generated, seed, pad_to_multiple_of, p):
+    """On generated batches (random lengths, padding, inner [SEP] [CLS], [UNK], vocab sizes 8-3000, seeds, with
+    and without special_tokens_mask): the same per-batch contract, and selection at p within binomial bounds."""
+    tokenizer = tokenizer_of_size(generated.vocab_size)
+    settings = tiny_settings.replace(mlm_probability=p, pad_to_multiple_of=pad_to_multiple_of)
+    for special_mask in (True, False):
+        examples = generated.examples(special_mask=special_mask, words=False)
+        batch, ref = contract.check_contract(
+            build_collator(tokenizer, settings, seed=seed), examples, tokenizer, pad_to_multiple_of
+        )
+        counts = contract.count_masking(batch, ref, tokenizer.mask_token_id)
+        contract.check_selection_rate(counts, p, example_alpha(4))
+        contract.check_replacement_split(counts, len(tokenizer), example_alpha(4))
+        contract.check_seeding(
+            lambda s, t=settings: build_collator(tokenizer, t, seed=s), examples, (seed, seed + 1), counts.eligible
+        )
+
+
+def test_selection_rate_and_split_pooled(tokenizer, heldout_rows, tiny_settings):
+    """Over 5 seeded passes of the held-out rows (~22k eligible tokens), selected tokens ~ Binomial(n, 0.15)
+    and [MASK] / kept / random ~ 80/10/10, each inside an exact interval with false-alarm probability 1e-6."""
+    counts = pooled_counts(tokenizer, heldout_rows, tiny_settings)
+    contract.check_selection_rate(counts, tiny_settings.mlm_probability)
+    contract.check_replacement_split(counts, len(tokenizer))
+
+
+def test_seed_zero_seeds_the_collator(tokenizer, heldout_rows, tiny_settings):
+    """Seed 0 is a seed: two collators seeded 0 give the same batch (4.57's own collator treated 0 as unseeded)."""
+    examples = [dict(r) for r in heldout_rows.select(range(8))]
+    eligible = sum(len(e["input_ids"]) - sum(e["special_tokens_mask"]) for e in examples)
+    contract.check_seeding(lambda s: MlmCollator(tokenizer, mlm_probability=0.15, seed=s), examples, (0, 1), eligible)
+
+
+@pytest.mark.parametrize("kind", ["packed", "unpacked"])
+def test_encodings_fit_max_length(real_rows, tiny_settings, kind):
+    """Packed and truncated encodings never exceed max_length."""
+    contract.check_max_length(real_rows[kind]["input_ids"], tiny_settings.max_length)
+
+
+def test_unk_rate_on_heldout_text(tokenizer, heldout_rows):
+    """Below 0.5% of held-out tokens are [UNK]: the corpus-built tokenizer covers text it was not trained on."""
+    contract.check_unk_rate(unk_rate(heldout_rows, tokenizer))

@@ -1,0 +1,96 @@
+"""Version fingerprints: the same versions reproduce theirs exactly; changes against other versions are reported."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from mlm_bench import fingerprint as fp
+from mlm_bench.cli import main
+from mlm_bench.collate import MlmCollator
+
+FINGERPRINTS = Path(__file__).resolve().parents[1] / "results" / "fingerprints"
+
+
+@pytest.fixture(scope="module")
+def current(tokenizer, heldout_rows, wwm_rows, tiny_settings):
+    """The running versions' fingerprint, computed from the suite's own fixtures."""
+    differing = [f for f in fp.INPUT_FIELDS if getattr(tiny_settings, f) != getattr(fp.SETTINGS, f)]
+    assert not differing, f"conftest's tiny settings and fingerprint.SETTINGS differ in {differing}"
+    return fp.fingerprint(tokenizer, heldout_rows, wwm_rows)
+
+
+def test_fingerprint_reproduces_for_these_versions(current):
+    """The running (transformers, tokenizers, torch) reproduce their stored fingerprint (floats to 1e-5)."""
+    path = FINGERPRINTS / f"{fp.version_key()}.json"
+    if not path.exists():
+        pytest.skip(f"no fingerprint stored for {fp.version_key()}: record one with `mlm-bench fingerprint`")
+    changes = fp.diff(fp.load(path), current)
+    assert not changes, f"same versions, different behaviour: {changes}"
+
+
+def test_changes_against_other_versions_are_reported(current):
+    """Every stored fingerprint has the current layout; what differs from other versions is reported as a
+    FingerprintChange warning (someone must look), not as a failure."""
+    others = {k: v for k, v in fp.stored(FINGERPRINTS).items() if k != fp.version_key()}
+    for key, payload in others.items():
+        assert sorted(payload) == sorted(current), f"{key}.json has sections {sorted(payload)}"
+        changes = fp.diff(payload, current)
+        if changes:
+            warnings.warn(fp.FingerprintChange(f"against {key}: {'; '.join(changes)}"), stacklevel=1)
+
+
+def test_diff_names_changed_fields(current):
+    """diff reports a changed id list and a changed loss by field; float noise below 1e-5 and versions are not."""
+    changed = json.loads(json.dumps(current))
+    changed["tokenizer"]["ids"][fp.TEXTS[0]] = [0]
+    changed["model"]["initial_loss"] *= 1.001
+    changed["versions"]["torch"] = "0"
+    assert [line.split(":")[0] for line in fp.diff(current, changed)] == [
+        "model.initial_loss",
+        f"tokenizer.ids.{fp.TEXTS[0]}",
+    ]
+    changed = json.loads(json.dumps(current))
+    changed["model"]["initial_loss"] *= 1 + 1e-7
+    assert fp.diff(current, changed) == []
+
+
+@pytest.fixture
+def fixture_inputs(monkeypatch, tokenizer, heldout_rows, wwm_rows):
+    """`mlm-bench fingerprint` fed the suite's fixtures instead of rebuilding corpus and tokenizer."""
+    monkeypatch.setattr(fp, "fingerprint_inputs", lambda: (tokenizer, heldout_rows, wwm_rows))
+
+
+@pytest.mark.usefixtures("fixture_inputs")
+def test_cli_writes_then_matches_then_refuses_a_change(tmp_path, capsys):
+    """The command writes the file, then confirms a match, then refuses (exit 2) a stored file it no longer matches."""
+    assert main(["fingerprint", "--dir", str(tmp_path)]) == 0
+    path = tmp_path / f"{fp.version_key()}.json"
+    assert fp.load(path)["versions"]["transformers"] in fp.version_key()
+    assert main(["fingerprint", "--dir", str(tmp_path)]) == 0
+    assert "matches" in capsys.readouterr().out
+    stored = fp.load(path)
+    stored["collator"]["sha256"] = "0" * 16
+    path.write_text(json.dumps(stored), encoding="utf-8")
+    assert main(["fingerprint", "--dir", str(tmp_path)]) == 2
+    assert "collator.sha256" in capsys.readouterr().err
+
+
+class UnmaskedAttention(MlmCollator):
+    def torch_call(self, examples):
+        batch = super().torch_call(examples)
+        batch["attention_mask"] = torch.zeros_like(batch["attention_mask"])
+        return batch
+
+
+@pytest.mark.usefixtures("fixture_inputs")
+def test_cli_fails_on_a_contract_violation(tmp_path, capsys, monkeypatch):
+    """A collator that breaks the contract makes the command fail (exit 1), whatever the versions."""
+    monkeypatch.setattr(fp, "build_collator", lambda tokenizer, settings, seed: UnmaskedAttention(tokenizer, seed=seed))
+    assert main(["fingerprint", "--dir", str(tmp_path)]) == 1
+    assert "masking contract violated" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
