@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,11 +16,12 @@ from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings
 from mlm_bench.corpus import Corpus, load_corpus
 from mlm_bench.encode import encode
-from mlm_bench.errors import UsageError
+from mlm_bench.errors import RunError, UsageError
 from mlm_bench.evaluate import evaluate_mlm, unigram_log_probs
 from mlm_bench.infer import cloze_sentences, fill_mask
 from mlm_bench.model import build_model, check_compatible, load_model
 from mlm_bench.results import RESULTS_FILE, command_line, device_info, versions, write_json_atomic
+from mlm_bench.resume import RunDir, claim, publish, staging_dir
 from mlm_bench.seeding import seed_everything
 from mlm_bench.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
 from mlm_bench.train import train
@@ -81,39 +82,75 @@ def unk_rate(rows: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> floa
     return unk / total if total else 0.0
 
 
-def claim_output_dir(output_dir: Path, force: bool) -> None:
-    """Refuse to overwrite an existing run unless forced, then create the directory."""
-    if output_dir.exists() and any(output_dir.iterdir()):
-        if not force:
-            raise UsageError(
-                f"{output_dir} exists and is not empty: pass --force to overwrite it, or a new --output-dir"
-            )
-        shutil.rmtree(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def run(settings: Settings, output_dir: Path, force: bool = False, log: Log = print) -> dict[str, Any]:
-    """Run the recipe and write model, tokenizer and results.json (last, atomically) to output_dir."""
+def _disk_full(err: BaseException) -> bool:
+    """True when err, or what caused it, is a full disk: torch.save and safetensors re-wrap the OSError."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _DISK_FULL:
+            return True
+        if "No space left on device" in str(seen) or "StorageFull" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _explain_failure(err: BaseException, output_dir: Path, kept: Path | None) -> BaseException | None:
+    """The error to raise instead of err, saying what the failed run left behind; None: re-raise err."""
+    if kept is not None:
+        left = f"the last complete checkpoint ({kept.name}) is kept in {output_dir}"
+    else:
+        left = f"nothing was kept in {output_dir}"
+    if _disk_full(err):
+        return UsageError(
+            f"no space left on the device while writing to {output_dir}: free some space or pass an --output-dir "
+            f"on another disk; {left}" + (", continue with --resume" if kept else "")
+        )
+    if isinstance(err, RunError):
+        return type(err)(f"{err}; {left}")
+    return None
+
+
+def run(
+    settings: Settings, output_dir: Path, force: bool = False, resume: bool = False, log: Log = print
+) -> dict[str, Any]:
+    """Run the recipe into output_dir: checkpoints as it trains, model and tokenizer, then results.json last.
+
+    A run that fails keeps its complete checkpoints (`resume=True` continues from the last one); one that
+    failed before its first checkpoint, or was refused, leaves nothing behind.
+    """
     started = time.perf_counter()
     prepared = prepare(settings, log)
-    claim_output_dir(output_dir, force)
+    record = {
+        "settings": settings.to_dict(),
+        "corpus_fingerprint": prepared.corpus.fingerprint,
+        "versions": versions(),
+        "command": command_line(),
+    }
+    run_dir = claim(output_dir, record, force=force, resume=resume)
+    if resume:
+        log(f"resume: {run_dir.resume_from or 'no complete checkpoint, starting from step 0'}")
     try:
-        results = _train_and_report(settings, prepared, output_dir, log)
-    except BaseException:
-        # Nothing half-written: a run that did not finish leaves no directory behind.
-        shutil.rmtree(output_dir, ignore_errors=True)
-        raise
-    results["wall_seconds"] = time.perf_counter() - started
-    write_json_atomic(output_dir / RESULTS_FILE, results)
+        results = _train_and_report(settings, prepared, run_dir, log)
+        results["wall_seconds"] = time.perf_counter() - started
+        write_json_atomic(output_dir / RESULTS_FILE, results)
+    except BaseException as err:
+        kept = run_dir.abandon()
+        explained = _explain_failure(err, output_dir, kept)
+        if explained is None:
+            raise
+        raise explained from err
+    run_dir.release()
     return results
 
 
-def _train_and_report(settings: Settings, prepared: Prepared, output_dir: Path, log: Log) -> dict[str, Any]:
+def _train_and_report(settings: Settings, prepared: Prepared, run_dir: RunDir, log: Log) -> dict[str, Any]:
     tokenizer, model, corpus = prepared.tokenizer, prepared.model, prepared.corpus
     log(f"train: {len(prepared.train_rows)} rows of <= {settings.max_length} tokens, batch {settings.batch_size}")
-    summary = train(
-        model, prepared.train_rows, build_collator(tokenizer, settings), settings, output_dir / "checkpoints"
-    )
+    collator = build_collator(tokenizer, settings)
+    summary = train(model, prepared.train_rows, collator, settings, run_dir.checkpoint_dir, run_dir.resume_from)
     vocab = model.get_input_embeddings().num_embeddings
     evaluation = evaluate_mlm(
         model,
@@ -126,8 +163,10 @@ def _train_and_report(settings: Settings, prepared: Prepared, output_dir: Path, 
     cloze = cloze_sentences(heldout_texts, settings.cloze_probes, tokenizer.mask_token)
     probes = [(settings.fill_mask_probe, ""), *cloze]
     predictions = fill_mask(model, tokenizer, [text for text, _ in probes])
-    model.save_pretrained(str(output_dir))
-    save_tokenizer(tokenizer, output_dir)
+    staging = staging_dir(run_dir.path)
+    model.save_pretrained(str(staging))
+    save_tokenizer(tokenizer, staging)
+    publish(staging, run_dir.path)
     return {
         "schema_version": SCHEMA_VERSION,
         "settings": settings.to_dict(),

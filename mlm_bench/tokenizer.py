@@ -35,6 +35,11 @@ def build_tokenizer(texts: Iterable[str], model_max_length: int) -> PreTrainedTo
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     # vocab_size 0 keeps the alphabet alone: characters (and ##characters inside Latin/digit words).
     backend.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=0, special_tokens=specials))
+    # The trainer numbers characters of equal count in hash-map order, which changes from process to process;
+    # code-point order gives the same corpus the same ids in every run.
+    trained = sorted(token for token in backend.get_vocab() if token not in specials)
+    vocab = {token: i for i, token in enumerate([*specials, *trained])}
+    backend.model = models.WordPiece(vocab, unk_token=SPECIAL_TOKENS["unk_token"])
     cls_id, sep_id = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
     backend.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
