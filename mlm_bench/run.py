@@ -14,8 +14,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings
-from mlm_bench.corpus import Corpus, load_corpus
-from mlm_bench.encode import encode
+from mlm_bench.corpus import Corpus, is_punctuation_only, load_corpus
+from mlm_bench.encode import count_truncated, encode
 from mlm_bench.errors import RunError, UsageError
 from mlm_bench.evaluate import evaluate_mlm, unigram_log_probs
 from mlm_bench.infer import cloze_sentences, fill_mask
@@ -57,7 +57,11 @@ def prepare(settings: Settings, log: Log) -> Prepared:
         f"{corpus.dropped_empty_rows} empty rows dropped"
     )
     tokenizer = _tokenizer_for(settings, corpus)
-    model = load_model(settings.model_name_or_path) if settings.model_name_or_path else build_model(settings, tokenizer)
+    model = (
+        load_model(settings.model_name_or_path, settings.allow_pickle)
+        if settings.model_name_or_path
+        else build_model(settings, tokenizer)
+    )
     check_compatible(model, tokenizer, settings)
     log(f"model: {type(model).__name__}, {model.num_parameters() / 1e6:.2f}M parameters, vocab {len(tokenizer)}")
     train_rows = encode(corpus.train, corpus.text_column, tokenizer, settings)
@@ -148,6 +152,7 @@ def run(
 
 def _train_and_report(settings: Settings, prepared: Prepared, run_dir: RunDir, log: Log) -> dict[str, Any]:
     tokenizer, model, corpus = prepared.tokenizer, prepared.model, prepared.corpus
+    column = corpus.text_column
     log(f"train: {len(prepared.train_rows)} rows of <= {settings.max_length} tokens, batch {settings.batch_size}")
     collator = build_collator(tokenizer, settings)
     summary = train(model, prepared.train_rows, collator, settings, run_dir.checkpoint_dir, run_dir.resume_from)
@@ -159,7 +164,7 @@ def _train_and_report(settings: Settings, prepared: Prepared, run_dir: RunDir, l
         unigram_log_probs(prepared.train_rows, tokenizer, vocab),
         batch_size=settings.batch_size,
     )
-    heldout_texts = list(corpus.heldout[corpus.text_column])
+    heldout_texts = list(corpus.heldout[column])
     cloze = cloze_sentences(heldout_texts, settings.cloze_probes, tokenizer.mask_token)
     probes = [(settings.fill_mask_probe, ""), *cloze]
     predictions = fill_mask(model, tokenizer, [text for text, _ in probes])
@@ -183,6 +188,12 @@ def _train_and_report(settings: Settings, prepared: Prepared, run_dir: RunDir, l
             "train_sequences": len(prepared.train_rows),
             "heldout_sequences": len(prepared.heldout_rows),
             "heldout_unk_rate": unk_rate(prepared.heldout_rows, tokenizer),
+            "punctuation_only_rows": sum(map(is_punctuation_only, [*corpus.train[column], *corpus.heldout[column]])),
+            # Packing cuts no row: it splits long ones across training rows instead.
+            "truncated_rows": 0
+            if settings.packing
+            else count_truncated(corpus.train, column, tokenizer, settings.max_length)
+            + count_truncated(corpus.heldout, column, tokenizer, settings.max_length),
         },
         "vocab_size": len(tokenizer),
         "model_parameters": model.num_parameters(),

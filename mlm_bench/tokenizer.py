@@ -73,7 +73,7 @@ def check_mlm_tokenizer(tokenizer: PreTrainedTokenizerBase, name: str) -> None:
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """A pretrained tokenizer from the Hub or a save_pretrained directory, checked for MLM use."""
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise UsageError(
             f"could not load tokenizer {name_or_path!r} ({type(err).__name__}: {str(err).splitlines()[0]}). "

@@ -73,3 +73,20 @@ def text_file(tmp_path: Path, corpus: Corpus) -> Path:
     path = tmp_path / "corpus.txt"
     path.write_text("\n".join(corpus.train[corpus.text_column][:300]), encoding="utf-8")
     return path
+
+
+def tiny_cli_args(**overrides: object) -> list[str]:
+    """TINY plus overrides as `mlm-bench run` flags."""
+    return [arg for key, value in {**TINY, **overrides}.items() for arg in (f"--{key}", str(value))]
+
+
+@pytest.fixture
+def run_argv(text_file: Path):
+    """Builds `mlm-bench run` arguments: the tiny model on `text_file`, into a given directory."""
+
+    def argv(output_dir: Path, *extra: str, **overrides: object) -> list[str]:
+        # 300 rows hold out ~15 at the default 5%: too few to pack one 64-token row.
+        flags = tiny_cli_args(**{"dataset": text_file, "heldout_fraction": 0.2, **overrides})
+        return ["run", *flags, "--output-dir", str(output_dir), *extra]
+
+    return argv
