@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
 from mlm_bench.config import Settings, preset
@@ -17,6 +19,12 @@ settings.register_profile(
     "ci", max_examples=30, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile("dev", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Tiny models gain nothing from intra-op threads, and on a shared 2-core machine OpenMP's spinning threads
+# made a 4-step run ~10x slower (12 s instead of 1.2 s wall). Subprocesses inherit OMP_NUM_THREADS, so a
+# run in a subprocess computes in the same order as one in the test process.
+torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"
 
 # A model small enough that a few training steps take well under a second on 2 CPU cores.
 TINY = {
