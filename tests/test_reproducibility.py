@@ -20,7 +20,7 @@ from mlm_bench import cli
 from mlm_bench import run as run_module
 from mlm_bench.collate import BatchSeededCollator, build_collator
 from mlm_bench.config import Settings
-from mlm_bench.results import RESULTS_FILE
+from mlm_bench.results import RESULTS_FILE, write_json_atomic
 from mlm_bench.run import run
 from mlm_bench.tokenizer import build_tokenizer
 
@@ -131,3 +131,13 @@ def test_two_runs_at_once_do_not_interfere(tmp_path, corpus, monkeypatch):
     listings = [sorted(p.relative_to(out) for p in out.rglob("*")) for out in outs]
     assert listings[0] == listings[1]
     assert not any(p.name.startswith(".staging") or p.suffix == ".tmp" for p in listings[0])
+
+
+def test_results_are_written_whole_or_not_at_all(tmp_path):
+    """A write that fails midway leaves the previous results.json intact and no temp file behind."""
+    path = tmp_path / RESULTS_FILE
+    write_json_atomic(path, {"loss": 1.0})
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"loss": 2.0, "model": object()})  # json.dump fails after writing "loss"
+    assert json.loads(path.read_text(encoding="utf-8")) == {"loss": 1.0}
+    assert [p.name for p in tmp_path.iterdir()] == [RESULTS_FILE]

@@ -131,8 +131,9 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(text_p
     monkeypatch.setattr(train_module, "sparse_mlm_loss", loss_turning_nan)
     out = tmp_path / "run"
     assert cli.main(_argv(text_path, out)) == cli.EXIT_FAILED
-    message = capsys.readouterr().err.strip().splitlines()[-1]
-    assert message.startswith("mlm-bench: run failed: training loss is nan at step 5 (learning rate ")
+    # The error ends stderr; a progress bar without a newline may sit before it on the same line.
+    message = capsys.readouterr().err.strip().splitlines()[-1].partition("mlm-bench: ")[2]
+    assert message.startswith("run failed: training loss is nan at step 5 (learning rate ")
     assert message.endswith(f"the last complete checkpoint (checkpoint-4) is kept in {out}")
     assert [p.name for p in checkpoints(out)] == ["checkpoint-2", "checkpoint-4"]
     assert not (out / RESULTS_FILE).exists()
