@@ -15,6 +15,7 @@ from mlm_bench.errors import RunError, UsageError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
 
 
 def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
@@ -115,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunError as err:
         print(f"mlm-bench: run failed: {err}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("mlm-bench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -101,16 +101,19 @@ def _disk_full(err: BaseException) -> bool:
     return False
 
 
-def _explain_failure(err: BaseException, output_dir: Path, kept: Path | None) -> BaseException | None:
+def _left_behind(output_dir: Path, kept: Path | None) -> str:
+    if kept is None:
+        return f"nothing was kept in {output_dir}"
+    return f"the last complete checkpoint ({kept.name}) is kept in {output_dir}"
+
+
+def _explain_failure(err: BaseException, left: str, output_dir: Path) -> BaseException | None:
     """The error to raise instead of err, saying what the failed run left behind; None: re-raise err."""
-    if kept is not None:
-        left = f"the last complete checkpoint ({kept.name}) is kept in {output_dir}"
-    else:
-        left = f"nothing was kept in {output_dir}"
     if _disk_full(err):
+        resume = ", continue with --resume" if left.startswith("the last") else ""
         return UsageError(
             f"no space left on the device while writing to {output_dir}: free some space or pass an --output-dir "
-            f"on another disk; {left}" + (", continue with --resume" if kept else "")
+            f"on another disk; {left}{resume}"
         )
     if isinstance(err, RunError):
         return type(err)(f"{err}; {left}")
@@ -141,9 +144,10 @@ def run(
         results["wall_seconds"] = time.perf_counter() - started
         write_json_atomic(output_dir / RESULTS_FILE, results)
     except BaseException as err:
-        kept = run_dir.abandon()
-        explained = _explain_failure(err, output_dir, kept)
+        left = _left_behind(output_dir, run_dir.abandon())
+        explained = _explain_failure(err, left, output_dir)
         if explained is None:
+            log(f"run stopped ({type(err).__name__}): {left}")
             raise
         raise explained from err
     run_dir.release()

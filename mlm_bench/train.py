@@ -114,6 +114,32 @@ class TrainSummary:
         return self.__dict__.copy()
 
 
+def _loss_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    return [
+        {"step": entry["step"], "loss": entry["loss"], "learning_rate": entry.get("learning_rate", math.nan)}
+        for entry in log_history
+        if "loss" in entry
+    ]
+
+
+def _finished(model: PreTrainedModel, checkpoint: Path, state: dict[str, Any]) -> TrainSummary:
+    """A checkpoint of the last step: take its weights as they are, since Trainer would train one step more."""
+    model.load_state_dict(type(model).from_pretrained(str(checkpoint)).state_dict())
+    return TrainSummary(
+        steps=state["global_step"],
+        resumed_from_step=state["global_step"],
+        runtime_seconds=0.0,
+        train_loss=math.nan,
+        samples_per_second=math.nan,
+        steps_per_second=math.nan,
+        nonpad_tokens_per_second=math.nan,
+        tokens_per_second=math.nan,
+        pad_fraction=math.nan,
+        total_flos=float(state["total_flos"]),
+        loss_curve=_loss_curve(state["log_history"]),
+    )
+
+
 def train(
     model: PreTrainedModel,
     train_dataset: datasets.Dataset,
@@ -126,10 +152,16 @@ def train(
 
     Throughput and train_loss cover the steps this call ran: after a resume, those past resumed_from_step.
     """
+    args = training_arguments(settings, output_dir)
     resumed_from_step = 0
     if resume_from is not None:
-        resumed_from_step = json.loads((resume_from / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
-    args = training_arguments(settings, output_dir)
+        state = json.loads((resume_from / "trainer_state.json").read_text(encoding="utf-8"))
+        resumed_from_step = state["global_step"]
+        # Trainer 4.57 and 5.x both run one extra step when resumed from the last one.
+        if resumed_from_step >= state["max_steps"] > 0:
+            summary = _finished(model, resume_from, state)
+            model.to(args.device)
+            return summary
     trainer = MlmTrainer(
         model=model,
         args=args,
@@ -144,11 +176,6 @@ def train(
     steps_run = result.global_step - resumed_from_step
     runtime = metrics["train_runtime"]
     counts = trainer.counts
-    curve = [
-        {"step": entry["step"], "loss": entry["loss"], "learning_rate": entry.get("learning_rate", math.nan)}
-        for entry in trainer.state.log_history
-        if "loss" in entry
-    ]
     return TrainSummary(
         steps=result.global_step,
         resumed_from_step=resumed_from_step,
@@ -161,5 +188,5 @@ def train(
         tokens_per_second=counts.tokens / runtime,
         pad_fraction=1.0 - counts.nonpad_tokens / counts.tokens if counts.tokens else 0.0,
         total_flos=float(trainer.state.total_flos),
-        loss_curve=curve,
+        loss_curve=_loss_curve(trainer.state.log_history),
     )

@@ -104,6 +104,19 @@ def test_killed_run_resumes_to_the_uninterrupted_result(finished, text_path, tmp
     assert all((weights[k] == expected[k]).all() for k in expected)
 
 
+def test_resume_from_the_last_checkpoint_trains_no_extra_step(finished, text_path, tmp_path):
+    """Killed after training but before results.json: Trainer alone would train step max_steps + 1."""
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    for name in (RESULTS_FILE, "model.safetensors"):
+        (out / name).unlink()
+    assert cli.main(_argv(text_path, out, "--resume")) == 0
+    resumed, reference = _results(out), _results(finished)
+    assert resumed["train"]["steps"] == resumed["train"]["resumed_from_step"] == STEPS["max_steps"]
+    assert resumed["train"]["loss_curve"] == reference["train"]["loss_curve"]
+    assert resumed["eval"] == reference["eval"]
+
+
 @pytest.mark.parametrize("damage", ["model.safetensors", "optimizer.pt", "rng_state.pth", "trainer_state.json"])
 @pytest.mark.parametrize("how", ["truncate", "delete"])
 def test_checkpoint_missing_or_cut_off_file_is_incomplete(damage, how, finished, tmp_path):
@@ -137,6 +150,26 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(text_p
     assert message.endswith(f"the last complete checkpoint (checkpoint-4) is kept in {out}")
     assert [p.name for p in checkpoints(out)] == ["checkpoint-2", "checkpoint-4"]
     assert not (out / RESULTS_FILE).exists()
+
+
+def test_ctrl_c_keeps_the_checkpoints_for_resume(text_path, tmp_path, capsys, monkeypatch):
+    real_step = train_module.MlmTrainer.training_step
+
+    def interrupted_at_step_5(self, *args, **kwargs):
+        if self.state.global_step == 4:
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(train_module.MlmTrainer, "training_step", interrupted_at_step_5)
+    out = tmp_path / "run"
+    assert cli.main(_argv(text_path, out)) == cli.EXIT_INTERRUPTED
+    captured = capsys.readouterr()
+    assert f"run stopped (KeyboardInterrupt): the last complete checkpoint (checkpoint-4) is kept in {out}" in (
+        captured.out
+    )
+    assert "mlm-bench: interrupted" in captured.err.splitlines()
+    assert [p.name for p in checkpoints(out)] == ["checkpoint-2", "checkpoint-4"]
+    assert last_complete_checkpoint(out) == out / CHECKPOINTS / "checkpoint-4"
 
 
 def _message(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
