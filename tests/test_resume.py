@@ -167,7 +167,7 @@ def test_ctrl_c_keeps_the_checkpoints_for_resume(text_path, tmp_path, capsys, mo
     assert f"run stopped (KeyboardInterrupt): the last complete checkpoint (checkpoint-4) is kept in {out}" in (
         captured.out
     )
-    assert "mlm-bench: interrupted" in captured.err.splitlines()
+    assert "mlm-bench: interrupted\n" in captured.err
     assert [p.name for p in checkpoints(out)] == ["checkpoint-2", "checkpoint-4"]
     assert last_complete_checkpoint(out) == out / CHECKPOINTS / "checkpoint-4"
 
