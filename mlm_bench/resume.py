@@ -45,9 +45,9 @@ def _safetensors_complete(path: Path) -> bool:
             if 8 + header_len > size:
                 return False
             header = json.loads(handle.read(header_len))
-    except (OSError, ValueError):
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
-    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
     return 8 + header_len + end == size
 
 
@@ -113,6 +113,7 @@ class RunDir:
     lock: IO[str]
     resumed: bool
     resume_from: Path | None
+    discarded: list[Path]  # half-written checkpoints found and deleted when resuming
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -121,8 +122,7 @@ class RunDir:
     def abandon(self) -> Path | None:
         """After a failure: drop half-written files, keep complete checkpoints; with none, leave nothing behind."""
         remove_incomplete_checkpoints(self.path)
-        for leftover in self.path.glob(".staging-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        _remove_staging(self.path)
         kept = last_complete_checkpoint(self.path)
         if kept is None and not self.resumed:
             shutil.rmtree(self.path, ignore_errors=True)
@@ -191,8 +191,9 @@ def claim(path: Path, record: dict[str, Any], force: bool = False, resume: bool 
     try:
         if resume:
             _check_resumable(path, record)
-            remove_incomplete_checkpoints(path)
-            return RunDir(path, lock, resumed=True, resume_from=last_complete_checkpoint(path))
+            discarded = remove_incomplete_checkpoints(path)
+            _remove_staging(path)  # a kill during the final save leaves its staging directory
+            return RunDir(path, lock, resumed=True, resume_from=last_complete_checkpoint(path), discarded=discarded)
         contents = [p for p in path.iterdir() if p.name != LOCK_FILE]
         if contents and not force:
             raise _refuse_existing(path)
@@ -207,7 +208,12 @@ def claim(path: Path, record: dict[str, Any], force: bool = False, resume: bool 
         if created:
             shutil.rmtree(path, ignore_errors=True)
         raise
-    return RunDir(path, lock, resumed=False, resume_from=None)
+    return RunDir(path, lock, resumed=False, resume_from=None, discarded=[])
+
+
+def _remove_staging(run_dir: Path) -> None:
+    for leftover in run_dir.glob(".staging-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def staging_dir(run_dir: Path) -> Path:

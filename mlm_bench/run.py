@@ -137,6 +137,8 @@ def run(
         "command": command_line(),
     }
     run_dir = claim(output_dir, record, force=force, resume=resume)
+    for discarded in run_dir.discarded:
+        log(f"resume: deleted {discarded}, which a kill or error left half-written")
     if resume:
         log(f"resume: {run_dir.resume_from or 'no complete checkpoint, starting from step 0'}")
     try:

@@ -91,7 +91,9 @@ def test_killed_run_resumes_to_the_uninterrupted_result(finished, text_path, tmp
     assert "started with different settings (learning_rate: 0.002 -> 0.001): resume with the original" in _message(
         _argv(text_path, out, "--resume", learning_rate=0.001), capsys
     )
+    capsys.readouterr()
     assert cli.main(_argv(text_path, out, "--resume")) == 0
+    assert f"resume: deleted {newest}, which a kill or error left half-written" in capsys.readouterr().out
 
     resumed, reference = _results(out), _results(finished)
     assert resumed["train"]["resumed_from_step"] == KILL_AT - 2
