@@ -107,19 +107,6 @@ def _left_behind(output_dir: Path, kept: Path | None) -> str:
     return f"the last complete checkpoint ({kept.name}) is kept in {output_dir}"
 
 
-def _explain_failure(err: BaseException, left: str, output_dir: Path) -> BaseException | None:
-    """The error to raise instead of err, saying what the failed run left behind; None: re-raise err."""
-    if _disk_full(err):
-        resume = ", continue with --resume" if left.startswith("the last") else ""
-        return UsageError(
-            f"no space left on the device while writing to {output_dir}: free some space or pass an --output-dir "
-            f"on another disk; {left}{resume}"
-        )
-    if isinstance(err, RunError):
-        return type(err)(f"{err}; {left}")
-    return None
-
-
 def run(
     settings: Settings, output_dir: Path, force: bool = False, resume: bool = False, log: Log = print
 ) -> dict[str, Any]:
@@ -146,12 +133,17 @@ def run(
         results["wall_seconds"] = time.perf_counter() - started
         write_json_atomic(output_dir / RESULTS_FILE, results)
     except BaseException as err:
-        left = _left_behind(output_dir, run_dir.abandon())
-        explained = _explain_failure(err, left, output_dir)
-        if explained is None:
-            log(f"run stopped ({type(err).__name__}): {left}")
-            raise
-        raise explained from err
+        kept = run_dir.abandon()
+        left = _left_behind(output_dir, kept)
+        if _disk_full(err):
+            raise UsageError(
+                f"no space left on the device while writing to {output_dir}: free some space or pass an "
+                f"--output-dir on another disk; {left}" + (", continue with --resume" if kept else "")
+            ) from err
+        if isinstance(err, RunError):
+            raise type(err)(f"{err}; {left}") from err
+        log(f"run stopped ({type(err).__name__}): {left}")
+        raise
     run_dir.release()
     return results
 

@@ -98,3 +98,10 @@ def run_argv(text_file: Path):
         return ["run", *flags, "--output-dir", str(output_dir), *extra]
 
     return argv
+
+
+def error_line(stderr: str, prefix: str) -> str:
+    """What follows `prefix` on the one stderr line that has it (a progress bar may share the line or follow it)."""
+    found = [line.partition(prefix)[2] for line in stderr.splitlines() if prefix in line]
+    assert len(found) == 1, stderr[-2000:]
+    return found[0]

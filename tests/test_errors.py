@@ -11,6 +11,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+from conftest import error_line
 from transformers import BertConfig, BertForMaskedLM
 
 from mlm_bench import cli
@@ -82,11 +83,9 @@ def _bad_dataset(tmp_path: Path, corpus: Corpus, kind: str) -> Path:
 
 def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     code = cli.main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
+    err = capsys.readouterr().err
     assert code == cli.EXIT_USAGE, err
-    # The error ends stderr; a progress bar without a newline may sit before it on the same line.
-    assert "mlm-bench: error: " in err[-1]
-    return err[-1]
+    return error_line(err, "mlm-bench: error: ")
 
 
 DATASET_CASES = {

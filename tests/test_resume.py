@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import tiny_cli_args
+from conftest import error_line, tiny_cli_args
 from safetensors.torch import load_file
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -146,9 +146,8 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(text_p
     monkeypatch.setattr(train_module, "sparse_mlm_loss", loss_turning_nan)
     out = tmp_path / "run"
     assert cli.main(_argv(text_path, out)) == cli.EXIT_FAILED
-    # The error ends stderr; a progress bar without a newline may sit before it on the same line.
-    message = capsys.readouterr().err.strip().splitlines()[-1].partition("mlm-bench: ")[2]
-    assert message.startswith("run failed: training loss is nan at step 5 (learning rate ")
+    message = error_line(capsys.readouterr().err, "mlm-bench: run failed: ")
+    assert message.startswith("training loss is nan at step 5 (learning rate ")
     assert message.endswith(f"the last complete checkpoint (checkpoint-4) is kept in {out}")
     assert [p.name for p in checkpoints(out)] == ["checkpoint-2", "checkpoint-4"]
     assert not (out / RESULTS_FILE).exists()
@@ -169,14 +168,14 @@ def test_ctrl_c_keeps_the_checkpoints_for_resume(text_path, tmp_path, capsys, mo
     assert f"run stopped (KeyboardInterrupt): the last complete checkpoint (checkpoint-4) is kept in {out}" in (
         captured.out
     )
-    assert "mlm-bench: interrupted\n" in captured.err
+    assert error_line(captured.err, "mlm-bench: interrupted") == ""
     assert [p.name for p in checkpoints(out)] == ["checkpoint-2", "checkpoint-4"]
     assert last_complete_checkpoint(out) == out / CHECKPOINTS / "checkpoint-4"
 
 
 def _message(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     assert cli.main(argv) == cli.EXIT_USAGE
-    return capsys.readouterr().err.strip().splitlines()[-1]
+    return error_line(capsys.readouterr().err, "mlm-bench: error: ")
 
 
 REFUSALS = {
