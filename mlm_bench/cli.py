@@ -11,9 +11,11 @@ from typing import Any
 from transformers import HfArgumentParser
 
 from mlm_bench.config import PRESETS, Settings, preset
-from mlm_bench.errors import UsageError
+from mlm_bench.errors import RunError, UsageError
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
 
 
 def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
@@ -25,6 +27,9 @@ def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
     parser = HfArgumentParser(Settings, prog="mlm-bench run", description="Run the MLM recipe end to end.")
     parser.add_argument("--output-dir", type=Path, default=None, help="Run directory (default: runs/<preset>).")
     parser.add_argument("--force", action="store_true", help="Overwrite an existing run directory.")
+    parser.add_argument(
+        "--resume", action="store_true", help="Continue the unfinished run in --output-dir from its last checkpoint."
+    )
     parser.set_defaults(**base.to_dict())
     try:
         settings, options = parser.parse_args_into_dataclasses(args=list(argv))
@@ -42,7 +47,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     from mlm_bench.run import run  # heavy imports only once the arguments are known to be good
 
     output_dir = options.output_dir or Path("runs") / settings.preset
-    results = run(settings, output_dir, force=options.force)
+    results = run(settings, output_dir, force=options.force, resume=options.resume)
     print(report(results, output_dir))
     return 0
 
@@ -151,6 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as err:
         print(f"mlm-bench: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except RunError as err:
+        print(f"mlm-bench: run failed: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("mlm-bench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

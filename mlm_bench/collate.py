@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
@@ -95,3 +96,23 @@ def build_collator(
         pad_to_multiple_of=settings.pad_to_multiple_of,
         seed=seed,
     )
+
+
+class BatchSeededCollator:
+    """Masks batch n from an RNG seeded by (seed, n) alone, and leaves the global RNG untouched.
+
+    Trainer restores the global RNG on resume only after its DataLoader has prefetched (and masked) the next
+    batch, so masks drawn from the global RNG differ after a resume; these are the same with or without one.
+    """
+
+    def __init__(self, collator: Any, seed: int, start: int = 0) -> None:
+        self.collator = collator
+        self.seed = seed
+        self.batches = start  # batches masked so far: a resumed run starts at those its checkpoint consumed
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch_seed = int(np.random.SeedSequence([self.seed, self.batches]).generate_state(1)[0])
+        self.batches += 1
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(batch_seed)
+            return self.collator(features)

@@ -77,11 +77,22 @@ class Settings:
     weight_decay: float = _help("AdamW weight decay.", default=0.0)
     lr_scheduler_type: str = _help("Trainer scheduler name.", default="linear")
     logging_steps: int = _help("Log the training loss every N steps.", default=10)
+    # ~25 s of the default CPU run between checkpoints: a kill loses at most that much.
+    save_steps: int = _help(
+        "Write a resumable checkpoint (weights, optimizer, scheduler, RNG, data position) every N optimizer "
+        "steps and at the end; `mlm-bench run --resume` continues from the last complete one. 0: none.",
+        default=100,
+    )
     seed: int = _help("Seed for init, data order and training masks.", default=42)
     eval_seed: int = _help("Seed of the fixed held-out masking, the same for every run.", default=1234)
     device: Literal["auto", "cpu", "cuda"] = _help("Where to train; auto: CUDA when available.", default="auto")
     fill_mask_probe: str = _help("The recipe's fill-mask probe.", default="今天[MASK]情很好")
     cloze_probes: int = _help("Held-out cloze sentences probed with fill-mask besides the recipe's.", default=3)
+    # Unpickling a file can run any code it carries; safetensors cannot.
+    allow_pickle: bool = _help(
+        "Load a model whose weights exist only as pickle (pytorch_model.bin). Only for sources you trust.",
+        default=False,
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 < self.mlm_probability < 1.0:
@@ -96,6 +107,8 @@ class Settings:
             raise UsageError(f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
         if self.train_rows is not None and self.train_rows <= 0:
             raise UsageError(f"train_rows must be positive or None, got {self.train_rows}")
+        if self.save_steps < 0:
+            raise UsageError(f"save_steps must be >= 0, got {self.save_steps}: pass e.g. --save_steps 100 (0: none)")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise UsageError("nothing to train: set --max_steps N or --num_train_epochs > 0")
         if self.hidden_size % self.num_attention_heads:

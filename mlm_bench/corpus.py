@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import unicodedata
 import zlib
 from dataclasses import dataclass
 from importlib import resources
@@ -66,20 +67,37 @@ def export_corpus(directory: Path) -> datasets.Dataset:
     return dataset
 
 
+def check_utf8(path: Path) -> None:
+    """Refuse a text file that is not UTF-8 up front: decoders downstream fail late, or replace bytes silently."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise UsageError(
+                    f"{path} is not UTF-8 text (line {number}, byte {err.start}: {err.reason}): re-encode it, e.g. "
+                    f"`iconv -f GBK -t UTF-8 {path} > utf8{path.suffix}`, and pass that file"
+                ) from err
+
+
 def _load_local(path: Path, text_column: str) -> datasets.Dataset:
     if path.is_dir():
         try:
             loaded = datasets.load_from_disk(str(path))
-        except FileNotFoundError as err:
+        except (OSError, ValueError) as err:
+            # A missing file, a cut-off .arrow (bare OSError), pyarrow's ArrowInvalid or bad JSON (ValueErrors).
             raise UsageError(
-                f"{path} is not a datasets save_to_disk directory ({err}): pass a directory written by "
-                "Dataset.save_to_disk, or a .txt/.jsonl file"
+                f"{path} is not a readable datasets save_to_disk directory ({type(err).__name__}: "
+                f"{str(err).splitlines()[0]}): if Dataset.save_to_disk wrote it, it is truncated or corrupted, "
+                "so write it again; otherwise pass a .txt/.jsonl file"
             ) from err
         if isinstance(loaded, datasets.DatasetDict):
             if "train" not in loaded:
                 raise UsageError(f"{path} holds splits {list(loaded)} but no 'train': save the split to train on")
             loaded = loaded["train"]
         return loaded
+    if path.suffix in _TEXT_SUFFIXES | _JSON_SUFFIXES:
+        check_utf8(path)
     if path.suffix in _TEXT_SUFFIXES:
         # Plain text has one column: each line is a row of the text column, whatever it is named.
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -127,8 +145,18 @@ def _fingerprint(texts: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
+def is_punctuation_only(text: str) -> bool:
+    """True for a row whose visible characters are all punctuation (e.g. "……" or "！？"): kept, but counted."""
+    visible = [c for c in text if not c.isspace()]
+    return bool(visible) and all(unicodedata.category(c).startswith("P") for c in visible)
+
+
 def load_corpus(settings: Settings) -> Corpus:
-    """Load, drop empty rows, and split: held-out rows never overlap train rows."""
+    """Load, drop empty rows, and split: held-out rows never overlap train rows.
+
+    Rows that are empty or only whitespace carry no token to learn and are dropped (counted); rows of only
+    punctuation are kept, since punctuation is text the model must predict.
+    """
     raw = load_raw(settings.dataset, settings.text_column)
     column = settings.text_column
     if column not in raw.column_names:

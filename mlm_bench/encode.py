@@ -51,3 +51,22 @@ def encode(
         return _pack(out, max_length) if packing else out
 
     return dataset.map(tokenize, batched=True, remove_columns=dataset.column_names, desc="tokenize")
+
+
+def count_truncated(
+    dataset: datasets.Dataset, text_column: str, tokenizer: PreTrainedTokenizerBase, max_length: int
+) -> int:
+    """Rows longer than max_length tokens, specials included: those truncation (packing off) cuts short."""
+    total = 0
+    for batch in dataset.iter(batch_size=1000):
+        # Truncating at max_length + 1 keeps the count exact without holding whole long rows' ids.
+        lengths = tokenizer(
+            batch[text_column],
+            truncation=True,
+            max_length=max_length + 1,
+            return_length=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )["length"]
+        total += sum(n > max_length for n in lengths)
+    return total

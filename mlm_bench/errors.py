@@ -1,5 +1,9 @@
-"""The one error type for bad user input: the CLI prints it as one line and exits 2."""
+"""Error types the CLI turns into one line: bad user input (exit 2) and a run that could not finish (exit 1)."""
 
 
 class UsageError(ValueError):
     """User input we refuse: the message names the problem and the fix."""
+
+
+class RunError(RuntimeError):
+    """A run that started but could not finish (e.g. the loss diverged): the message says what was kept."""

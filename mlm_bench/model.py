@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch.nn import functional as F
 from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
@@ -29,10 +31,21 @@ def build_model(settings: Settings, tokenizer: PreTrainedTokenizerBase) -> BertF
     return BertForMaskedLM(config)
 
 
-def load_model(name_or_path: str) -> PreTrainedModel:
-    """A pretrained masked-LM from the Hub or a save_pretrained dir; never runs remote code."""
+def load_model(name_or_path: str, allow_pickle: bool = False) -> PreTrainedModel:
+    """A pretrained masked-LM from the Hub or a save_pretrained dir; never runs remote code, nor pickles unasked."""
+    directory = Path(name_or_path)
+    if not allow_pickle and directory.is_dir() and not any(directory.glob("*.safetensors")):
+        pickles = sorted(p.name for p in directory.glob("*.bin"))
+        if pickles:
+            raise UsageError(
+                f"model directory {name_or_path!r} has weights only as pickle ({', '.join(pickles)}), and loading "
+                "a pickle can run any code in it: convert it to safetensors (save_pretrained where you trust it), "
+                "or pass --allow_pickle true if you trust its source"
+            )
     try:
-        return AutoModelForMaskedLM.from_pretrained(name_or_path, trust_remote_code=False)
+        return AutoModelForMaskedLM.from_pretrained(
+            name_or_path, trust_remote_code=False, use_safetensors=None if allow_pickle else True
+        )
     except (OSError, ValueError) as err:
         raise UsageError(
             f"could not load model {name_or_path!r} ({type(err).__name__}: {str(err).splitlines()[0]}). "

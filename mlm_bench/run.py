@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,13 +14,14 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings
-from mlm_bench.corpus import Corpus, load_corpus
-from mlm_bench.encode import encode
-from mlm_bench.errors import UsageError
+from mlm_bench.corpus import Corpus, is_punctuation_only, load_corpus
+from mlm_bench.encode import count_truncated, encode
+from mlm_bench.errors import RunError, UsageError
 from mlm_bench.evaluate import evaluate_mlm, unigram_log_probs
 from mlm_bench.infer import cloze_sentences, fill_mask
 from mlm_bench.model import build_model, check_compatible, load_model
 from mlm_bench.results import RESULTS_FILE, command_line, device_info, versions, write_json_atomic
+from mlm_bench.resume import RunDir, claim, publish, staging_dir
 from mlm_bench.seeding import seed_everything
 from mlm_bench.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
 from mlm_bench.train import train
@@ -62,7 +63,11 @@ def prepare(settings: Settings, log: Log) -> Prepared:
         f"{corpus.dropped_empty_rows} empty rows dropped"
     )
     tokenizer = _tokenizer_for(settings, corpus)
-    model = load_model(settings.model_name_or_path) if settings.model_name_or_path else build_model(settings, tokenizer)
+    model = (
+        load_model(settings.model_name_or_path, settings.allow_pickle)
+        if settings.model_name_or_path
+        else build_model(settings, tokenizer)
+    )
     check_compatible(model, tokenizer, settings)
     log(f"model: {type(model).__name__}, {model.num_parameters() / 1e6:.2f}M parameters, vocab {len(tokenizer)}")
     train_rows = encode(corpus.train, corpus.text_column, tokenizer, settings)
@@ -87,46 +92,74 @@ def unk_rate(rows: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> floa
     return unk / total if total else 0.0
 
 
-def check_output_dir(output_dir: Path, force: bool) -> bool:
-    """Refuse to overwrite an existing run unless forced; True when there is one to replace."""
-    taken = output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir()))
-    if taken and not force:
-        raise UsageError(f"{output_dir} exists and is not empty: pass --force to overwrite it, or a new --output-dir")
-    return taken
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def claim_output_dir(output_dir: Path, replace: bool) -> None:
-    """Create the run directory, removing a forced-over old run only now that the new one is ready to start."""
-    if replace and output_dir.is_dir():
-        shutil.rmtree(output_dir)
-    elif replace:
-        output_dir.unlink()
-    output_dir.mkdir(parents=True, exist_ok=True)
+def _disk_full(err: BaseException) -> bool:
+    """True when err, or what caused it, is a full disk: torch.save and safetensors re-wrap the OSError."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _DISK_FULL:
+            return True
+        if "No space left on device" in str(seen) or "StorageFull" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
-def run(settings: Settings, output_dir: Path, force: bool = False, log: Log = print) -> dict[str, Any]:
-    """Run the recipe and write model, tokenizer and results.json (last, atomically) to output_dir."""
+def _left_behind(output_dir: Path, kept: Path | None) -> str:
+    if kept is None:
+        return f"nothing was kept in {output_dir}"
+    return f"the last complete checkpoint ({kept.name}) is kept in {output_dir}"
+
+
+def run(
+    settings: Settings, output_dir: Path, force: bool = False, resume: bool = False, log: Log = print
+) -> dict[str, Any]:
+    """Run the recipe into output_dir: checkpoints as it trains, model and tokenizer, then results.json last.
+
+    A run that fails keeps its complete checkpoints (`resume=True` continues from the last one); one that
+    failed before its first checkpoint, or was refused, leaves nothing behind.
+    """
     started = time.perf_counter()
-    replace = check_output_dir(output_dir, force)
     prepared = prepare(settings, log)
-    claim_output_dir(output_dir, replace)
+    record = {
+        "settings": settings.to_dict(),
+        "corpus_fingerprint": prepared.corpus.fingerprint,
+        "versions": versions(),
+        "command": command_line(),
+    }
+    run_dir = claim(output_dir, record, force=force, resume=resume)
+    for discarded in run_dir.discarded:
+        log(f"resume: deleted {discarded}, which a kill or error left half-written")
+    if resume:
+        log(f"resume: {run_dir.resume_from or 'no complete checkpoint, starting from step 0'}")
     try:
-        results = _train_and_report(settings, prepared, output_dir, log)
-    except BaseException:
-        # Nothing half-written: a run that did not finish leaves no directory behind.
-        shutil.rmtree(output_dir, ignore_errors=True)
+        results = _train_and_report(settings, prepared, run_dir, log)
+        results["wall_seconds"] = time.perf_counter() - started
+        write_json_atomic(output_dir / RESULTS_FILE, results)
+    except BaseException as err:
+        kept = run_dir.abandon()
+        left = _left_behind(output_dir, kept)
+        if _disk_full(err):
+            raise UsageError(
+                f"no space left on the device while writing to {output_dir}: free some space or pass an "
+                f"--output-dir on another disk; {left}" + (", continue with --resume" if kept else "")
+            ) from err
+        if isinstance(err, RunError):
+            raise type(err)(f"{err}; {left}") from err
+        log(f"run stopped ({type(err).__name__}): {left}")
         raise
-    results["wall_seconds"] = time.perf_counter() - started
-    write_json_atomic(output_dir / RESULTS_FILE, results)
+    run_dir.release()
     return results
 
 
-def _train_and_report(settings: Settings, prepared: Prepared, output_dir: Path, log: Log) -> dict[str, Any]:
+def _train_and_report(settings: Settings, prepared: Prepared, run_dir: RunDir, log: Log) -> dict[str, Any]:
     tokenizer, model, corpus = prepared.tokenizer, prepared.model, prepared.corpus
+    column = corpus.text_column
     log(f"train: {len(prepared.train_rows)} rows of <= {settings.max_length} tokens, batch {settings.batch_size}")
-    summary = train(
-        model, prepared.train_rows, build_collator(tokenizer, settings), settings, output_dir / "checkpoints"
-    )
+    collator = build_collator(tokenizer, settings)
+    summary = train(model, prepared.train_rows, collator, settings, run_dir.checkpoint_dir, run_dir.resume_from)
     vocab = model.get_input_embeddings().num_embeddings
     unigram = unigram_log_probs(prepared.train_rows, tokenizer, vocab)
     heldout = prepared.heldout_rows
@@ -144,12 +177,14 @@ def _train_and_report(settings: Settings, prepared: Prepared, output_dir: Path, 
     if settings.mask == "wwm":
         wwm_collator = build_collator(tokenizer, settings, seed=settings.eval_seed)
         extra["eval_wwm"] = evaluate_mlm(model, heldout, wwm_collator, unigram, settings.batch_size).to_dict()
-    heldout_texts = list(corpus.heldout[corpus.text_column])
+    heldout_texts = list(corpus.heldout[column])
     cloze = cloze_sentences(heldout_texts, settings.cloze_probes, tokenizer.mask_token)
     probes = [(settings.fill_mask_probe, ""), *cloze]
     predictions = fill_mask(model, tokenizer, [text for text, _ in probes])
-    model.save_pretrained(str(output_dir))
-    save_tokenizer(tokenizer, output_dir)
+    staging = staging_dir(run_dir.path)
+    model.save_pretrained(str(staging))
+    save_tokenizer(tokenizer, staging)
+    publish(staging, run_dir.path)
     return {
         "schema_version": SCHEMA_VERSION,
         "settings": settings.to_dict(),
@@ -166,6 +201,12 @@ def _train_and_report(settings: Settings, prepared: Prepared, output_dir: Path, 
             "train_sequences": len(prepared.train_rows),
             "heldout_sequences": len(prepared.heldout_rows),
             "heldout_unk_rate": unk_rate(prepared.heldout_rows, tokenizer),
+            "punctuation_only_rows": sum(map(is_punctuation_only, [*corpus.train[column], *corpus.heldout[column]])),
+            # Packing cuts no row: it splits long ones across training rows instead.
+            "truncated_rows": 0
+            if settings.packing
+            else count_truncated(corpus.train, column, tokenizer, settings.max_length)
+            + count_truncated(corpus.heldout, column, tokenizer, settings.max_length),
         },
         "vocab_size": len(tokenizer),
         "model_parameters": model.num_parameters(),

@@ -35,11 +35,11 @@ def build_tokenizer(texts: Iterable[str], model_max_length: int) -> PreTrainedTo
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     # vocab_size 0 keeps the alphabet alone: characters (and ##characters inside Latin/digit words).
     backend.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=0, special_tokens=specials))
-    # The trainer appends ##continuations in hash-map order, which changes from process to process: sorted, a
-    # corpus gets the same ids in every run (the sorted alphabet before them keeps its ids).
-    trained = [token for token, _ in sorted(backend.get_vocab().items(), key=lambda item: item[1])]
-    ordered = [t for t in trained if not t.startswith("##")] + sorted(t for t in trained if t.startswith("##"))
-    backend.model = models.WordPiece({t: i for i, t in enumerate(ordered)}, unk_token=SPECIAL_TOKENS["unk_token"])
+    # The trainer numbers characters of equal count in hash-map order, which changes from process to process;
+    # code-point order gives the same corpus the same ids in every run.
+    trained = sorted(token for token in backend.get_vocab() if token not in specials)
+    vocab = {token: i for i, token in enumerate([*specials, *trained])}
+    backend.model = models.WordPiece(vocab, unk_token=SPECIAL_TOKENS["unk_token"])
     cls_id, sep_id = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
     backend.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -73,7 +73,7 @@ def check_mlm_tokenizer(tokenizer: PreTrainedTokenizerBase, name: str) -> None:
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """A pretrained tokenizer from the Hub or a save_pretrained directory, checked for MLM use."""
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise UsageError(
             f"could not load tokenizer {name_or_path!r} ({type(err).__name__}: {str(err).splitlines()[0]}). "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,8 +12,9 @@ import datasets
 import torch
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 
+from mlm_bench.collate import BatchSeededCollator
 from mlm_bench.config import Settings
-from mlm_bench.errors import UsageError
+from mlm_bench.errors import RunError, UsageError
 from mlm_bench.model import sparse_mlm_loss
 
 
@@ -33,7 +35,10 @@ def training_arguments(settings: Settings, output_dir: Path) -> TrainingArgument
         seed=settings.seed,
         use_cpu=settings.device == "cpu",
         report_to="none",
-        save_strategy="no",
+        save_strategy="steps" if settings.save_steps > 0 else "no",
+        save_steps=settings.save_steps or 500,  # unused when saving is off, but must be positive
+        # The newest checkpoint may be the one a kill cut short; the one before it is the fallback.
+        save_total_limit=2,
         # Our rows already carry special_tokens_mask, which the collator reads; the model does not.
         remove_unused_columns=False,
         dataloader_num_workers=0,
@@ -49,13 +54,32 @@ class TokenCounts:
     nonpad_tokens: int = 0
 
 
+class NonFiniteLossError(RunError):
+    """The training loss became NaN or infinite: every later step would only train on garbage."""
+
+
 class MlmTrainer(Trainer):
-    """Trainer that counts the tokens it trains on and can use the sparse MLM head."""
+    """Trainer that counts the tokens it trains on, stops on a non-finite loss, and can use the sparse MLM head."""
 
     def __init__(self, *args: Any, sparse_head: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sparse_head = sparse_head
         self.counts = TokenCounts()
+        self.loss_sum = 0.0
+
+    def training_step(self, model: PreTrainedModel, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        loss = super().training_step(model, inputs, *args, **kwargs)
+        # Trainer's logging_nan_inf_filter hides a NaN step from the logged loss; here it stops the run
+        # before the optimizer applies it, so no checkpoint after the last finite step is ever written.
+        value = float(loss)
+        if not math.isfinite(value):
+            step, lr = self.state.global_step + 1, self.optimizer.param_groups[0]["lr"]
+            raise NonFiniteLossError(
+                f"training loss is {value} at step {step} (learning rate {lr:.3g}): "
+                "lower --learning_rate or raise --warmup_steps, then start over"
+            )
+        self.loss_sum += value
+        return loss
 
     def compute_loss(
         self, model: PreTrainedModel, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any
@@ -75,6 +99,7 @@ class TrainSummary:
     """What training measured: throughput, padding waste and the loss curve."""
 
     steps: int
+    resumed_from_step: int
     runtime_seconds: float
     train_loss: float
     samples_per_second: float
@@ -89,35 +114,79 @@ class TrainSummary:
         return self.__dict__.copy()
 
 
-def train(
-    model: PreTrainedModel, train_dataset: datasets.Dataset, collator: Any, settings: Settings, output_dir: Path
-) -> TrainSummary:
-    """Run Trainer.train and summarise it; checkpoints (if any) go under output_dir."""
-    trainer = MlmTrainer(
-        model=model,
-        args=training_arguments(settings, output_dir),
-        train_dataset=train_dataset,
-        data_collator=collator,
-        sparse_head=settings.sparse_head,
-    )
-    result = trainer.train()
-    metrics = result.metrics
-    runtime = metrics["train_runtime"]
-    counts = trainer.counts
-    curve = [
+def _loss_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    return [
         {"step": entry["step"], "loss": entry["loss"], "learning_rate": entry.get("learning_rate", math.nan)}
-        for entry in trainer.state.log_history
+        for entry in log_history
         if "loss" in entry
     ]
+
+
+def _finished(model: PreTrainedModel, checkpoint: Path, state: dict[str, Any]) -> TrainSummary:
+    """A checkpoint of the last step: take its weights as they are, since Trainer would train one step more."""
+    model.load_state_dict(type(model).from_pretrained(str(checkpoint)).state_dict())
+    return TrainSummary(
+        steps=state["global_step"],
+        resumed_from_step=state["global_step"],
+        runtime_seconds=0.0,
+        train_loss=math.nan,
+        samples_per_second=math.nan,
+        steps_per_second=math.nan,
+        nonpad_tokens_per_second=math.nan,
+        tokens_per_second=math.nan,
+        pad_fraction=math.nan,
+        total_flos=float(state["total_flos"]),
+        loss_curve=_loss_curve(state["log_history"]),
+    )
+
+
+def train(
+    model: PreTrainedModel,
+    train_dataset: datasets.Dataset,
+    collator: Any,
+    settings: Settings,
+    output_dir: Path,
+    resume_from: Path | None = None,
+) -> TrainSummary:
+    """Run Trainer.train (from a checkpoint if given) and summarise it; checkpoints go under output_dir.
+
+    Throughput and train_loss cover the steps this call ran: after a resume, those past resumed_from_step.
+    """
+    args = training_arguments(settings, output_dir)
+    resumed_from_step = 0
+    if resume_from is not None:
+        state = json.loads((resume_from / "trainer_state.json").read_text(encoding="utf-8"))
+        resumed_from_step = state["global_step"]
+        # Trainer 4.57 and 5.x both run one extra step when resumed from the last one.
+        if resumed_from_step >= state["max_steps"] > 0:
+            summary = _finished(model, resume_from, state)
+            model.to(args.device)
+            return summary
+    trainer = MlmTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        data_collator=BatchSeededCollator(
+            collator, settings.seed, start=resumed_from_step * args.gradient_accumulation_steps
+        ),
+        sparse_head=settings.sparse_head,
+    )
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    metrics = result.metrics
+    steps_run = result.global_step - resumed_from_step
+    runtime = metrics["train_runtime"]
+    counts = trainer.counts
     return TrainSummary(
         steps=result.global_step,
+        resumed_from_step=resumed_from_step,
         runtime_seconds=runtime,
-        train_loss=result.training_loss,
+        # Trainer 4.57 divides a resumed run's loss sum by all steps, 5.x by those run: ours is the same on both.
+        train_loss=trainer.loss_sum / steps_run if steps_run else math.nan,
         samples_per_second=metrics["train_samples_per_second"],
         steps_per_second=metrics["train_steps_per_second"],
         nonpad_tokens_per_second=counts.nonpad_tokens / runtime,
         tokens_per_second=counts.tokens / runtime,
         pad_fraction=1.0 - counts.nonpad_tokens / counts.tokens if counts.tokens else 0.0,
         total_flos=float(trainer.state.total_flos),
-        loss_curve=curve,
+        loss_curve=_loss_curve(trainer.state.log_history),
     )

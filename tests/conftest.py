@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
 from mlm_bench.config import Settings, preset
@@ -17,6 +19,12 @@ settings.register_profile(
     "ci", max_examples=30, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile("dev", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Tiny models gain nothing from intra-op threads, and on a shared 2-core machine OpenMP's spinning threads
+# made a 4-step run ~10x slower (12 s instead of 1.2 s wall). Subprocesses inherit OMP_NUM_THREADS, so a
+# run in a subprocess computes in the same order as one in the test process.
+torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"
 
 # A model small enough that a few training steps take well under a second on 2 CPU cores.
 TINY = {
@@ -78,3 +86,27 @@ def text_file(tmp_path: Path, corpus: Corpus) -> Path:
     path = tmp_path / "corpus.txt"
     path.write_text("\n".join(corpus.train[corpus.text_column][:300]), encoding="utf-8")
     return path
+
+
+def tiny_cli_args(**overrides: object) -> list[str]:
+    """TINY plus overrides as `mlm-bench run` flags."""
+    return [arg for key, value in {**TINY, **overrides}.items() for arg in (f"--{key}", str(value))]
+
+
+@pytest.fixture
+def run_argv(text_file: Path):
+    """Builds `mlm-bench run` arguments: the tiny model on `text_file`, into a given directory."""
+
+    def argv(output_dir: Path, *extra: str, **overrides: object) -> list[str]:
+        # 300 rows hold out ~15 at the default 5%: too few to pack one 64-token row.
+        flags = tiny_cli_args(**{"dataset": text_file, "heldout_fraction": 0.2, **overrides})
+        return ["run", *flags, "--output-dir", str(output_dir), *extra]
+
+    return argv
+
+
+def error_line(stderr: str, prefix: str) -> str:
+    """What follows `prefix` on the one stderr line that has it (a progress bar may share the line or follow it)."""
+    found = [line.partition(prefix)[2] for line in stderr.splitlines() if prefix in line]
+    assert len(found) == 1, stderr[-2000:]
+    return found[0]

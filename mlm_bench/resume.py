@@ -1,0 +1,231 @@
+"""Resume: run directories that survive a kill -- locked, marked, and trusting only complete checkpoints."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from mlm_bench.errors import UsageError
+from mlm_bench.results import RESULTS_FILE, write_json_atomic
+
+RUN_FILE = "run.json"  # written when a run starts: marks an mlm-bench run and records what it was started with
+LOCK_FILE = ".lock"
+CHECKPOINTS = "checkpoints"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# Trainer._save_checkpoint (4.57 and 5.x) writes these straight into checkpoint-N, trainer_state.json last,
+# with no temp dir and no fsync: a kill mid-save leaves a directory that looks like a checkpoint but is not one.
+_TORCH_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth")
+_STATE_FILE = "trainer_state.json"
+_WEIGHTS = "model.safetensors"
+_WEIGHTS_INDEX = "model.safetensors.index.json"
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step of a `checkpoint-N` directory name, None for anything else."""
+    match = _CHECKPOINT.match(path.name)
+    return int(match.group(1)) if match else None
+
+
+def _safetensors_complete(path: Path) -> bool:
+    # A safetensors file is an 8-byte header length, a JSON header, then exactly the tensor bytes it lists.
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                return False
+            header_len = int.from_bytes(head, "little")
+            if 8 + header_len > size:
+                return False
+            header = json.loads(handle.read(header_len))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return 8 + header_len + end == size
+
+
+def _weights_complete(checkpoint: Path) -> bool:
+    index = checkpoint / _WEIGHTS_INDEX
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (OSError, ValueError, KeyError):
+            return False
+        return all(_safetensors_complete(checkpoint / shard) for shard in shards)
+    return _safetensors_complete(checkpoint / _WEIGHTS)
+
+
+def is_complete(checkpoint: Path) -> bool:
+    """True when every file Trainer needs to resume is there and whole, not cut off by a kill or a full disk."""
+    step = checkpoint_step(checkpoint)
+    if step is None or not checkpoint.is_dir():
+        return False
+    try:
+        state = json.loads((checkpoint / _STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if state.get("global_step") != step or not _weights_complete(checkpoint):
+        return False
+    # torch.save writes a zip whose central directory comes last: a cut-off file has none.
+    return all(zipfile.is_zipfile(checkpoint / name) for name in _TORCH_FILES)
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoint directories of a run, oldest step first, complete or not."""
+    folder = run_dir / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if checkpoint_step(p) is not None]
+    return sorted(found, key=lambda p: checkpoint_step(p) or 0)
+
+
+def last_complete_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint that is complete (transformers' get_last_checkpoint takes the newest, whole or not)."""
+    complete = [p for p in checkpoints(run_dir) if is_complete(p)]
+    return complete[-1] if complete else None
+
+
+def remove_incomplete_checkpoints(run_dir: Path) -> list[Path]:
+    """Delete checkpoints a kill or error left half-written, so neither Trainer nor a later resume reads them."""
+    removed = [p for p in checkpoints(run_dir) if not is_complete(p)]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in keys if old.get(key) != new.get(key)]
+
+
+@dataclass
+class RunDir:
+    """A run directory this process holds the lock of; `resume_from` is the checkpoint to continue from."""
+
+    path: Path
+    lock: IO[str]
+    resumed: bool
+    resume_from: Path | None
+    discarded: list[Path]  # half-written checkpoints found and deleted when resuming
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    def abandon(self) -> Path | None:
+        """After a failure: drop half-written files, keep complete checkpoints; with none, leave nothing behind."""
+        remove_incomplete_checkpoints(self.path)
+        _remove_staging(self.path)
+        kept = last_complete_checkpoint(self.path)
+        if kept is None and not self.resumed:
+            shutil.rmtree(self.path, ignore_errors=True)
+        self.release()
+        return kept
+
+    def release(self) -> None:
+        """Unlock the directory (the kernel also does this when the process dies, so a kill never leaves it locked)."""
+        self.lock.close()
+
+
+def _lock(path: Path) -> IO[str]:
+    handle = (path / LOCK_FILE).open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise UsageError(
+            f"another mlm-bench run is writing to {path}: wait for it to finish, or pass a different --output-dir"
+        ) from None
+    return handle
+
+
+def _refuse_existing(path: Path) -> UsageError:
+    if (path / RESULTS_FILE).exists():
+        return UsageError(f"{path} holds a finished run: pass --force to overwrite it, or a new --output-dir")
+    if (path / RUN_FILE).exists():
+        last = last_complete_checkpoint(path)
+        where = f"last complete checkpoint: step {checkpoint_step(last)}" if last else "no complete checkpoint yet"
+        return UsageError(
+            f"{path} holds an unfinished run ({where}): pass --resume to continue it, --force to start over, "
+            "or a new --output-dir"
+        )
+    return UsageError(f"{path} exists and is not empty: pass --force to overwrite it, or a new --output-dir")
+
+
+def _check_resumable(path: Path, record: dict[str, Any]) -> None:
+    if (path / RESULTS_FILE).exists():
+        raise UsageError(f"{path} holds a finished run, nothing to resume: drop --resume, or pass --force to redo it")
+    try:
+        started = json.loads((path / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UsageError(
+            f"{path} holds no run to resume (no readable {RUN_FILE}): drop --resume to start a new run there"
+        ) from None
+    # Any of these changed mid-run would make results.json describe a run that never happened.
+    for key in ("settings", "corpus_fingerprint", "versions"):
+        old, new = started.get(key), record.get(key)
+        if old != new:
+            changed = _differences(old, new) if isinstance(old, dict) and isinstance(new, dict) else [f"{old} -> {new}"]
+            raise UsageError(
+                f"{path} was started with different {key} ({'; '.join(changed)}): resume with the original "
+                "settings, data and package versions, or start a new run in another --output-dir"
+            )
+
+
+def claim(path: Path, record: dict[str, Any], force: bool = False, resume: bool = False) -> RunDir:
+    """Lock the run directory and decide: start fresh (empty, or --force), continue (--resume), or refuse."""
+    if force and resume:
+        raise UsageError("--force (start over) and --resume (continue) contradict each other: pass one of them")
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path} is a file, not a directory: pass a directory as --output-dir")
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    lock = _lock(path)
+    try:
+        if resume:
+            _check_resumable(path, record)
+            discarded = remove_incomplete_checkpoints(path)
+            _remove_staging(path)  # a kill during the final save leaves its staging directory
+            return RunDir(path, lock, resumed=True, resume_from=last_complete_checkpoint(path), discarded=discarded)
+        contents = [p for p in path.iterdir() if p.name != LOCK_FILE]
+        if contents and not force:
+            raise _refuse_existing(path)
+        for item in contents:
+            if item.is_dir() and not item.is_symlink():
+                shutil.rmtree(item)
+            else:
+                item.unlink()
+        write_json_atomic(path / RUN_FILE, record)
+    except BaseException:
+        lock.close()
+        if created:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    return RunDir(path, lock, resumed=False, resume_from=None, discarded=[])
+
+
+def _remove_staging(run_dir: Path) -> None:
+    for leftover in run_dir.glob(".staging-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def staging_dir(run_dir: Path) -> Path:
+    """A fresh hidden directory inside the run for files that must appear whole or not at all."""
+    staging = run_dir / f".staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    return staging
+
+
+def publish(staging: Path, run_dir: Path) -> None:
+    """Move each staged file into the run directory with an atomic rename, then drop the staging directory."""
+    for item in staging.iterdir():
+        os.replace(item, run_dir / item.name)
+    staging.rmdir()

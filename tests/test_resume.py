@@ -1,0 +1,208 @@
+"""A run killed mid-training resumes to the same result; half-written checkpoints are never trusted."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import error_line, tiny_cli_args
+from safetensors.torch import load_file
+from transformers.trainer_utils import get_last_checkpoint
+
+from mlm_bench import cli
+from mlm_bench import train as train_module
+from mlm_bench.errors import UsageError
+from mlm_bench.results import RESULTS_FILE
+from mlm_bench.resume import CHECKPOINTS, RUN_FILE, checkpoints, claim, is_complete, last_complete_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = {"max_steps": 8, "save_steps": 2}
+KILL_AT = 6
+
+# Runs the real CLI, SIGKILLing itself while checkpoint-N is half-written: weights, optimizer and scheduler
+# are on disk, RNG state and trainer_state.json are not -- the worst moment for a kill to land.
+KILL_WHILE_SAVING = """
+import os, signal, sys
+from transformers import Trainer
+from mlm_bench import cli
+save_rng_state = Trainer._save_rng_state
+def kill_midway(self, output_dir):
+    if self.state.global_step == int(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    save_rng_state(self, output_dir)
+Trainer._save_rng_state = kill_midway
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def text_path(tmp_path_factory: pytest.TempPathFactory, corpus) -> Path:
+    """One corpus file for the module: resumed and uninterrupted runs must name the same dataset."""
+    path = tmp_path_factory.mktemp("data") / "corpus.txt"
+    path.write_text("\n".join(corpus.train[corpus.text_column][:300]), encoding="utf-8")
+    return path
+
+
+def _argv(text_path: Path, output_dir: Path, *extra: str, **overrides: object) -> list[str]:
+    flags = tiny_cli_args(**{"dataset": text_path, "heldout_fraction": 0.2, **STEPS, **overrides})
+    return ["run", *flags, "--output-dir", str(output_dir), *extra]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory, text_path: Path) -> Path:
+    """An uninterrupted run: the reference a resumed run must reproduce."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert cli.main(_argv(text_path, out)) == 0
+    return out
+
+
+def _results(run_dir: Path) -> dict:
+    return json.loads((run_dir / RESULTS_FILE).read_text(encoding="utf-8"))
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(finished, text_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_WHILE_SAVING, str(KILL_AT), *_argv(text_path, out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    # What the kill left: an unfinished run whose newest checkpoint is half-written.
+    assert not (out / RESULTS_FILE).exists() and (out / RUN_FILE).exists()
+    newest = out / CHECKPOINTS / f"checkpoint-{KILL_AT}"
+    assert newest.is_dir() and not is_complete(newest)
+    assert get_last_checkpoint(str(out / CHECKPOINTS)) == str(newest)  # transformers alone would load it
+    assert last_complete_checkpoint(out) == out / CHECKPOINTS / f"checkpoint-{KILL_AT - 2}"
+
+    # Neither overwritten nor resumed by accident, nor continued with other settings.
+    assert "holds an unfinished run (last complete checkpoint: step 4): pass --resume" in _message(
+        _argv(text_path, out), capsys
+    )
+    assert "started with different settings (learning_rate: 0.002 -> 0.001): resume with the original" in _message(
+        _argv(text_path, out, "--resume", learning_rate=0.001), capsys
+    )
+    capsys.readouterr()
+    assert cli.main(_argv(text_path, out, "--resume")) == 0
+    assert f"resume: deleted {newest}, which a kill or error left half-written" in capsys.readouterr().out
+
+    resumed, reference = _results(out), _results(finished)
+    assert resumed["train"]["resumed_from_step"] == KILL_AT - 2
+    assert resumed["train"]["steps"] == reference["train"]["steps"] == STEPS["max_steps"]
+    # Bit-identical on CPU: every logged loss, every eval metric, every weight.
+    assert resumed["train"]["loss_curve"] == reference["train"]["loss_curve"]
+    assert resumed["eval"] == reference["eval"]
+    weights, expected = load_file(out / "model.safetensors"), load_file(finished / "model.safetensors")
+    assert weights.keys() == expected.keys()
+    assert all((weights[k] == expected[k]).all() for k in expected)
+
+
+def test_resume_from_the_last_checkpoint_trains_no_extra_step(finished, text_path, tmp_path):
+    """Killed after training but before results.json: Trainer alone would train step max_steps + 1."""
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    for name in (RESULTS_FILE, "model.safetensors"):
+        (out / name).unlink()
+    assert cli.main(_argv(text_path, out, "--resume")) == 0
+    resumed, reference = _results(out), _results(finished)
+    assert resumed["train"]["steps"] == resumed["train"]["resumed_from_step"] == STEPS["max_steps"]
+    assert resumed["train"]["loss_curve"] == reference["train"]["loss_curve"]
+    assert resumed["eval"] == reference["eval"]
+
+
+@pytest.mark.parametrize("damage", ["model.safetensors", "optimizer.pt", "rng_state.pth", "trainer_state.json"])
+@pytest.mark.parametrize("how", ["truncate", "delete"])
+def test_checkpoint_missing_or_cut_off_file_is_incomplete(damage, how, finished, tmp_path):
+    source = checkpoints(finished)[-1]
+    assert is_complete(source)
+    copy = tmp_path / source.name
+    shutil.copytree(source, copy)
+    target = copy / damage
+    if how == "delete":
+        target.unlink()
+    else:
+        os.truncate(target, target.stat().st_size // 2)
+    assert not is_complete(copy)
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(text_path, tmp_path, capsys, monkeypatch):
+    real_loss = train_module.sparse_mlm_loss
+    calls = []
+
+    def loss_turning_nan(model, inputs):
+        calls.append(1)
+        loss = real_loss(model, inputs)
+        return loss * float("nan") if len(calls) >= 5 else loss
+
+    monkeypatch.setattr(train_module, "sparse_mlm_loss", loss_turning_nan)
+    out = tmp_path / "run"
+    assert cli.main(_argv(text_path, out)) == cli.EXIT_FAILED
+    message = error_line(capsys.readouterr().err, "mlm-bench: run failed: ")
+    assert message.startswith("training loss is nan at step 5 (learning rate ")
+    assert message.endswith(f"the last complete checkpoint (checkpoint-4) is kept in {out}")
+    assert [p.name for p in checkpoints(out)] == ["checkpoint-2", "checkpoint-4"]
+    assert not (out / RESULTS_FILE).exists()
+
+
+def test_ctrl_c_keeps_the_checkpoints_for_resume(text_path, tmp_path, capsys, monkeypatch):
+    real_step = train_module.MlmTrainer.training_step
+
+    def interrupted_at_step_5(self, *args, **kwargs):
+        if self.state.global_step == 4:
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(train_module.MlmTrainer, "training_step", interrupted_at_step_5)
+    out = tmp_path / "run"
+    assert cli.main(_argv(text_path, out)) == cli.EXIT_INTERRUPTED
+    captured = capsys.readouterr()
+    assert f"run stopped (KeyboardInterrupt): the last complete checkpoint (checkpoint-4) is kept in {out}" in (
+        captured.out
+    )
+    assert error_line(captured.err, "mlm-bench: interrupted") == ""
+    assert [p.name for p in checkpoints(out)] == ["checkpoint-2", "checkpoint-4"]
+    assert last_complete_checkpoint(out) == out / CHECKPOINTS / "checkpoint-4"
+
+
+def _message(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert cli.main(argv) == cli.EXIT_USAGE
+    return error_line(capsys.readouterr().err, "mlm-bench: error: ")
+
+
+REFUSALS = {
+    "overwrite": ((), {}, "holds a finished run: pass --force to overwrite it, or a new --output-dir"),
+    "resume-finished": (("--resume",), {}, "holds a finished run, nothing to resume: drop --resume"),
+    "both": (("--resume", "--force"), {}, "--force (start over) and --resume (continue) contradict each other"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_existing_run_is_never_overwritten_or_resumed_wrongly(case, finished, text_path, capsys):
+    extra, overrides, expected = REFUSALS[case]
+    before = sorted(p.relative_to(finished) for p in finished.rglob("*"))
+    assert expected in _message(_argv(text_path, finished, *extra, **overrides), capsys)
+    assert sorted(p.relative_to(finished) for p in finished.rglob("*")) == before
+
+
+def test_resume_needs_a_run(text_path, tmp_path, capsys):
+    out = tmp_path / "nothing"
+    assert "holds no run to resume (no readable run.json)" in _message(_argv(text_path, out, "--resume"), capsys)
+    assert not out.exists()
+
+
+def test_a_held_run_directory_is_refused(tmp_path):
+    """The lock: a second claim on a directory in use fails at once, and works once the first lets go."""
+    held = claim(tmp_path / "run", {"settings": {}})
+    with pytest.raises(UsageError, match="another mlm-bench run is writing to"):
+        claim(tmp_path / "run", {"settings": {}}, force=True)
+    held.release()
+    claim(tmp_path / "run", {"settings": {}}, force=True).release()
