@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+from accelerate import PartialState
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mlm_bench.collate import build_collator
@@ -23,7 +24,7 @@ from mlm_bench.model import build_model, check_compatible, load_model
 from mlm_bench.results import RESULTS_FILE, command_line, device_info, versions, write_json_atomic
 from mlm_bench.seeding import seed_everything
 from mlm_bench.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
-from mlm_bench.train import train
+from mlm_bench.train import speed_options, train
 
 SCHEMA_VERSION = 1
 Log = Callable[[str], None]
@@ -49,14 +50,17 @@ def _tokenizer_for(settings: Settings, corpus: Corpus) -> PreTrainedTokenizerBas
 
 def prepare(settings: Settings, log: Log) -> Prepared:
     """Load and check data, tokenizer and model; encode train and held-out rows."""
-    seed_everything(settings.seed)
+    seed_everything(settings.seed, allow_tf32=speed_options(settings)["tf32"])
     corpus = load_corpus(settings)
     log(
         f"corpus: {settings.dataset} - {len(corpus.train)} train rows, {len(corpus.heldout)} held-out rows, "
         f"{corpus.dropped_empty_rows} empty rows dropped"
     )
     tokenizer = _tokenizer_for(settings, corpus)
-    model = load_model(settings.model_name_or_path) if settings.model_name_or_path else build_model(settings, tokenizer)
+    if settings.model_name_or_path:
+        model = load_model(settings.model_name_or_path, settings.attn_implementation)
+    else:
+        model = build_model(settings, tokenizer)
     check_compatible(model, tokenizer, settings)
     log(f"model: {type(model).__name__}, {model.num_parameters() / 1e6:.2f}M parameters, vocab {len(tokenizer)}")
     train_rows = encode(corpus.train, corpus.text_column, tokenizer, settings)
@@ -98,24 +102,37 @@ def claim_output_dir(output_dir: Path, replace: bool) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
 
 
+def is_main_process(settings: Settings) -> bool:
+    """True except on the non-zero ranks of a torchrun launch: only the main process writes the run directory."""
+    return PartialState(cpu=settings.device == "cpu").is_main_process
+
+
 def run(settings: Settings, output_dir: Path, force: bool = False, log: Log = print) -> dict[str, Any]:
     """Run the recipe and write model, tokenizer and results.json (last, atomically) to output_dir."""
     started = time.perf_counter()
-    replace = check_output_dir(output_dir, force)
-    prepared = prepare(settings, log)
-    claim_output_dir(output_dir, replace)
+    main = is_main_process(settings)
+    replace = check_output_dir(output_dir, force) if main else False
+    prepared = prepare(settings, log if main else _quiet)
+    if main:
+        claim_output_dir(output_dir, replace)
     try:
-        results = _train_and_report(settings, prepared, output_dir, log)
+        results = _train_and_report(settings, prepared, output_dir, log if main else _quiet, save=main)
     except BaseException:
         # Nothing half-written: a run that did not finish leaves no directory behind.
-        shutil.rmtree(output_dir, ignore_errors=True)
+        if main:
+            shutil.rmtree(output_dir, ignore_errors=True)
         raise
     results["wall_seconds"] = time.perf_counter() - started
-    write_json_atomic(output_dir / RESULTS_FILE, results)
+    if main:
+        write_json_atomic(output_dir / RESULTS_FILE, results)
     return results
 
 
-def _train_and_report(settings: Settings, prepared: Prepared, output_dir: Path, log: Log) -> dict[str, Any]:
+def _quiet(_message: str) -> None:
+    """The log of non-main ranks: one copy of each line is enough."""
+
+
+def _train_and_report(settings: Settings, prepared: Prepared, output_dir: Path, log: Log, save: bool) -> dict[str, Any]:
     tokenizer, model, corpus = prepared.tokenizer, prepared.model, prepared.corpus
     log(f"train: {len(prepared.train_rows)} rows of <= {settings.max_length} tokens, batch {settings.batch_size}")
     summary = train(
@@ -133,8 +150,9 @@ def _train_and_report(settings: Settings, prepared: Prepared, output_dir: Path, 
     cloze = cloze_sentences(heldout_texts, settings.cloze_probes, tokenizer.mask_token)
     probes = [(settings.fill_mask_probe, ""), *cloze]
     predictions = fill_mask(model, tokenizer, [text for text, _ in probes])
-    model.save_pretrained(str(output_dir))
-    save_tokenizer(tokenizer, output_dir)
+    if save:
+        model.save_pretrained(str(output_dir))
+        save_tokenizer(tokenizer, output_dir)
     return {
         "schema_version": SCHEMA_VERSION,
         "settings": settings.to_dict(),
