@@ -42,7 +42,7 @@ MAX_LENGTH = 384
 COMMON = {"device": "cpu", "max_length": MAX_LENGTH, "logging_steps": 10_000, "warmup_steps": 10}
 # What run_mlm.py-without-group_texts and the recipe do: truncate, random batches padded to the longest, dense head.
 SEED_STYLE = {"packing": False, "sparse_head": False, "pad_to_multiple_of": None, "group_by_length": False}
-HELDOUT_TEXTS = 200
+HELDOUT_TEXTS = 1000
 # Torch threads while measuring. On a shared, oversubscribed 2-core machine a descheduled OpenMP thread stalls
 # every op at its barrier, so 2-thread wall times measure the other tenants (seen: 1.6x-6.4x for the same pair);
 # 1 thread measures the code. Set MLM_BENCH_THREADS=2 on a quiet machine.

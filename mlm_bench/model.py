@@ -11,6 +11,8 @@ from mlm_bench.config import Settings
 from mlm_bench.errors import UsageError
 
 IGNORE_INDEX = -100
+# Attribute of the MLM head holding the positions the sparse loss needs; None outside sparse_mlm_loss.
+SELECTED = "_mlm_bench_selected"
 
 
 def build_model(settings: Settings, tokenizer: PreTrainedTokenizerBase) -> BertForMaskedLM:
@@ -88,13 +90,18 @@ def sparse_mlm_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> 
         )
     labels = inputs["labels"]
     selected = labels != IGNORE_INDEX
-
-    def keep_selected(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        return (args[0][selected], *args[1:])
-
-    handle = core.cls.register_forward_pre_hook(keep_selected)
+    if not hasattr(core.cls, SELECTED):
+        # Registered once, not per call: a new hook each step would make torch.compile recompile every step.
+        core.cls.register_forward_pre_hook(_keep_selected)
+    setattr(core.cls, SELECTED, selected)
     try:
         logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
     finally:
-        handle.remove()
+        setattr(core.cls, SELECTED, None)
     return F.cross_entropy(logits.float(), labels[selected])
+
+
+def _keep_selected(head: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
+    """Pre-hook of the MLM head: only the selected hidden states reach it while a sparse loss is computed."""
+    selected = getattr(head, SELECTED)
+    return None if selected is None else (args[0][selected], *args[1:])
