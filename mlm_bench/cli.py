@@ -44,11 +44,12 @@ def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
 
 def cmd_run(argv: Sequence[str]) -> int:
     settings, options = parse_settings(argv)
-    from mlm_bench.run import run  # heavy imports only once the arguments are known to be good
+    from mlm_bench.run import is_main_process, run  # heavy imports only once the arguments are known to be good
 
     output_dir = options.output_dir or Path("runs") / settings.preset
     results = run(settings, output_dir, force=options.force, resume=options.resume)
-    print(report(results, output_dir))
+    if is_main_process(settings):
+        print(report(results, output_dir))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from accelerate.utils import extract_model_from_parallel
 from torch.nn import functional as F
 from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -12,6 +13,8 @@ from mlm_bench.config import Settings
 from mlm_bench.errors import UsageError
 
 IGNORE_INDEX = -100
+# Attribute of the MLM head holding the positions the sparse loss needs; None outside sparse_mlm_loss.
+SELECTED = "_mlm_bench_selected"
 
 
 def build_model(settings: Settings, tokenizer: PreTrainedTokenizerBase) -> BertForMaskedLM:
@@ -27,11 +30,24 @@ def build_model(settings: Settings, tokenizer: PreTrainedTokenizerBase) -> BertF
         hidden_dropout_prob=settings.dropout,
         attention_probs_dropout_prob=settings.dropout,
         pad_token_id=tokenizer.pad_token_id,
+        attn_implementation=settings.attn_implementation,
     )
-    return BertForMaskedLM(config)
+    try:
+        return BertForMaskedLM(config)
+    except (ValueError, ImportError) as err:
+        raise _attention_error(settings.attn_implementation, err) from err
 
 
-def load_model(name_or_path: str, allow_pickle: bool = False) -> PreTrainedModel:
+def _attention_error(name: str | None, err: Exception) -> UsageError:
+    return UsageError(
+        f"attention implementation {name!r} is not usable here ({str(err).splitlines()[0]}): "
+        "pass --attn_implementation sdpa or eager"
+    )
+
+
+def load_model(
+    name_or_path: str, allow_pickle: bool = False, attn_implementation: str | None = None
+) -> PreTrainedModel:
     """A pretrained masked-LM from the Hub or a save_pretrained dir; never runs remote code, nor pickles unasked."""
     directory = Path(name_or_path)
     if not allow_pickle and directory.is_dir() and not any(directory.glob("*.safetensors")):
@@ -42,11 +58,16 @@ def load_model(name_or_path: str, allow_pickle: bool = False) -> PreTrainedModel
                 "a pickle can run any code in it: convert it to safetensors (save_pretrained where you trust it), "
                 "or pass --allow_pickle true if you trust its source"
             )
+    kwargs = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
     try:
         return AutoModelForMaskedLM.from_pretrained(
-            name_or_path, trust_remote_code=False, use_safetensors=None if allow_pickle else True
+            name_or_path, trust_remote_code=False, use_safetensors=None if allow_pickle else True, **kwargs
         )
+    except ImportError as err:
+        raise _attention_error(attn_implementation, err) from err
     except (OSError, ValueError) as err:
+        if attn_implementation is not None and "attention" in str(err).lower():
+            raise _attention_error(attn_implementation, err) from err
         raise UsageError(
             f"could not load model {name_or_path!r} ({type(err).__name__}: {str(err).splitlines()[0]}). "
             "Fix: pass a save_pretrained directory with --model_name_or_path; offline, copy one from a "
@@ -70,19 +91,32 @@ def check_compatible(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         )
 
 
-def sparse_mlm_loss(model: PreTrainedModel, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+def sparse_mlm_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """BERT's MLM loss with the vocabulary projection applied only at labelled positions.
 
     Same value as BertForMaskedLM's dense loss; at 15% masking it skips ~85% of the head's compute,
     which dominates a small model's step. transformers has no such option for BERT, hence this.
+    The call goes through `model` itself (not model.bert), so DDP and torch.compile wrappers still act.
     """
-    if not hasattr(model, "cls") or not hasattr(model, "bert"):
+    core = extract_model_from_parallel(model)
+    if not hasattr(core, "cls") or not hasattr(core, "bert"):
         raise UsageError(
-            f"--sparse_head supports BERT-family masked LMs, not {type(model).__name__}: pass --sparse_head false"
+            f"--sparse_head supports BERT-family masked LMs, not {type(core).__name__}: pass --sparse_head false"
         )
     labels = inputs["labels"]
-    features = {k: v for k, v in inputs.items() if k != "labels"}
-    hidden = model.bert(**features).last_hidden_state
     selected = labels != IGNORE_INDEX
-    logits = model.cls(hidden[selected])
+    if not hasattr(core.cls, SELECTED):
+        # Registered once, not per call: a new hook each step would make torch.compile recompile every step.
+        core.cls.register_forward_pre_hook(_keep_selected)
+    setattr(core.cls, SELECTED, selected)
+    try:
+        logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+    finally:
+        setattr(core.cls, SELECTED, None)
     return F.cross_entropy(logits.float(), labels[selected])
+
+
+def _keep_selected(head: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
+    """Pre-hook of the MLM head: only the selected hidden states reach it while a sparse loss is computed."""
+    selected = getattr(head, SELECTED)
+    return None if selected is None else (args[0][selected], *args[1:])

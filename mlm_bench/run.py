@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+from accelerate import PartialState
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mlm_bench.collate import build_collator
@@ -21,10 +22,10 @@ from mlm_bench.evaluate import evaluate_mlm, unigram_log_probs
 from mlm_bench.infer import cloze_sentences, fill_mask
 from mlm_bench.model import build_model, check_compatible, load_model
 from mlm_bench.results import RESULTS_FILE, command_line, device_info, versions, write_json_atomic
-from mlm_bench.resume import RunDir, claim, publish, staging_dir
+from mlm_bench.resume import RunDir, claim, follow, publish, staging_dir
 from mlm_bench.seeding import seed_everything
 from mlm_bench.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
-from mlm_bench.train import train
+from mlm_bench.train import speed_options, train
 from mlm_bench.wwm import WORD_IDS
 
 SCHEMA_VERSION = 1
@@ -51,7 +52,7 @@ def _tokenizer_for(settings: Settings, corpus: Corpus) -> PreTrainedTokenizerBas
 
 def prepare(settings: Settings, log: Log) -> Prepared:
     """Load and check data, tokenizer and model; encode train and held-out rows."""
-    seed_everything(settings.seed)
+    seed_everything(settings.seed, allow_tf32=speed_options(settings)["tf32"])
     corpus = load_corpus(settings)
     if len(corpus.heldout) == 0:
         raise UsageError(
@@ -63,11 +64,10 @@ def prepare(settings: Settings, log: Log) -> Prepared:
         f"{corpus.dropped_empty_rows} empty rows dropped"
     )
     tokenizer = _tokenizer_for(settings, corpus)
-    model = (
-        load_model(settings.model_name_or_path, settings.allow_pickle)
-        if settings.model_name_or_path
-        else build_model(settings, tokenizer)
-    )
+    if settings.model_name_or_path:
+        model = load_model(settings.model_name_or_path, settings.allow_pickle, settings.attn_implementation)
+    else:
+        model = build_model(settings, tokenizer)
     check_compatible(model, tokenizer, settings)
     log(f"model: {type(model).__name__}, {model.num_parameters() / 1e6:.2f}M parameters, vocab {len(tokenizer)}")
     train_rows = encode(corpus.train, corpus.text_column, tokenizer, settings)
@@ -122,6 +122,8 @@ def run(
     failed before its first checkpoint, or was refused, leaves nothing behind.
     """
     started = time.perf_counter()
+    if not is_main_process(settings):
+        return _follow(settings, output_dir, resume)
     prepared = prepare(settings, log)
     record = {
         "settings": settings.to_dict(),
@@ -154,7 +156,25 @@ def run(
     return results
 
 
-def _train_and_report(settings: Settings, prepared: Prepared, run_dir: RunDir, log: Log) -> dict[str, Any]:
+def is_main_process(settings: Settings) -> bool:
+    """True except on the non-zero ranks of a torchrun launch: only the main process writes the run directory."""
+    return PartialState(cpu=settings.device == "cpu").is_main_process
+
+
+def _follow(settings: Settings, output_dir: Path, resume: bool) -> dict[str, Any]:
+    """A non-main DDP rank: train in step with rank 0, which alone claims, saves and reports."""
+    prepared = prepare(settings, _quiet)
+    run_dir = follow(output_dir, resume)
+    return _train_and_report(settings, prepared, run_dir, _quiet, save=False)
+
+
+def _quiet(_message: str) -> None:
+    """The log of non-main ranks: one copy of each line is enough."""
+
+
+def _train_and_report(
+    settings: Settings, prepared: Prepared, run_dir: RunDir, log: Log, save: bool = True
+) -> dict[str, Any]:
     tokenizer, model, corpus = prepared.tokenizer, prepared.model, prepared.corpus
     column = corpus.text_column
     log(f"train: {len(prepared.train_rows)} rows of <= {settings.max_length} tokens, batch {settings.batch_size}")
@@ -181,10 +201,11 @@ def _train_and_report(settings: Settings, prepared: Prepared, run_dir: RunDir, l
     cloze = cloze_sentences(heldout_texts, settings.cloze_probes, tokenizer.mask_token)
     probes = [(settings.fill_mask_probe, ""), *cloze]
     predictions = fill_mask(model, tokenizer, [text for text, _ in probes])
-    staging = staging_dir(run_dir.path)
-    model.save_pretrained(str(staging))
-    save_tokenizer(tokenizer, staging)
-    publish(staging, run_dir.path)
+    if save:
+        staging = staging_dir(run_dir.path)
+        model.save_pretrained(str(staging))
+        save_tokenizer(tokenizer, staging)
+        publish(staging, run_dir.path)
     return {
         "schema_version": SCHEMA_VERSION,
         "settings": settings.to_dict(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -17,11 +18,43 @@ from mlm_bench.config import Settings
 from mlm_bench.errors import RunError, UsageError
 from mlm_bench.model import sparse_mlm_loss
 
+CUDA_OPTIONS = ("bf16", "tf32", "torch_compile")
+# torch.compile works on CPU too, so only these are refused there.
+CUDA_ONLY = ("bf16", "tf32")
+
+
+def uses_cuda(settings: Settings) -> bool:
+    """Whether this run trains on CUDA (device auto picks it when available)."""
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but CUDA is not available: pass --device cpu or auto")
+    return settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available())
+
+
+def speed_options(settings: Settings) -> dict[str, bool]:
+    """Each CUDA speed option resolved to on/off: auto follows the device; 'on' without CUDA is refused."""
+    cuda = uses_cuda(settings)
+    resolved = {}
+    for name in CUDA_OPTIONS:
+        value = getattr(settings, name)
+        if value == "on" and not cuda and name in CUDA_ONLY:
+            raise UsageError(
+                f"--{name} on needs CUDA but this run trains on CPU: pass --{name} auto (on only with CUDA) or off"
+            )
+        resolved[name] = value == "on" or (value == "auto" and cuda)
+    return resolved
+
+
+def _sampling(settings: Settings) -> dict[str, Any]:
+    # 5.x replaced group_by_length=True with train_sampling_strategy="group_by_length".
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if "train_sampling_strategy" in names:
+        return {"train_sampling_strategy": "group_by_length" if settings.group_by_length else "random"}
+    return {"group_by_length": settings.group_by_length}
+
 
 def training_arguments(settings: Settings, output_dir: Path) -> TrainingArguments:
     """TrainingArguments valid on 4.57 and 5.x: no overwrite_output_dir (5.x raises TypeError on it)."""
-    if settings.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for but CUDA is not available: pass --device cpu or auto")
+    options = speed_options(settings)
     return TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=settings.batch_size,
@@ -42,6 +75,12 @@ def training_arguments(settings: Settings, output_dir: Path) -> TrainingArgument
         # Our rows already carry special_tokens_mask, which the collator reads; the model does not.
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        bf16=options["bf16"],
+        # None leaves the TF32 flags as seeding.seed_everything set them.
+        tf32=True if options["tf32"] else None,
+        torch_compile=options["torch_compile"],
+        optim="adamw_torch_fused" if settings.fused_adamw else "adamw_torch",
+        **_sampling(settings),
     )
 
 
@@ -108,6 +147,8 @@ class TrainSummary:
     tokens_per_second: float
     pad_fraction: float
     total_flos: float
+    world_size: int = 1
+    speed_options: dict[str, bool] = field(default_factory=dict)
     loss_curve: list[dict[str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -166,8 +207,9 @@ def train(
         model=model,
         args=args,
         train_dataset=train_dataset,
+        # Each DDP rank masks its own batches from its own stream.
         data_collator=BatchSeededCollator(
-            collator, settings.seed, start=resumed_from_step * args.gradient_accumulation_steps
+            collator, settings.seed + args.process_index, start=resumed_from_step * args.gradient_accumulation_steps
         ),
         sparse_head=settings.sparse_head,
     )
@@ -175,7 +217,10 @@ def train(
     metrics = result.metrics
     steps_run = result.global_step - resumed_from_step
     runtime = metrics["train_runtime"]
-    counts = trainer.counts
+    # Under DDP each rank counted its own batches; the throughput is that of all ranks together.
+    local = torch.tensor([trainer.counts.samples, trainer.counts.tokens, trainer.counts.nonpad_tokens])
+    summed = trainer.accelerator.reduce(local.to(trainer.args.device), reduction="sum").tolist()
+    counts = TokenCounts(*(int(n) for n in summed))
     return TrainSummary(
         steps=result.global_step,
         resumed_from_step=resumed_from_step,
@@ -189,4 +234,6 @@ def train(
         pad_fraction=1.0 - counts.nonpad_tokens / counts.tokens if counts.tokens else 0.0,
         total_flos=float(trainer.state.total_flos),
         loss_curve=_loss_curve(trainer.state.log_history),
+        world_size=trainer.args.world_size,
+        speed_options=speed_options(settings),
     )

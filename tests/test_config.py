@@ -59,3 +59,32 @@ def test_bad_settings_are_refused_with_the_fix(changes: dict, message: str) -> N
 def test_unknown_preset_lists_the_presets() -> None:
     with pytest.raises(UsageError, match="choose one of"):
         preset("tiny")
+
+
+def test_fast_preset_switches_on_every_speed_setting() -> None:
+    s = preset("fast")
+    assert (s.packing, s.pad_to_multiple_of, s.sparse_head, s.attn_implementation) == (True, 8, True, "sdpa")
+    assert (s.bf16, s.tf32, s.torch_compile, s.fused_adamw) == ("auto", "auto", "auto", True)
+
+
+def test_tiny_zh_leaves_the_cuda_speed_settings_off() -> None:
+    s = preset("tiny-zh")
+    assert (s.bf16, s.tf32, s.torch_compile, s.attn_implementation, s.group_by_length) == (
+        "off",
+        "off",
+        "off",
+        None,
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"packing": True, "group_by_length": True}, "nothing to group"),
+        ({"pad_to_multiple_of": 0}, "pad_to_multiple_of must be positive"),
+    ],
+)
+def test_bad_speed_settings_are_refused_with_the_fix(changes: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        Settings().replace(**changes)

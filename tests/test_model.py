@@ -1,4 +1,5 @@
-"""Model invariants: a fresh model predicts near-uniformly, and the sparse MLM head computes the dense loss."""
+"""Model: a fresh model predicts near-uniformly; the sparse head computes the dense loss through the model's own
+forward; the attention setting reaches the model."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 
 from mlm_bench import contract
 from mlm_bench.collate import build_collator
+from mlm_bench.errors import UsageError
 from mlm_bench.model import build_model, sparse_mlm_loss
 from mlm_bench.seeding import seed_everything
 
@@ -35,4 +37,31 @@ def test_sparse_head_loss_equals_dense_loss(fresh):
     model, batch = fresh
     with torch.no_grad():
         dense, sparse = float(model(**batch).loss), float(sparse_mlm_loss(model, batch))
+    assert math.isclose(sparse, dense, rel_tol=1e-5), (sparse, dense)
+
+
+@pytest.mark.parametrize("name", ["eager", "sdpa"])
+def test_attn_implementation_reaches_the_model(tokenizer, tiny_settings, name: str) -> None:
+    assert build_model(tiny_settings.replace(attn_implementation=name), tokenizer).config._attn_implementation == name
+
+
+def test_unusable_attention_is_refused_with_the_fix(tokenizer, tiny_settings) -> None:
+    with pytest.raises(UsageError, match="pass --attn_implementation sdpa or eager"):
+        build_model(tiny_settings.replace(attn_implementation="no-such-kernel"), tokenizer)
+
+
+def test_sparse_loss_runs_through_a_wrapper_forward(tokenizer, heldout_rows, tiny_settings) -> None:
+    """Through a DataParallel wrapper the sparse loss equals the dense one and calls the wrapper's forward.
+
+    DDP syncs gradients only for calls through its own forward; calling model.bert directly left ranks diverged.
+    """
+    seed_everything(tiny_settings.seed)
+    model = build_model(tiny_settings, tokenizer).eval()
+    batch = build_collator(tokenizer, tiny_settings, seed=7)([dict(r) for r in heldout_rows.select(range(8))])
+    wrapper = torch.nn.DataParallel(model)
+    calls = []
+    wrapper.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        dense, sparse = float(model(**batch).loss), float(sparse_mlm_loss(wrapper, batch))
+    assert calls == [1]
     assert math.isclose(sparse, dense, rel_tol=1e-5), (sparse, dense)

@@ -1,0 +1,169 @@
+"""Speedup: `fast` against the recipe's batching, same model, corpus and non-pad token budget, in one process.
+
+The timed target is the `fast` training run; the seed-style run, both evaluations and the checks stay outside it.
+Both models are evaluated on the same recipe-encoded held-out rows under the same fixed masking.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from ablation import (
+    THREADS,
+    Workload,
+    evaluate_variant,
+    fast,
+    load_workload,
+    rows_per_step,
+    seed_style,
+    steps_for_budget,
+    train_variant,
+)
+
+from mlm_bench.config import Settings, preset
+from mlm_bench.results import device_info, versions
+from mlm_bench.train import TrainSummary
+
+# Minutes on 2 loaded cores; MLM_BENCH_SEED_STEPS=200 trains both past the unigram plateau (README has both).
+SEED_STEPS = int(os.environ.get("MLM_BENCH_SEED_STEPS", "40"))
+# The recipe's reported throughput (BERT-base, 64 x 384, one GPU): its README's train_samples_per_second.
+RECIPE_SAMPLES_PER_SECOND = 112.152
+GPU_STEPS = 40
+# Dense bf16 tensor-core peaks (vendor datasheets, no sparsity) for MFU; an unknown GPU gets no MFU.
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+
+
+@pytest.fixture(scope="module")
+def workload() -> Workload:
+    """Corpus, tokenizer and recipe-encoded held-out rows, shared by both styles."""
+    return load_workload()
+
+
+@pytest.fixture
+def threads():
+    """Both styles measured with the same torch thread count (ablation.THREADS), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield THREADS
+    torch.set_num_threads(before)
+
+
+def fast_settings(workload: Workload, baseline: Settings, **overrides: Any) -> Settings:
+    """`fast` with as many non-pad tokens per step as the baseline, so both run the same lr schedule."""
+    settings = fast(**overrides)
+    if settings.packing:
+        settings = settings.replace(batch_size=rows_per_step(workload, baseline))
+    return settings
+
+
+def test_fast_vs_seed(benchmark, workload: Workload, tmp_path: Path, threads: int) -> None:
+    """`fast` trains on the seed-style run's non-pad token budget >=4x faster, to an eval loss no worse."""
+    seed = seed_style(max_steps=SEED_STEPS)
+    seed_summary, seed_model = train_variant(workload, seed, tmp_path / "seed")
+    quick = fast_settings(workload, seed)
+    if quick.packing:
+        quick = quick.replace(
+            max_steps=steps_for_budget(seed_summary.nonpad_tokens_per_second * seed_summary.runtime_seconds, quick)
+        )
+    else:
+        # Same rows, regrouped by length: the same number of steps is the same token budget on average.
+        quick = quick.replace(max_steps=SEED_STEPS)
+    runs: list[tuple[TrainSummary, torch.nn.Module]] = []
+    benchmark.pedantic(lambda: runs.append(train_variant(workload, quick, tmp_path / "fast")), rounds=1, iterations=1)
+    fast_summary, fast_model = runs[0]
+    seed_eval, fast_eval = evaluate_variant(workload, seed_model), evaluate_variant(workload, fast_model)
+    speedup = fast_summary.nonpad_tokens_per_second / seed_summary.nonpad_tokens_per_second
+    benchmark.extra_info.update(
+        {
+            "speedup_nonpad_tokens_per_s": speedup,
+            "eval_loss_fast": fast_eval.loss,
+            "eval_loss_seed": seed_eval.loss,
+            "unigram_loss": seed_eval.unigram_loss,
+            "pad_fraction_fast": fast_summary.pad_fraction,
+            "pad_fraction_seed": seed_summary.pad_fraction,
+            "nonpad_tokens_fast": _nonpad(fast_summary),
+            "nonpad_tokens_seed": _nonpad(seed_summary),
+            "nonpad_tokens_per_s_fast": fast_summary.nonpad_tokens_per_second,
+            "nonpad_tokens_per_s_seed": seed_summary.nonpad_tokens_per_second,
+            "steps_fast": fast_summary.steps,
+            "steps_seed": seed_summary.steps,
+            "settings_fast": quick.to_dict(),
+            "settings_seed": seed.to_dict(),
+            "torch_threads": threads,
+            "load_average_1m": os.getloadavg()[0],
+            "versions": versions(),
+            "device": device_info(torch.device("cpu")),
+        }
+    )
+    assert fast_eval.masked_tokens == seed_eval.masked_tokens  # the same held-out positions
+    assert _nonpad(fast_summary) >= _nonpad(seed_summary) * 0.95
+    assert speedup >= 4.0, f"fast is only {speedup:.2f}x the seed-style non-pad tokens/s"
+    assert fast_eval.loss <= seed_eval.loss, f"fast eval loss {fast_eval.loss:.4f} > seed-style {seed_eval.loss:.4f}"
+
+
+def _nonpad(summary: TrainSummary) -> float:
+    return summary.nonpad_tokens_per_second * summary.runtime_seconds
+
+
+def _flops_per_nonpad_token(settings: Settings, model: torch.nn.Module, mean_attended: float) -> float:
+    """Training FLOPs per non-pad token: 6 x matmul weights (head only where computed) + attention scores."""
+    config = model.config
+    head = config.vocab_size * config.hidden_size
+    layer = 4 * config.hidden_size**2 + 2 * config.hidden_size * config.intermediate_size
+    head_share = settings.mlm_probability if settings.sparse_head else 1.0
+    attention = 12 * config.num_hidden_layers * config.hidden_size * mean_attended
+    return 6 * (config.num_hidden_layers * layer + config.hidden_size**2 + head_share * head) + attention
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("style", ["seed-style", "fast"])
+def test_seed_shape_gpu(benchmark, workload: Workload, tmp_path: Path, style: str) -> None:
+    """The recipe's BERT-base shape (64 x 384, vocab 21128) on one GPU: samples/s against the recipe's 112.15."""
+    base = preset("seed-shape", device="cuda", max_steps=GPU_STEPS, logging_steps=10_000)
+    if style == "seed-style":
+        settings = base.replace(packing=False, sparse_head=False, pad_to_multiple_of=None)
+    else:
+        fast_fields = {k: v for k, v in preset("fast").to_dict().items() if k in _SPEED_FIELDS}
+        settings = base.replace(**fast_fields)
+    runs: list[tuple[TrainSummary, torch.nn.Module]] = []
+    benchmark.pedantic(lambda: runs.append(train_variant(workload, settings, tmp_path)), rounds=1, iterations=1)
+    summary, model = runs[0]
+    mean_attended = settings.max_length if settings.packing else summary.tokens_per_second / summary.samples_per_second
+    achieved = _flops_per_nonpad_token(settings, model, mean_attended) * summary.nonpad_tokens_per_second
+    name = torch.cuda.get_device_name()
+    peak = next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
+    benchmark.extra_info.update(
+        {
+            "style": style,
+            "samples_per_second": summary.samples_per_second,
+            "recipe_samples_per_second": RECIPE_SAMPLES_PER_SECOND,
+            "vs_recipe": summary.samples_per_second / RECIPE_SAMPLES_PER_SECOND,
+            "tokens_per_second": summary.tokens_per_second,
+            "nonpad_tokens_per_second": summary.nonpad_tokens_per_second,
+            "pad_fraction": summary.pad_fraction,
+            "achieved_flops_per_second": achieved,
+            "mfu_vs_bf16_peak": achieved / peak if peak else None,
+            "speed_options": summary.speed_options,
+            "settings": settings.to_dict(),
+            "versions": versions(),
+            "device": device_info(torch.device("cuda")),
+        }
+    )
+    assert summary.steps == GPU_STEPS
+
+
+_SPEED_FIELDS = (
+    "packing",
+    "group_by_length",
+    "pad_to_multiple_of",
+    "sparse_head",
+    "attn_implementation",
+    "bf16",
+    "tf32",
+    "torch_compile",
+    "fused_adamw",
+)
