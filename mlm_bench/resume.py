@@ -234,4 +234,4 @@ def publish(staging: Path, run_dir: Path) -> None:
 def follow(path: Path, resume: bool) -> RunDir:
     """The run directory as a non-main DDP rank sees it: rank 0 holds the lock and writes; this rank only reads."""
     resume_from = last_complete_checkpoint(path) if resume else None
-    return RunDir(path, open(os.devnull, "w"), resumed=resume, resume_from=resume_from, discarded=[])  # noqa: SIM115
+    return RunDir(path, open(os.devnull, "w"), resumed=resume, resume_from=resume_from, discarded=[])
