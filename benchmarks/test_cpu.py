@@ -23,9 +23,9 @@ from mlm_bench.model import build_model
 from mlm_bench.seeding import seed_everything
 from mlm_bench.train import MlmTrainer, TrainSummary, train, training_arguments
 
-STEP_ROUNDS = 10  # timed optimizer steps; the losses they see are recorded too
-TRAIN_RUN_ROUNDS = 2  # each round is a whole 30-step run (seconds on 2 cores); 2 give the gate a spread
-EVAL_ROWS = 256  # held-out packed rows evaluated: 8 batches, ~5k masked tokens (accuracy s.e. ~0.003)
+STEP_ROUNDS = 8  # timed optimizer steps; the losses they see are recorded too
+TRAIN_RUN_ROUNDS = 2  # each round is a whole 20-step run (seconds on 2 cores); 2 give the gate a spread
+EVAL_ROWS = 128  # held-out packed rows evaluated: 4 batches, ~2.5k masked tokens (accuracy s.e. ~0.005)
 
 
 def token_counts(rows: dict[str, Any] | datasets.Dataset) -> tuple[int, int]:
@@ -117,7 +117,7 @@ def test_train_step(
 
 
 def test_train_run(benchmark, record, collator_for, train_rows, tokenizer, cpu_settings: Settings, tmp_path: Path):
-    """A fixed-seed 30-step train() run: wall time, and the loss every 5 steps (the learning check)."""
+    """A fixed-seed 20-step train() run: wall time, and the loss every 4 steps (the learning check)."""
     settings = cpu_settings
     summaries: list[TrainSummary] = []
 
@@ -149,7 +149,7 @@ def test_train_run(benchmark, record, collator_for, train_rows, tokenizer, cpu_s
 
 @pytest.fixture(scope="session")
 def trained(train_rows, tokenizer, cpu_settings: Settings, tmp_path_factory: pytest.TempPathFactory):
-    """The model after the same fixed-seed 30-step run, with its summary."""
+    """The model after the same fixed-seed 20-step run, with its summary."""
     seed_everything(cpu_settings.seed)
     model = build_model(cpu_settings, tokenizer)
     out = tmp_path_factory.mktemp("trained")
