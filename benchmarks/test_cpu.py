@@ -189,7 +189,7 @@ def test_fill_mask(benchmark, record, trained, tokenizer, cpu_settings: Settings
     """Latency of one fill-mask probe through pipeline('fill-mask'), as the recipe calls it."""
     model, _ = trained
     probe = cpu_settings.fill_mask_probe
-    predictions = benchmark.pedantic(fill_mask, args=(model, tokenizer, [probe]), rounds=5, warmup_rounds=1)
+    predictions = benchmark.pedantic(fill_mask, args=(model, tokenizer, [probe]), rounds=20, warmup_rounds=2)
     top = predictions[0][0]
     assert len(predictions[0]) == 5
     length = len(tokenizer(probe)["input_ids"])

@@ -99,6 +99,9 @@ def cmd_gate(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--noise-factor", type=float, default=defaults.noise_factor, help="Raise the bar to this x the IQR/median."
     )
+    parser.add_argument(
+        "--min-rounds", type=int, default=defaults.min_rounds, help="Gate speed only with at least this many rounds."
+    )
     parser.add_argument("--loss-tolerance", type=float, default=defaults.loss_rtol, help="Relative loss tolerance.")
     parser.add_argument(
         "--metric-tolerance", type=float, default=defaults.metric_atol, help="Absolute metric tolerance."
@@ -112,6 +115,7 @@ def cmd_gate(argv: Sequence[str]) -> int:
         slowdown=args.threshold,
         stat=args.stat,
         noise_factor=args.noise_factor,
+        min_rounds=args.min_rounds,
         loss_rtol=args.loss_tolerance,
         metric_atol=args.metric_tolerance,
     )

@@ -31,6 +31,8 @@ class Thresholds:
     # The bar rises to noise_factor x the larger relative IQR (IQR / median) of the two runs, so noisy stages
     # need a bigger change before they are called slower.
     noise_factor: float = 1.0
+    # Fewer rounds than this give no robust statistic (a 2-round median is a mean): speed is shown, not gated.
+    min_rounds: int = 5
     # Relative: same seed and data give bit-equal losses within one library version; 1% allows reduction-order noise.
     loss_rtol: float = 0.01
     # Absolute, for accuracies and scores in [0, 1].
@@ -39,7 +41,7 @@ class Thresholds:
     def __post_init__(self) -> None:
         if self.stat not in STATS:
             raise UsageError(f"unknown statistic {self.stat!r}: pass --stat one of {list(STATS)}")
-        for name in ("slowdown", "noise_factor", "loss_rtol", "metric_atol"):
+        for name in ("slowdown", "noise_factor", "loss_rtol", "metric_atol", "min_rounds"):
             if not getattr(self, name) >= 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}: pass a non-negative value")
 
@@ -86,8 +88,14 @@ def load_run(path: Path) -> BenchmarkRun:
     benchmarks: dict[str, dict[str, Any]] = {}
     for entry in data["benchmarks"]:
         stats = entry.get("stats") if isinstance(entry, dict) else None
-        if not isinstance(stats, dict) or not all(k in stats for k in (*STATS, "iqr")) or "fullname" not in entry:
-            raise UsageError(f"{path} has a benchmark without fullname and stats (median, min, mean, iqr): {hint}")
+        if (
+            not isinstance(stats, dict)
+            or not all(k in stats for k in (*STATS, "iqr", "rounds"))
+            or "fullname" not in entry
+        ):
+            raise UsageError(
+                f"{path} has a benchmark without fullname and stats (median, min, mean, iqr, rounds): {hint}"
+            )
         benchmarks[entry["fullname"]] = entry
     return BenchmarkRun(Path(path), benchmarks, data.get("machine_info", {}))
 
@@ -101,6 +109,8 @@ class SpeedChange:
     base_spread: float
     new_spread: float
     bar: float
+    rounds: int
+    min_rounds: int
     base_throughput: float | None
     new_throughput: float | None
 
@@ -111,6 +121,8 @@ class SpeedChange:
 
     @property
     def verdict(self) -> str:
+        if self.rounds < self.min_rounds:
+            return "not gated"
         if self.change > self.bar:
             return "slower"
         if self.change < -self.bar:
@@ -128,6 +140,8 @@ def compare_speed(base: dict[str, Any], new: dict[str, Any], thresholds: Thresho
         base_spread=base_spread,
         new_spread=new_spread,
         bar=max(thresholds.slowdown, thresholds.noise_factor * max(base_spread, new_spread)),
+        rounds=min(b.get("rounds", 0), n.get("rounds", 0)),
+        min_rounds=thresholds.min_rounds,
         base_throughput=base.get("extra_info", {}).get("samples_per_second"),
         new_throughput=new.get("extra_info", {}).get("samples_per_second"),
     )
@@ -342,7 +356,8 @@ def render_markdown(result: GateResult) -> str:
         f"- base: `{result.base.path}` ({result.base.label})",
         f"- new: `{result.new.path}` ({result.new.label})",
         f"- speed: time per call at the **{th.stat}** over rounds; slower/faster when the change exceeds "
-        f"max({th.slowdown:.0%}, {th.noise_factor:g} x the larger IQR/median)",
+        f"max({th.slowdown:.0%}, {th.noise_factor:g} x the larger IQR/median); benchmarks with fewer than "
+        f"{th.min_rounds} rounds are shown but not gated",
         f"- learning: losses within relative {th.loss_rtol:g}, metrics within absolute {th.metric_atol:g}",
         "",
         "| benchmark | base s/call | new s/call | change | bar | samples/s (median) base -> new | speed | learning "

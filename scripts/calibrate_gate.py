@@ -67,6 +67,7 @@ def analyse(clean: list[BenchmarkRun], planted: dict[str, BenchmarkRun], grid: l
                 "stat": th.stat,
                 "threshold": th.slowdown,
                 "noise_factor": th.noise_factor,
+                "min_rounds": th.min_rounds,
                 "pairs": len(pairs),
                 "false_alarm_pairs": alarm_pairs,
                 "false_alarms_by_benchmark": per_bench,
@@ -123,6 +124,7 @@ def main() -> int:
     parser.add_argument("--thresholds", default="0.05,0.1,0.15,0.2", help="Comma-separated slowdown thresholds.")
     parser.add_argument("--stats", default="median,min", help="Comma-separated timing statistics.")
     parser.add_argument("--noise-factors", default="0,1", help="Comma-separated IQR multipliers.")
+    parser.add_argument("--min-rounds", type=int, default=5, help="Gate speed only with this many rounds.")
     parser.add_argument("--note", default="", help="Machine conditions to print in the summary.")
     args = parser.parse_args()
     if args.runs < 2:
@@ -131,7 +133,7 @@ def main() -> int:
     clean = [load_run(run_benchmarks(args.python, args.out / f"clean-{i}.json", [])) for i in range(args.runs)]
     planted = {k: load_run(run_benchmarks(args.python, args.out / f"planted-{k}.json", v)) for k, v in PLANTS.items()}
     grid = [
-        Thresholds(slowdown=float(t), stat=s, noise_factor=float(f))
+        Thresholds(slowdown=float(t), stat=s, noise_factor=float(f), min_rounds=args.min_rounds)
         for s in args.stats.split(",")
         for f in args.noise_factors.split(",")
         for t in args.thresholds.split(",")

@@ -18,12 +18,14 @@ from mlm_bench.errors import UsageError
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def bench(name: str, median: float, iqr: float = 0.0, losses: dict | None = None, **extra: Any) -> dict[str, Any]:
+def bench(
+    name: str, median: float, iqr: float = 0.0, losses: dict | None = None, rounds: int = 10, **extra: Any
+) -> dict[str, Any]:
     """One benchmark entry shaped as pytest-benchmark 5 writes it (the stats the gate reads, and extra_info)."""
     return {
         "name": name,
         "fullname": f"benchmarks/test_cpu.py::{name}",
-        "stats": {"min": median * 0.95, "max": median * 1.1, "mean": median, "median": median, "iqr": iqr},
+        "stats": {"min": median * 0.95, "mean": median, "median": median, "iqr": iqr, "rounds": rounds},
         "extra_info": {"losses": losses or {}, "metrics": {}, "samples_per_call": 32, **extra},
     }
 
@@ -61,6 +63,11 @@ def test_slowdown_within_noise_passes(tmp_path: Path):
     result = verdict(tmp_path, [bench("test_step", 1.0, iqr=0.3)], [bench("test_step", 1.2)], slowdown=0.1)
     speed = result.speed["benchmarks/test_cpu.py::test_step"]
     assert speed.bar == pytest.approx(0.3) and speed.verdict == "same" and result.exit_code == 0
+
+
+def test_too_few_rounds_are_not_gated(tmp_path: Path):
+    result = verdict(tmp_path, [bench("test_run", 1.0, rounds=2)], [bench("test_run", 2.0, rounds=2)], min_rounds=5)
+    assert result.speed["benchmarks/test_cpu.py::test_run"].verdict == "not gated" and result.exit_code == 0
 
 
 def test_speedup_is_not_a_regression(tmp_path: Path):
