@@ -33,6 +33,12 @@ CPU_OVERRIDES = {"device": "cpu", "max_steps": 20, "warmup_steps": 4, "logging_s
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("mlm-bench calibration (plants faults; never set in a real comparison)")
+    parser.addoption(
+        "--bench-seed",
+        type=int,
+        default=None,
+        help="Seed of every benchmark (default tiny-zh's); another seed shows the seed-to-seed spread of the losses.",
+    )
     group.addoption(
         "--plant-slowdown",
         type=float,
@@ -51,7 +57,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def cpu_settings(request: pytest.FixtureRequest) -> Settings:
     """tiny-zh on CPU with a 20-step run (the learning rate scaled only when a calibration plants a change)."""
     base = preset("tiny-zh", **CPU_OVERRIDES)
-    return base.replace(learning_rate=base.learning_rate * request.config.getoption("--plant-lr-factor"))
+    seed = request.config.getoption("--bench-seed")
+    return base.replace(
+        learning_rate=base.learning_rate * request.config.getoption("--plant-lr-factor"),
+        seed=base.seed if seed is None else seed,
+    )
 
 
 @pytest.fixture(scope="session")
