@@ -1,8 +1,9 @@
 """Calibrate `mlm-bench gate`: its false-alarm rate over reruns of one environment, and planted faults it must catch.
 
-Runs the CPU benchmarks N times unchanged, once with the collator made 20% slower (--plant-slowdown) and once with
-the learning rate halved (--plant-lr-factor), then gates every pair of clean runs (a flag there is a false alarm)
-and every clean run against each planted run (a miss there is a failure to detect), for several thresholds.
+Runs the CPU benchmarks N times unchanged, once with the collator made 20% slower (--plant-slowdown) and once
+with the learning rate halved (--plant-lr-factor), then gates every ordered pair of clean runs (a flag there is a
+false alarm) and every clean run against each planted run (a miss there is a failure to detect), for several
+thresholds.
 
     python scripts/calibrate_gate.py --runs 5 --out results/calibration
 """
@@ -52,7 +53,8 @@ def flagged(base: BenchmarkRun, new: BenchmarkRun, thresholds: Thresholds) -> di
 def analyse(clean: list[BenchmarkRun], planted: dict[str, BenchmarkRun], grid: list[Thresholds]) -> list[dict]:
     """False alarms over clean pairs and detections of each plant, per threshold setting."""
     rows = []
-    pairs = list(itertools.combinations(clean, 2))
+    # Both orders: load on a shared machine drifts over time, so one order alone would hide alarms.
+    pairs = list(itertools.permutations(clean, 2))
     for th in grid:
         alarms = [flagged(a, b, th) for a, b in pairs]
         alarm_pairs = sum(bool(f["slower"] or f["learning"]) for f in alarms)
@@ -96,7 +98,8 @@ def render(rows: list[dict], clean: list[BenchmarkRun], planted: dict[str, Bench
         "",
         note,
         "",
-        f"{len(clean)} clean runs -> {rows[0]['pairs']} pairs (false alarm: the gate flags any benchmark of a pair); "
+        f"{len(clean)} clean runs -> {rows[0]['pairs']} ordered pairs (false alarm: the gate flags any benchmark of a "
+        "pair); "
         f"each planted run is gated against all {len(clean)} clean runs.",
         "",
         "| stat | threshold | noise factor | false alarms (pairs) | rate | planted 20% collate slowdown caught "
