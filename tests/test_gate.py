@@ -60,7 +60,14 @@ def test_slowdown_within_threshold_passes(tmp_path: Path):
 
 def test_slowdown_within_noise_passes(tmp_path: Path):
     """A 20% change inside a 30% IQR is not called slower: the bar rises to the noise."""
-    result = verdict(tmp_path, [bench("test_step", 1.0, iqr=0.3)], [bench("test_step", 1.2)], slowdown=0.1)
+    result = verdict(
+        tmp_path,
+        [bench("test_step", 1.0, iqr=0.3)],
+        [bench("test_step", 1.2)],
+        slowdown=0.1,
+        stat="median",
+        noise_factor=1.0,
+    )
     speed = result.speed["benchmarks/test_cpu.py::test_step"]
     assert speed.bar == pytest.approx(0.3) and speed.verdict == "same" and result.exit_code == 0
 
