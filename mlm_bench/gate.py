@@ -36,7 +36,7 @@ class Thresholds:
     noise_factor: float = 0.0
     # Fewer rounds than this give no robust statistic (a 2-round median is a mean): speed is shown, not gated.
     min_rounds: int = 5
-    # Relative: same seed and data give bit-equal losses within one library version; 1% allows reduction-order noise.
+    # Relative: reruns of one version at one seed agreed within 0.08% (results/calibration); 1% is >10x that.
     loss_rtol: float = 0.01
     # Absolute, for accuracies and scores in [0, 1].
     metric_atol: float = 0.01
