@@ -6,7 +6,6 @@ catches a slowdown and a learning change; an ordinary run never sets them.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +21,6 @@ from mlm_bench.encode import encode
 from mlm_bench.results import command_line, device_info, versions
 from mlm_bench.tokenizer import build_tokenizer
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 datasets.disable_progress_bars()
 
 # Enough text for 40+ training batches of 32 packed 128-token rows, yet encoded in well under a second.

@@ -132,6 +132,12 @@ def test_failed_contract_tests_in_new_env_are_a_regression(tmp_path: Path):
     assert result.exit_code == 1
 
 
+def test_nonzero_contract_test_exit_code_is_a_regression(tmp_path: Path):
+    a, b = write(tmp_path / "a.json", bench("test_step", 1.0)), write(tmp_path / "b.json", bench("test_step", 1.0))
+    assert gate.compare(gate.load_run(a), gate.load_run(b), gate.Thresholds(), tests_exit_code=0).exit_code == 0
+    assert gate.compare(gate.load_run(a), gate.load_run(b), gate.Thresholds(), tests_exit_code=1).exit_code == 1
+
+
 def test_no_common_benchmark_is_unusable(tmp_path: Path):
     with pytest.raises(UsageError, match="share no benchmark"):
         verdict(tmp_path, [bench("test_a", 1.0)], [bench("test_b", 1.0)])
