@@ -129,10 +129,65 @@ def cmd_fingerprint(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_gate(argv: Sequence[str]) -> int:
+    from mlm_bench import gate
+
+    defaults = gate.Thresholds()
+    parser = argparse.ArgumentParser(
+        prog="mlm-bench gate",
+        description="Compare two `pytest benchmarks/ --benchmark-json` files (old, new environment). "
+        "Exit 0: no regression; 1: regression; 2: unusable input.",
+    )
+    parser.add_argument("base", type=Path, help="Benchmark JSON of the old environment.")
+    parser.add_argument("new", type=Path, help="Benchmark JSON of the new environment.")
+    parser.add_argument("--stat", choices=gate.STATS, default=defaults.stat, help="Timing statistic compared.")
+    parser.add_argument(
+        "--threshold", type=float, default=defaults.slowdown, help="Slowdown that counts (0.1 = 10%% more time)."
+    )
+    parser.add_argument(
+        "--noise-factor", type=float, default=defaults.noise_factor, help="Raise the bar to this x the IQR/median."
+    )
+    parser.add_argument(
+        "--min-rounds", type=int, default=defaults.min_rounds, help="Gate speed only with at least this many rounds."
+    )
+    parser.add_argument("--loss-tolerance", type=float, default=defaults.loss_rtol, help="Relative loss tolerance.")
+    parser.add_argument(
+        "--metric-tolerance", type=float, default=defaults.metric_atol, help="Absolute metric tolerance."
+    )
+    parser.add_argument("--fingerprints", nargs=2, type=Path, metavar=("BASE", "NEW"), help="Fingerprint JSONs.")
+    parser.add_argument("--junit", nargs=2, type=Path, metavar=("BASE", "NEW"), help="Contract-test junit XMLs.")
+    parser.add_argument("--tests-exit-code", type=int, default=None, help="pytest exit code of the new env's tests.")
+    parser.add_argument("--report", type=Path, default=None, help="Write report.md and PNG plots to this directory.")
+    args = parser.parse_args(argv)
+    thresholds = gate.Thresholds(
+        slowdown=args.threshold,
+        stat=args.stat,
+        noise_factor=args.noise_factor,
+        min_rounds=args.min_rounds,
+        loss_rtol=args.loss_tolerance,
+        metric_atol=args.metric_tolerance,
+    )
+    fingerprints = None
+    if args.fingerprints:
+        fingerprints = (gate.load_fingerprint(args.fingerprints[0]), gate.load_fingerprint(args.fingerprints[1]))
+    junit = (
+        [] if not args.junit else [(s, gate.junit_outcome(p)) for s, p in zip(("base", "new"), args.junit, strict=True)]
+    )
+    result = gate.compare(
+        gate.load_run(args.base), gate.load_run(args.new), thresholds, fingerprints, junit, args.tests_exit_code
+    )
+    print(gate.render_markdown(result))
+    if args.report:
+        written = gate.write_report(result, args.report)
+        print("report: " + ", ".join(str(p) for p in written))
+    return result.exit_code
+
+
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "run": (cmd_run, "train, evaluate and probe one preset; writes a run directory"),
     "export-corpus": (cmd_export_corpus, "write the builtin corpus as a datasets save_to_disk directory"),
     "fingerprint": (cmd_fingerprint, "record what these library versions do to fixed inputs; list changes"),
+    "gate": (cmd_gate, "compare two benchmark JSONs (old vs new environment); exit 1 on a regression"),
 }
 
 

@@ -1,0 +1,143 @@
+"""Benchmark fixtures: the tiny-zh workload on the builtin corpus, what every benchmark records, and planted faults.
+
+The planted faults (`--plant-slowdown`, `--plant-lr-factor`) exist only so the gate's calibration can prove it
+catches a slowdown and a learning change; an ordinary run never sets them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import datasets
+import pytest
+import torch
+
+from mlm_bench.collate import build_collator
+from mlm_bench.config import Settings, preset
+from mlm_bench.corpus import Corpus, load_corpus
+from mlm_bench.encode import encode
+from mlm_bench.results import command_line, device_info, versions
+from mlm_bench.tokenizer import build_tokenizer
+
+datasets.disable_progress_bars()
+
+# Enough text for 40+ training batches of 32 packed 128-token rows, yet encoded in well under a second.
+TRAIN_TEXTS = 3000
+# The short training run: long enough that the loss falls clearly (8.4 -> ~7), short enough for a CPU suite.
+CPU_OVERRIDES = {"device": "cpu", "max_steps": 20, "warmup_steps": 4, "logging_steps": 4}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mlm-bench calibration (plants faults; never set in a real comparison)")
+    parser.addoption(
+        "--bench-seed",
+        type=int,
+        default=None,
+        help="Seed of every benchmark (default tiny-zh's); another seed shows the seed-to-seed spread of the losses.",
+    )
+    group.addoption(
+        "--plant-slowdown",
+        type=float,
+        default=0.0,
+        help="Make the collator this fraction slower (0.2: wait 20%% of each call's own time).",
+    )
+    group.addoption(
+        "--plant-lr-factor",
+        type=float,
+        default=1.0,
+        help="Multiply the learning rate of the training run and the evaluated model (changes the losses).",
+    )
+
+
+@pytest.fixture(scope="session")
+def cpu_settings(request: pytest.FixtureRequest) -> Settings:
+    """tiny-zh on CPU with a 20-step run (the learning rate scaled only when a calibration plants a change)."""
+    base = preset("tiny-zh", **CPU_OVERRIDES)
+    seed = request.config.getoption("--bench-seed")
+    return base.replace(
+        learning_rate=base.learning_rate * request.config.getoption("--plant-lr-factor"),
+        seed=base.seed if seed is None else seed,
+    )
+
+
+@pytest.fixture(scope="session")
+def corpus(cpu_settings: Settings) -> Corpus:
+    """The builtin corpus, split as every run splits it."""
+    return load_corpus(cpu_settings)
+
+
+@pytest.fixture(scope="session")
+def train_texts(corpus: Corpus) -> datasets.Dataset:
+    """The first TRAIN_TEXTS train rows: the text every CPU benchmark tokenizes and trains on."""
+    return corpus.train.select(range(TRAIN_TEXTS))
+
+
+@pytest.fixture(scope="session")
+def tokenizer(corpus: Corpus, cpu_settings: Settings):
+    """The char-level tokenizer built from all train rows, as `mlm-bench run` builds it."""
+    return build_tokenizer(list(corpus.train[corpus.text_column]), model_max_length=cpu_settings.max_length)
+
+
+@pytest.fixture(scope="session")
+def train_rows(train_texts: datasets.Dataset, corpus: Corpus, tokenizer, cpu_settings: Settings) -> datasets.Dataset:
+    """Train texts packed into 128-token rows (tiny-zh's encoding)."""
+    return encode(train_texts, corpus.text_column, tokenizer, cpu_settings)
+
+
+@pytest.fixture(scope="session")
+def heldout_rows(corpus: Corpus, tokenizer, cpu_settings: Settings) -> datasets.Dataset:
+    """Held-out texts packed as training packs them."""
+    return encode(corpus.heldout, corpus.text_column, tokenizer, cpu_settings)
+
+
+@pytest.fixture
+def collator_for(request: pytest.FixtureRequest, tokenizer) -> Callable[..., Any]:
+    """`collator_for(settings, seed)`: the library's collator, slowed down only when a calibration plants it."""
+    fraction = request.config.getoption("--plant-slowdown")
+
+    def make(settings: Settings, seed: int | None = None) -> Any:
+        collator = build_collator(tokenizer, settings, seed=seed)
+        if fraction <= 0:
+            return collator
+
+        def slowed(rows: list[dict[str, Any]]) -> Any:
+            started = time.perf_counter()
+            batch = collator(rows)
+            # Spin, not sleep: a sub-millisecond sleep overshoots (measured +30% for a planted 20%).
+            until = time.perf_counter() + fraction * (time.perf_counter() - started)
+            while time.perf_counter() < until:
+                pass
+            return batch
+
+        return slowed
+
+    return make
+
+
+@pytest.fixture
+def record(benchmark) -> Callable[..., None]:
+    """`record(samples=, tokens=, nonpad_tokens=, ...)`: extra_info with throughput at the median, and provenance."""
+
+    def fill(
+        *, samples: int, tokens: int, nonpad_tokens: int, device: torch.device | None = None, **extra: Any
+    ) -> None:
+        median = benchmark.stats.stats.median
+        benchmark.extra_info.update(
+            {
+                "samples_per_call": samples,
+                "samples_per_second": samples / median,
+                "tokens_per_second": tokens / median,
+                "nonpad_tokens_per_second": nonpad_tokens / median,
+                "pad_fraction": 1.0 - nonpad_tokens / tokens if tokens else 0.0,
+                "losses": {},
+                "metrics": {},
+                "versions": versions(),
+                "command": command_line(),
+                "device": device_info(device or torch.device("cpu")),
+                **extra,
+            }
+        )
+
+    return fill

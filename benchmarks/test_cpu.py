@@ -1,0 +1,202 @@
+"""CPU benchmarks of every pipeline stage on tiny-zh: tokenize, collate, train step, short run, evaluate, fill-mask.
+
+Each times only the library call it names; checks on the result run after the timed part.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pytest
+import torch
+
+from mlm_bench.collate import build_collator
+from mlm_bench.config import Settings
+from mlm_bench.corpus import Corpus
+from mlm_bench.encode import encode
+from mlm_bench.evaluate import evaluate_mlm, unigram_log_probs
+from mlm_bench.infer import fill_mask
+from mlm_bench.model import build_model
+from mlm_bench.seeding import seed_everything
+from mlm_bench.train import MlmTrainer, TrainSummary, train, training_arguments
+
+STEP_ROUNDS = 8  # timed optimizer steps; the losses they see are recorded too
+TRAIN_RUN_ROUNDS = 2  # each round is a whole 20-step run (seconds on 2 cores); 2 give the gate a spread
+EVAL_ROWS = 128  # held-out packed rows evaluated: 4 batches, ~2.5k masked tokens (accuracy s.e. ~0.005)
+
+
+def token_counts(rows: dict[str, Any] | datasets.Dataset) -> tuple[int, int]:
+    """(all positions, non-pad positions) of encoded rows or a collated batch."""
+    masks = rows["attention_mask"]
+    if isinstance(masks, torch.Tensor):
+        return masks.numel(), int(masks.sum())
+    return sum(len(m) for m in masks), sum(sum(m) for m in masks)
+
+
+def losses_by_step(summary: TrainSummary) -> dict[str, float]:
+    return {str(entry["step"]): entry["loss"] for entry in summary.loss_curve}
+
+
+def test_tokenize(benchmark, record, train_texts: datasets.Dataset, corpus: Corpus, tokenizer, cpu_settings: Settings):
+    """Rows/s of encode(): tokenize and pack the train texts."""
+    rows = benchmark.pedantic(
+        encode, args=(train_texts, corpus.text_column, tokenizer, cpu_settings), rounds=5, warmup_rounds=1
+    )
+    assert len(rows) > 0 and all(len(ids) == cpu_settings.max_length for ids in rows["input_ids"])
+    tokens, nonpad = token_counts(rows)
+    record(samples=len(train_texts), tokens=tokens, nonpad_tokens=nonpad, output_rows=len(rows))
+
+
+@pytest.mark.parametrize("packing", [True, False], ids=["packed", "truncated"])
+def test_collate(
+    benchmark,
+    record,
+    collator_for,
+    packing: bool,
+    train_rows: datasets.Dataset,
+    train_texts: datasets.Dataset,
+    corpus: Corpus,
+    tokenizer,
+    cpu_settings: Settings,
+):
+    """Samples/s of the MLM collator on packed rows (tiny-zh) and on padded, truncated rows (the recipe's)."""
+    settings = cpu_settings.replace(packing=packing)
+    rows = train_rows if packing else encode(train_texts, corpus.text_column, tokenizer, settings)
+    examples = [dict(rows[i]) for i in range(settings.batch_size)]
+    batch = benchmark(collator_for(settings, seed=settings.seed), examples)
+    assert batch["input_ids"].shape[0] == settings.batch_size
+    assert (batch["labels"] != -100).any()
+    tokens, nonpad = token_counts(batch)
+    record(samples=settings.batch_size, tokens=tokens, nonpad_tokens=nonpad)
+
+
+def test_train_step(
+    benchmark, record, collator_for, train_rows: datasets.Dataset, tokenizer, cpu_settings: Settings, tmp_path: Path
+):
+    """Tokens/s of one optimizer step: the Trainer's compute_loss forward, backward, and its AdamW + scheduler."""
+    settings = cpu_settings
+    seed_everything(settings.seed)
+    model = build_model(settings, tokenizer)
+    collator = collator_for(settings, seed=settings.seed)
+    trainer = MlmTrainer(
+        model=model,
+        args=training_arguments(settings, tmp_path),
+        train_dataset=train_rows,
+        data_collator=collator,
+        sparse_head=settings.sparse_head,
+    )
+    warmup = 2
+    trainer.create_optimizer_and_scheduler(num_training_steps=STEP_ROUNDS + warmup)
+    batches = [collator([dict(r) for r in train_rows.select(range(i * 32, i * 32 + 32))]) for i in range(4)]
+    seen: list[float] = []
+
+    def step(batch: dict[str, torch.Tensor]) -> None:
+        model.train()
+        loss = trainer.compute_loss(model, batch)
+        loss.backward()
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+        seen.append(loss.item())
+
+    cycle = iter(batches * (STEP_ROUNDS + warmup))
+    benchmark.pedantic(step, setup=lambda: ((next(cycle),), {}), rounds=STEP_ROUNDS, warmup_rounds=warmup)
+    assert all(math.isfinite(x) for x in seen)
+    tokens, nonpad = token_counts(batches[0])
+    record(
+        samples=settings.batch_size,
+        tokens=tokens,
+        nonpad_tokens=nonpad,
+        losses={f"call_{i}": loss for i, loss in enumerate(seen)},
+        trainer_flops_per_step=trainer.floating_point_ops(batches[0]),
+        params=model.num_parameters(),
+    )
+
+
+def test_train_run(benchmark, record, collator_for, train_rows, tokenizer, cpu_settings: Settings, tmp_path: Path):
+    """A fixed-seed 20-step train() run: wall time, and the loss every 4 steps (the learning check)."""
+    settings = cpu_settings
+    summaries: list[TrainSummary] = []
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        seed_everything(settings.seed)
+        model = build_model(settings, tokenizer)
+        return (model, train_rows, collator_for(settings), settings, tmp_path / "run"), {}
+
+    def run(*args: Any) -> None:
+        summaries.append(train(*args))
+
+    benchmark.pedantic(run, setup=setup, rounds=TRAIN_RUN_ROUNDS)
+    last = summaries[-1]
+    assert last.steps == settings.max_steps and math.isfinite(last.train_loss)
+    samples = last.steps * settings.batch_size
+    tokens = round(last.tokens_per_second * last.runtime_seconds)
+    record(
+        samples=samples,
+        tokens=tokens,
+        nonpad_tokens=round(tokens * (1.0 - last.pad_fraction)),
+        losses=losses_by_step(last),
+        metrics={"train_loss": last.train_loss},
+        rounds_agree=all(losses_by_step(s) == losses_by_step(last) for s in summaries),
+        trainer_samples_per_second=last.samples_per_second,
+        trainer_total_flos=last.total_flos,
+        settings=settings.to_dict(),
+    )
+
+
+@pytest.fixture(scope="session")
+def trained(train_rows, tokenizer, cpu_settings: Settings, tmp_path_factory: pytest.TempPathFactory):
+    """The model after the same fixed-seed 20-step run, with its summary."""
+    seed_everything(cpu_settings.seed)
+    model = build_model(cpu_settings, tokenizer)
+    out = tmp_path_factory.mktemp("trained")
+    summary = train(model, train_rows, build_collator(tokenizer, cpu_settings), cpu_settings, out)
+    return model, summary
+
+
+def test_evaluate(benchmark, record, trained, heldout_rows, train_rows, tokenizer, cpu_settings: Settings):
+    """Held-out masked-token accuracy and loss of the trained model under the fixed evaluation masks."""
+    model, _ = trained
+    heldout_rows = heldout_rows.select(range(min(EVAL_ROWS, len(heldout_rows))))
+    settings = cpu_settings
+    unigram = unigram_log_probs(train_rows, tokenizer, model.get_input_embeddings().num_embeddings)
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        # A fresh seeded collator per round: every round masks the same positions.
+        collator = build_collator(tokenizer, settings, seed=settings.eval_seed)
+        return (model, heldout_rows, collator, unigram, settings.batch_size), {}
+
+    result = benchmark.pedantic(evaluate_mlm, setup=setup, rounds=3)
+    assert 0.0 <= result.accuracy <= 1.0 and result.masked_tokens > 0
+    tokens, nonpad = token_counts(heldout_rows)
+    record(
+        samples=len(heldout_rows),
+        tokens=tokens,
+        nonpad_tokens=nonpad,
+        metrics={
+            "eval_accuracy": result.accuracy,
+            "eval_loss": result.loss,
+            "eval_unigram_loss": result.unigram_loss,
+        },
+        masked_tokens=result.masked_tokens,
+    )
+
+
+def test_fill_mask(benchmark, record, trained, tokenizer, cpu_settings: Settings):
+    """Latency of one fill-mask probe through pipeline('fill-mask'), as the recipe calls it."""
+    model, _ = trained
+    probe = cpu_settings.fill_mask_probe
+    predictions = benchmark.pedantic(fill_mask, args=(model, tokenizer, [probe]), rounds=20, warmup_rounds=2)
+    top = predictions[0][0]
+    assert len(predictions[0]) == 5
+    length = len(tokenizer(probe)["input_ids"])
+    record(
+        samples=1,
+        tokens=length,
+        nonpad_tokens=length,
+        metrics={"top1_score": top["score"]},
+        top5=predictions[0],
+    )

@@ -1,0 +1,488 @@
+"""Gate: compare two pytest-benchmark JSON files (old and new environment) and say whether speed or learning changed.
+
+Timing statistics are pytest-benchmark's own (median, min, IQR over rounds, as written by `--benchmark-json`);
+the gate only compares them. Learning is compared through the `losses` and `metrics` each benchmark stores in
+`extra_info`: with the same seed and data, a difference beyond tolerance means the computation changed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlm_bench.errors import UsageError
+
+STATS = ("median", "min", "mean")
+EXIT_OK, EXIT_REGRESSION = 0, 1
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a difference counts: a slowdown beyond max(slowdown, noise), a loss or metric change beyond tolerance."""
+
+    # Calibrated (results/calibration): with the min, the ms-scale collate stage varied by under 5% across reruns on
+    # a loaded 2-core machine, so 10% catches a planted 20% slowdown there without false alarms.
+    slowdown: float = 0.10
+    # pytest-benchmark's own advice for comparisons: the min is the run least disturbed by other processes.
+    stat: str = "min"
+    # The bar rises to noise_factor x the larger relative IQR (IQR / median) of the two runs. Off by default:
+    # preemption inflates a short stage's IQR (to 9x its median here) while its min stays put, so the IQR
+    # hid the planted slowdown in calibration.
+    noise_factor: float = 0.0
+    # Fewer rounds than this give no robust statistic (a 2-round median is a mean): speed is shown, not gated.
+    min_rounds: int = 5
+    # Relative: reruns of one version at one seed agreed within 0.08% (results/calibration); 1% is >10x that.
+    loss_rtol: float = 0.01
+    # Absolute, for accuracies and scores in [0, 1].
+    metric_atol: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.stat not in STATS:
+            raise UsageError(f"unknown statistic {self.stat!r}: pass --stat one of {list(STATS)}")
+        for name in ("slowdown", "noise_factor", "loss_rtol", "metric_atol", "min_rounds"):
+            if not getattr(self, name) >= 0:
+                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}: pass a non-negative value")
+
+
+@dataclass(frozen=True)
+class BenchmarkRun:
+    """One pytest-benchmark JSON file: its benchmarks by full name, and the versions they recorded."""
+
+    path: Path
+    benchmarks: dict[str, dict[str, Any]]
+    machine: dict[str, Any]
+
+    @property
+    def versions(self) -> dict[str, str]:
+        for bench in self.benchmarks.values():
+            found = bench.get("extra_info", {}).get("versions")
+            if found:
+                return found
+        return {}
+
+    @property
+    def label(self) -> str:
+        found = self.versions
+        if "transformers" in found:
+            return f"transformers {found['transformers']} / datasets {found.get('datasets', '?')}"
+        return self.path.stem
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise UsageError(f"{what} {path} does not exist: pass an existing file") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"{what} {path} is not JSON ({err}): pass the file {what} names") from err
+
+
+def load_run(path: Path) -> BenchmarkRun:
+    """Read a `pytest --benchmark-json` file, refusing anything without per-benchmark stats."""
+    data = _read_json(path, "benchmark file")
+    hint = "pass the file written by `pytest benchmarks/ --benchmark-json FILE`"
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise UsageError(f"{path} has no 'benchmarks' list, so it is not pytest-benchmark JSON: {hint}")
+    benchmarks: dict[str, dict[str, Any]] = {}
+    for entry in data["benchmarks"]:
+        stats = entry.get("stats") if isinstance(entry, dict) else None
+        if (
+            not isinstance(stats, dict)
+            or not all(k in stats for k in (*STATS, "iqr", "rounds"))
+            or "fullname" not in entry
+        ):
+            raise UsageError(
+                f"{path} has a benchmark without fullname and stats (median, min, mean, iqr, rounds): {hint}"
+            )
+        benchmarks[entry["fullname"]] = entry
+    return BenchmarkRun(Path(path), benchmarks, data.get("machine_info", {}))
+
+
+@dataclass(frozen=True)
+class SpeedChange:
+    """Time per call at one statistic in both runs, and whether the change clears the noise-aware bar."""
+
+    base: float
+    new: float
+    base_spread: float
+    new_spread: float
+    bar: float
+    rounds: int
+    min_rounds: int
+    base_throughput: float | None
+    new_throughput: float | None
+
+    @property
+    def change(self) -> float:
+        """Relative change in time per call: +0.2 is 20% slower."""
+        return self.new / self.base - 1.0
+
+    @property
+    def verdict(self) -> str:
+        if self.rounds < self.min_rounds:
+            return "not gated"
+        if self.change > self.bar:
+            return "slower"
+        if self.change < -self.bar:
+            return "faster"
+        return "same"
+
+
+def compare_speed(base: dict[str, Any], new: dict[str, Any], thresholds: Thresholds) -> SpeedChange:
+    """Compare one benchmark's timing in two runs at the chosen statistic, with a bar raised by their IQRs."""
+    b, n = base["stats"], new["stats"]
+    base_spread, new_spread = b["iqr"] / b["median"], n["iqr"] / n["median"]
+    return SpeedChange(
+        base=b[thresholds.stat],
+        new=n[thresholds.stat],
+        base_spread=base_spread,
+        new_spread=new_spread,
+        bar=max(thresholds.slowdown, thresholds.noise_factor * max(base_spread, new_spread)),
+        rounds=min(b.get("rounds", 0), n.get("rounds", 0)),
+        min_rounds=thresholds.min_rounds,
+        base_throughput=base.get("extra_info", {}).get("samples_per_second"),
+        new_throughput=new.get("extra_info", {}).get("samples_per_second"),
+    )
+
+
+@dataclass(frozen=True)
+class QualityChange:
+    """One loss or metric value in both runs; `changed` when it moved beyond tolerance or exists on one side only."""
+
+    benchmark: str
+    key: str
+    base: float | None
+    new: float | None
+    tolerance: str
+    changed: bool
+
+
+def _values(extra: dict[str, Any], group: str) -> dict[str, float]:
+    values = extra.get(group) or {}
+    return {str(k): float(v) for k, v in values.items() if isinstance(v, (int, float))}
+
+
+def compare_quality(
+    name: str, base: dict[str, Any], new: dict[str, Any], thresholds: Thresholds
+) -> list[QualityChange]:
+    """Every loss (relative tolerance) and metric (absolute; relative when its name says loss) in either run."""
+    out = []
+    base_extra, new_extra = base.get("extra_info", {}), new.get("extra_info", {})
+    for group, prefix in (("losses", "loss@"), ("metrics", "")):
+        b, n = _values(base_extra, group), _values(new_extra, group)
+        for key in sorted(set(b) | set(n), key=_natural):
+            old, now = b.get(key), n.get(key)
+            if group == "losses" or "loss" in key:
+                tolerance = f"rel {thresholds.loss_rtol:g}"
+                moved = old is not None and now is not None and abs(now - old) > thresholds.loss_rtol * abs(old)
+            else:
+                tolerance = f"abs {thresholds.metric_atol:g}"
+                moved = old is not None and now is not None and abs(now - old) > thresholds.metric_atol
+            missing = old is None or now is None or math.isnan(old) != math.isnan(now)
+            out.append(QualityChange(name, prefix + key, old, now, tolerance, moved or missing))
+    return out
+
+
+def _natural(key: str) -> tuple[int, str]:
+    digits = "".join(c for c in key if c.isdigit())
+    return (int(digits) if digits else -1, key)
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted keys, so two fingerprints diff key by key."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out.update(flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+@dataclass(frozen=True)
+class FingerprintDiff:
+    """A fingerprint key whose value differs (None on a side where the key is absent)."""
+
+    key: str
+    base: Any
+    new: Any
+
+
+def diff_fingerprints(base: dict[str, Any], new: dict[str, Any]) -> list[FingerprintDiff]:
+    """Keys added, removed or changed between two fingerprint objects of any shape."""
+    b, n = flatten(base), flatten(new)
+    return [FingerprintDiff(k, b.get(k), n.get(k)) for k in sorted(set(b) | set(n)) if b.get(k) != n.get(k)]
+
+
+def load_fingerprint(path: Path) -> dict[str, Any]:
+    """A fingerprint JSON object (e.g. results/fingerprints/*.json); any keys are accepted."""
+    data = _read_json(path, "fingerprint file")
+    if not isinstance(data, dict):
+        raise UsageError(f"fingerprint file {path} holds a {type(data).__name__}, not an object: pass a JSON object")
+    return data
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    """Counts from one junit XML file (pytest --junitxml)."""
+
+    source: str
+    tests: int
+    failures: int
+    errors: int
+    skipped: int
+
+    @property
+    def passed(self) -> bool:
+        return self.tests > 0 and self.failures == 0 and self.errors == 0
+
+
+def junit_outcome(path: Path) -> TestOutcome:
+    """Sum the testsuite counts of a junit XML file."""
+    try:
+        root = ET.parse(path).getroot()
+    except FileNotFoundError as err:
+        raise UsageError(f"junit file {path} does not exist: pass the file `pytest --junitxml FILE` wrote") from err
+    except ET.ParseError as err:
+        raise UsageError(f"junit file {path} is not XML ({err}): pass the file `pytest --junitxml FILE` wrote") from err
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    if not suites:
+        raise UsageError(f"junit file {path} has no <testsuite>: pass the file `pytest --junitxml FILE` wrote")
+    counts = [sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")]
+    return TestOutcome(str(path), *counts)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Everything the verdict rests on, per benchmark and overall."""
+
+    base: BenchmarkRun
+    new: BenchmarkRun
+    thresholds: Thresholds
+    speed: dict[str, SpeedChange]
+    quality: list[QualityChange]
+    only_base: list[str]
+    only_new: list[str]
+    fingerprints: list[FingerprintDiff] | None = None
+    tests: list[tuple[str, TestOutcome]] = field(default_factory=list)
+    tests_exit_code: int | None = None
+
+    def learning_changes(self, name: str) -> list[QualityChange]:
+        return [q for q in self.quality if q.benchmark == name and q.changed]
+
+    @property
+    def regressions(self) -> list[str]:
+        """One line per reason to fail the gate; empty means no regression."""
+        reasons = [
+            f"{short_name(name)}: {speed.change:+.1%} time per call (bar {speed.bar:.1%})"
+            for name, speed in self.speed.items()
+            if speed.verdict == "slower"
+        ]
+        reasons += [
+            f"{short_name(q.benchmark)}: {q.key} {_fmt(q.base)} -> {_fmt(q.new)}" for q in self.quality if q.changed
+        ]
+        reasons += [
+            f"contract tests ({side}) failed: {t.source}" for side, t in self.tests if side == "new" and not t.passed
+        ]
+        if self.tests_exit_code:
+            reasons.append(f"contract tests exited {self.tests_exit_code}")
+        return reasons
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_REGRESSION if self.regressions else EXIT_OK
+
+
+def short_name(fullname: str) -> str:
+    return fullname.rsplit("::", 1)[-1]
+
+
+def _fmt(value: float | None) -> str:
+    return "missing" if value is None else f"{value:.4g}"
+
+
+def compare(
+    base: BenchmarkRun,
+    new: BenchmarkRun,
+    thresholds: Thresholds,
+    fingerprints: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    junit: Iterable[tuple[str, TestOutcome]] = (),
+    tests_exit_code: int | None = None,
+) -> GateResult:
+    """Compare every benchmark the two runs share; fingerprints come from the arguments or from extra_info."""
+    common = [name for name in base.benchmarks if name in new.benchmarks]
+    if not common:
+        raise UsageError(
+            f"{base.path} and {new.path} share no benchmark name: "
+            "run the same `pytest benchmarks/` in both environments"
+        )
+    speed = {name: compare_speed(base.benchmarks[name], new.benchmarks[name], thresholds) for name in common}
+    quality = [
+        q for name in common for q in compare_quality(name, base.benchmarks[name], new.benchmarks[name], thresholds)
+    ]
+    if fingerprints is None:
+        found = [_extra_fingerprint(run) for run in (base, new)]
+        fingerprints = (found[0], found[1]) if found[0] is not None and found[1] is not None else None
+    return GateResult(
+        base=base,
+        new=new,
+        thresholds=thresholds,
+        speed=speed,
+        quality=quality,
+        only_base=sorted(set(base.benchmarks) - set(new.benchmarks)),
+        only_new=sorted(set(new.benchmarks) - set(base.benchmarks)),
+        fingerprints=None if fingerprints is None else diff_fingerprints(*fingerprints),
+        tests=list(junit),
+        tests_exit_code=tests_exit_code,
+    )
+
+
+def _extra_fingerprint(run: BenchmarkRun) -> dict[str, Any] | None:
+    for bench in run.benchmarks.values():
+        found = bench.get("extra_info", {}).get("fingerprints")
+        if isinstance(found, dict):
+            return found
+    return None
+
+
+def render_markdown(result: GateResult) -> str:
+    """The verdict as markdown: one row per benchmark, then the learning, fingerprint and test details."""
+    th = result.thresholds
+    verdict = "REGRESSION" if result.regressions else "no regression"
+    lines = [
+        f"# Upgrade gate: {verdict}",
+        "",
+        f"- base: `{result.base.path}` ({result.base.label})",
+        f"- new: `{result.new.path}` ({result.new.label})",
+        f"- speed: time per call at the **{th.stat}** over rounds; slower/faster when the change exceeds "
+        f"max({th.slowdown:.0%}, {th.noise_factor:g} x the larger IQR/median); benchmarks with fewer than "
+        f"{th.min_rounds} rounds are shown but not gated",
+        f"- learning: losses within relative {th.loss_rtol:g}, metrics within absolute {th.metric_atol:g}",
+        "",
+        "| benchmark | base s/call | new s/call | change | bar | samples/s (median) base -> new | speed | learning "
+        "| verdict |",
+        "|---|---:|---:|---:|---:|---:|---|---|---|",
+    ]
+    for name, s in result.speed.items():
+        changed = result.learning_changes(name)
+        compared = [q for q in result.quality if q.benchmark == name]
+        learning = (
+            f"CHANGED ({len(changed)}/{len(compared)})" if changed else (f"same ({len(compared)})" if compared else "-")
+        )
+        row_verdict = (
+            "REGRESSION" if s.verdict == "slower" or changed else ("faster" if s.verdict == "faster" else "ok")
+        )
+        throughput = (
+            f"{s.base_throughput:.4g} -> {s.new_throughput:.4g}"
+            if s.base_throughput is not None and s.new_throughput is not None
+            else "-"
+        )
+        lines.append(
+            f"| {short_name(name)} | {s.base:.4g} (IQR {s.base_spread:.0%}) | {s.new:.4g} (IQR {s.new_spread:.0%}) | "
+            f"{s.change:+.1%} | {s.bar:.0%} | {throughput} | {s.verdict} | {learning} | {row_verdict} |"
+        )
+    for title, names in (("Only in base", result.only_base), ("Only in new", result.only_new)):
+        if names:
+            lines += ["", f"{title} (not compared): " + ", ".join(short_name(n) for n in names)]
+    if result.quality:
+        lines += [
+            "",
+            "## Learning",
+            "",
+            "| benchmark | value | base | new | change | tolerance | |",
+            "|---|---|---:|---:|---:|---|---|",
+        ]
+        for q in result.quality:
+            delta = "-" if q.base is None or q.new is None else f"{q.new - q.base:+.4g}"
+            flag = "CHANGED" if q.changed else "same"
+            cells = [short_name(q.benchmark), q.key, _fmt(q.base), _fmt(q.new), delta, q.tolerance, flag]
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "## Fingerprints", ""]
+    if result.fingerprints is None:
+        lines.append("Not compared: pass `--fingerprints BASE.json NEW.json` (or store them in extra_info).")
+    elif not result.fingerprints:
+        lines.append("Identical.")
+    else:
+        lines += ["| key | base | new |", "|---|---|---|"]
+        lines += [f"| {d.key} | {_cell(d.base)} | {_cell(d.new)} |" for d in result.fingerprints]
+    lines += ["", "## Contract tests", ""]
+    if not result.tests and result.tests_exit_code is None:
+        lines.append("Not given: pass `--junit BASE.xml NEW.xml` or `--tests-exit-code N`.")
+    for side, t in result.tests:
+        state = "passed" if t.passed else "FAILED"
+        lines.append(
+            f"- {side}: {state}: {t.tests} tests, {t.failures} failures, {t.errors} errors, {t.skipped} skipped "
+            f"(`{t.source}`)"
+        )
+    if result.tests_exit_code is not None:
+        lines.append(f"- new: pytest exit code {result.tests_exit_code}")
+    lines += ["", "## Verdict", ""]
+    lines += [f"- {reason}" for reason in result.regressions] or ["No regression."]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    return "(absent)" if value is None else str(value).replace("|", "\\|")
+
+
+def write_report(result: GateResult, directory: Path) -> list[Path]:
+    """report.md plus throughput.png and loss_curves.png (matplotlib, the `gate` extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+    except ImportError as err:
+        raise UsageError(
+            "--report draws plots with matplotlib, which is not installed: pip install 'mlm-bench[gate]'"
+        ) from err
+    directory.mkdir(parents=True, exist_ok=True)
+    written = [directory / "report.md"]
+    written[0].write_text(render_markdown(result), encoding="utf-8")
+    labels = (f"base: {result.base.label}", f"new: {result.new.label}")
+
+    names = list(result.speed)
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(names) + 1.5))
+    ys = range(len(names))
+    for offset, side, label in ((-0.2, "base", labels[0]), (0.2, "new", labels[1])):
+        values = [_throughput(result, name, side) for name in names]
+        ax.barh([y + offset for y in ys], values, height=0.4, label=label)
+    ax.set_yticks(list(ys), [short_name(n) for n in names])
+    ax.set_xscale("log")
+    ax.set_xlabel(f"samples/s at the {result.thresholds.stat} time per call (log scale)")
+    ax.invert_yaxis()
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    written.append(directory / "throughput.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    with_losses = [n for n in names if _values(result.base.benchmarks[n].get("extra_info", {}), "losses")]
+    if with_losses:
+        fig, axes = plt.subplots(1, len(with_losses), figsize=(4.5 * len(with_losses), 3.5), squeeze=False)
+        for ax, name in zip(axes[0], with_losses, strict=True):
+            for run, label, style in ((result.base, labels[0], "o-"), (result.new, labels[1], "x--")):
+                losses = _values(run.benchmarks[name].get("extra_info", {}), "losses")
+                keys = sorted(losses, key=_natural)
+                steps = [_natural(k)[0] for k in keys]
+                ax.plot(steps, [losses[k] for k in keys], style, label=label)
+            ax.set_title(short_name(name), fontsize=9)
+            ax.set_xlabel("step")
+            ax.set_ylabel("train loss")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        written.append(directory / "loss_curves.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    return written
+
+
+def _throughput(result: GateResult, name: str, side: str) -> float:
+    run = result.base if side == "base" else result.new
+    bench = run.benchmarks[name]
+    samples = bench.get("extra_info", {}).get("samples_per_call", 1)
+    return samples / bench["stats"][result.thresholds.stat]

@@ -1,0 +1,176 @@
+"""The upgrade gate on small synthetic pytest-benchmark JSON files: regressions caught, noise and speedups passed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlm_bench import gate
+from mlm_bench.cli import main
+from mlm_bench.errors import UsageError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench(
+    name: str, median: float, iqr: float = 0.0, losses: dict | None = None, rounds: int = 10, **extra: Any
+) -> dict[str, Any]:
+    """One benchmark entry shaped as pytest-benchmark 5 writes it (the stats the gate reads, and extra_info)."""
+    return {
+        "name": name,
+        "fullname": f"benchmarks/test_cpu.py::{name}",
+        "stats": {"min": median * 0.95, "mean": median, "median": median, "iqr": iqr, "rounds": rounds},
+        "extra_info": {"losses": losses or {}, "metrics": {}, "samples_per_call": 32, **extra},
+    }
+
+
+def write(path: Path, *benchmarks: dict[str, Any]) -> Path:
+    path.write_text(json.dumps({"machine_info": {}, "benchmarks": list(benchmarks)}), encoding="utf-8")
+    return path
+
+
+def verdict(tmp_path: Path, base: list[dict], new: list[dict], **thresholds: Any) -> gate.GateResult:
+    a, b = write(tmp_path / "a.json", *base), write(tmp_path / "b.json", *new)
+    return gate.compare(gate.load_run(a), gate.load_run(b), gate.Thresholds(**thresholds))
+
+
+LOSSES = {"5": 8.0, "10": 7.0}
+
+
+def test_identical_runs_pass(tmp_path: Path):
+    result = verdict(tmp_path, [bench("test_step", 1.0, losses=LOSSES)], [bench("test_step", 1.0, losses=LOSSES)])
+    assert result.exit_code == gate.EXIT_OK and result.regressions == []
+
+
+def test_slowdown_beyond_threshold_is_a_regression(tmp_path: Path):
+    result = verdict(tmp_path, [bench("test_step", 1.0)], [bench("test_step", 1.2)], slowdown=0.1)
+    assert result.speed["benchmarks/test_cpu.py::test_step"].verdict == "slower"
+    assert result.exit_code == gate.EXIT_REGRESSION
+
+
+def test_slowdown_within_threshold_passes(tmp_path: Path):
+    assert verdict(tmp_path, [bench("test_step", 1.0)], [bench("test_step", 1.08)], slowdown=0.1).exit_code == 0
+
+
+def test_slowdown_within_noise_passes(tmp_path: Path):
+    """A 20% change inside a 30% IQR is not called slower: the bar rises to the noise."""
+    result = verdict(
+        tmp_path,
+        [bench("test_step", 1.0, iqr=0.3)],
+        [bench("test_step", 1.2)],
+        slowdown=0.1,
+        stat="median",
+        noise_factor=1.0,
+    )
+    speed = result.speed["benchmarks/test_cpu.py::test_step"]
+    assert speed.bar == pytest.approx(0.3) and speed.verdict == "same" and result.exit_code == 0
+
+
+def test_too_few_rounds_are_not_gated(tmp_path: Path):
+    result = verdict(tmp_path, [bench("test_run", 1.0, rounds=2)], [bench("test_run", 2.0, rounds=2)], min_rounds=5)
+    assert result.speed["benchmarks/test_cpu.py::test_run"].verdict == "not gated" and result.exit_code == 0
+
+
+def test_speedup_is_not_a_regression(tmp_path: Path):
+    result = verdict(tmp_path, [bench("test_step", 1.0)], [bench("test_step", 0.5)])
+    assert result.speed["benchmarks/test_cpu.py::test_step"].verdict == "faster" and result.exit_code == 0
+
+
+def test_min_statistic_is_used_when_asked(tmp_path: Path):
+    base, new = bench("test_step", 1.0), bench("test_step", 1.0)
+    new["stats"]["min"] = 1.5
+    assert verdict(tmp_path, [base], [new], stat="median").exit_code == 0
+    assert verdict(tmp_path, [base], [new], stat="min").exit_code == 1
+
+
+def test_loss_change_beyond_tolerance_is_a_regression(tmp_path: Path):
+    result = verdict(
+        tmp_path,
+        [bench("test_run", 1.0, losses=LOSSES)],
+        [bench("test_run", 1.0, losses={"5": 8.0, "10": 7.2})],
+        loss_rtol=0.01,
+    )
+    assert [q.key for q in result.quality if q.changed] == ["loss@10"] and result.exit_code == 1
+
+
+def test_loss_change_within_tolerance_passes(tmp_path: Path):
+    new = bench("test_run", 1.0, losses={"5": 8.0, "10": 7.0001})
+    assert verdict(tmp_path, [bench("test_run", 1.0, losses=LOSSES)], [new], loss_rtol=0.01).exit_code == 0
+
+
+def test_missing_loss_step_counts_as_changed(tmp_path: Path):
+    result = verdict(tmp_path, [bench("test_run", 1.0, losses=LOSSES)], [bench("test_run", 1.0, losses={"5": 8.0})])
+    assert result.exit_code == 1
+
+
+def test_metric_uses_absolute_tolerance(tmp_path: Path):
+    base = bench("test_eval", 1.0, metrics={"eval_accuracy": 0.50})
+    assert verdict(tmp_path, [base], [bench("test_eval", 1.0, metrics={"eval_accuracy": 0.505})]).exit_code == 0
+    assert verdict(tmp_path, [base], [bench("test_eval", 1.0, metrics={"eval_accuracy": 0.53})]).exit_code == 1
+
+
+def test_fingerprint_diff_names_changed_added_and_removed_keys():
+    base = {"tokenizer": {"sha": "a", "size": 10}, "old": 1}
+    new = {"tokenizer": {"sha": "b", "size": 10}, "added": 2}
+    diffs = {d.key: (d.base, d.new) for d in gate.diff_fingerprints(base, new)}
+    assert diffs == {"tokenizer.sha": ("a", "b"), "old": (1, None), "added": (None, 2)}
+
+
+def test_failed_contract_tests_in_new_env_are_a_regression(tmp_path: Path):
+    xml = tmp_path / "new.xml"
+    xml.write_text('<testsuites><testsuite tests="3" failures="1" errors="0" skipped="0"/></testsuites>')
+    outcome = gate.junit_outcome(xml)
+    assert (outcome.tests, outcome.failures, outcome.passed) == (3, 1, False)
+    a, b = write(tmp_path / "a.json", bench("test_step", 1.0)), write(tmp_path / "b.json", bench("test_step", 1.0))
+    result = gate.compare(gate.load_run(a), gate.load_run(b), gate.Thresholds(), junit=[("new", outcome)])
+    assert result.exit_code == 1
+
+
+def test_nonzero_contract_test_exit_code_is_a_regression(tmp_path: Path):
+    a, b = write(tmp_path / "a.json", bench("test_step", 1.0)), write(tmp_path / "b.json", bench("test_step", 1.0))
+    assert gate.compare(gate.load_run(a), gate.load_run(b), gate.Thresholds(), tests_exit_code=0).exit_code == 0
+    assert gate.compare(gate.load_run(a), gate.load_run(b), gate.Thresholds(), tests_exit_code=1).exit_code == 1
+
+
+def test_no_common_benchmark_is_unusable(tmp_path: Path):
+    with pytest.raises(UsageError, match="share no benchmark"):
+        verdict(tmp_path, [bench("test_a", 1.0)], [bench("test_b", 1.0)])
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["not json", json.dumps([1, 2]), json.dumps({"benchmarks": [{"name": "x"}]})],
+    ids=["not-json", "no-benchmarks-key", "no-stats"],
+)
+def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str):
+    good = write(tmp_path / "good.json", bench("test_step", 1.0))
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    assert main(["gate", str(bad), str(good)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.json" in err[0]
+
+
+def test_cli_end_to_end_reports_regression_and_writes_report(tmp_path: Path):
+    """The real command: exit 1 on a planted loss change, markdown on stdout, report.md and plots on disk."""
+    pytest.importorskip("matplotlib", reason="--report plots need the `gate` extra (matplotlib)")
+    base = write(tmp_path / "a.json", bench("test_run", 1.0, losses=LOSSES))
+    new = write(tmp_path / "b.json", bench("test_run", 1.0, losses={"5": 8.0, "10": 7.5}))
+    report = tmp_path / "report"
+    done = subprocess.run(
+        [sys.executable, "-m", "mlm_bench.cli", "gate", str(base), str(new), "--report", str(report)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "REGRESSION" in done.stdout and "loss@10" in done.stdout
+    assert {p.name for p in report.iterdir()} == {"report.md", "throughput.png", "loss_curves.png"}
