@@ -45,8 +45,8 @@ SEED_STYLE = {"packing": False, "sparse_head": False, "pad_to_multiple_of": None
 HELDOUT_TEXTS = 1000
 # Torch threads while measuring. On a shared, oversubscribed 2-core machine a descheduled OpenMP thread stalls
 # every op at its barrier, so 2-thread wall times measure the other tenants (seen: 1.6x-6.4x for the same pair);
-# 1 thread measures the code. Set MLM_BENCH_THREADS=2 on a quiet machine.
-THREADS = int(os.environ.get("MLM_BENCH_THREADS", "1"))
+# 1 thread measures the code. Pass --threads 2 (or pytest's --bench-threads 2) on a quiet machine.
+THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -144,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=12, help="Optimizer steps of each variant.")
     parser.add_argument("--output-dir", type=Path, default=Path("/tmp/mlm-bench-ablation"))
-    parser.add_argument(
-        "--threads", type=int, default=THREADS, help="torch threads (default: $MLM_BENCH_THREADS or 1)."
-    )
+    parser.add_argument("--threads", type=int, default=THREADS, help="torch threads (default 1).")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     workload = load_workload()

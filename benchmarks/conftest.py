@@ -37,6 +37,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="Seed of every benchmark (default tiny-zh's); another seed shows the seed-to-seed spread of the losses.",
     )
+    parser.addoption(
+        "--seed-steps",
+        type=int,
+        default=40,
+        help="Steps of the seed-style run in test_speedup (40: minutes on 2 cores; 200 passes the unigram plateau).",
+    )
+    parser.addoption(
+        "--bench-threads",
+        type=int,
+        default=1,
+        help="torch threads in test_speedup (1: a loaded machine's other tenants cannot stall an OpenMP barrier).",
+    )
     group.addoption(
         "--plant-slowdown",
         type=float,

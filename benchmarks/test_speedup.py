@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import torch
 from ablation import (
-    THREADS,
     Workload,
     evaluate_variant,
     fast,
@@ -28,8 +27,6 @@ from mlm_bench.config import Settings, preset
 from mlm_bench.results import device_info, versions
 from mlm_bench.train import TrainSummary
 
-# Minutes on 2 loaded cores; MLM_BENCH_SEED_STEPS=200 trains both past the unigram plateau (README has both).
-SEED_STEPS = int(os.environ.get("MLM_BENCH_SEED_STEPS", "40"))
 # The recipe's reported throughput (BERT-base, 64 x 384, one GPU): its README's train_samples_per_second.
 RECIPE_SAMPLES_PER_SECOND = 112.152
 GPU_STEPS = 40
@@ -44,11 +41,11 @@ def workload() -> Workload:
 
 
 @pytest.fixture
-def threads():
-    """Both styles measured with the same torch thread count (ablation.THREADS), restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    yield THREADS
+def threads(request: pytest.FixtureRequest):
+    """Both styles measured with the same torch thread count (--bench-threads), restored afterwards."""
+    before, wanted = torch.get_num_threads(), request.config.getoption("--bench-threads")
+    torch.set_num_threads(wanted)
+    yield wanted
     torch.set_num_threads(before)
 
 
@@ -60,9 +57,12 @@ def fast_settings(workload: Workload, baseline: Settings, **overrides: Any) -> S
     return settings
 
 
-def test_fast_vs_seed(benchmark, workload: Workload, tmp_path: Path, threads: int) -> None:
+def test_fast_vs_seed(
+    benchmark, workload: Workload, tmp_path: Path, threads: int, request: pytest.FixtureRequest
+) -> None:
     """`fast` trains on the seed-style run's non-pad token budget >=4x faster, to an eval loss no worse."""
-    seed = seed_style(max_steps=SEED_STEPS)
+    seed_steps = request.config.getoption("--seed-steps")
+    seed = seed_style(max_steps=seed_steps)
     seed_summary, seed_model = train_variant(workload, seed, tmp_path / "seed")
     quick = fast_settings(workload, seed)
     if quick.packing:
@@ -71,7 +71,7 @@ def test_fast_vs_seed(benchmark, workload: Workload, tmp_path: Path, threads: in
         )
     else:
         # Same rows, regrouped by length: the same number of steps is the same token budget on average.
-        quick = quick.replace(max_steps=SEED_STEPS)
+        quick = quick.replace(max_steps=seed_steps)
     runs: list[tuple[TrainSummary, torch.nn.Module]] = []
     benchmark.pedantic(lambda: runs.append(train_variant(workload, quick, tmp_path / "fast")), rounds=1, iterations=1)
     fast_summary, fast_model = runs[0]
