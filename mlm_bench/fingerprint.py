@@ -23,7 +23,7 @@ from mlm_bench.config import preset
 from mlm_bench.corpus import load_corpus
 from mlm_bench.encode import encode
 from mlm_bench.model import build_model
-from mlm_bench.results import versions, write_json_atomic
+from mlm_bench.results import flatten, versions, write_json_atomic
 from mlm_bench.seeding import seed_everything
 from mlm_bench.tokenizer import build_tokenizer
 
@@ -142,19 +142,10 @@ def fingerprint(
     }
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        flat: dict[str, Any] = {}
-        for key, item in value.items():
-            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return flat
-    return {prefix: value}
-
-
 def diff(stored: dict[str, Any], current: dict[str, Any], rel: float = 1e-5) -> list[str]:
     """Fields that differ (floats beyond `rel`), one `field: stored -> current` line each; versions are ignored."""
-    old = _flatten({k: v for k, v in stored.items() if k != "versions"})
-    new = _flatten({k: v for k, v in current.items() if k != "versions"})
+    old = flatten({k: v for k, v in stored.items() if k != "versions"})
+    new = flatten({k: v for k, v in current.items() if k != "versions"})
     changes = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key, "<absent>"), new.get(key, "<absent>")

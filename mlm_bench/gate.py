@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlm_bench.errors import UsageError
+from mlm_bench.results import flatten
 
 STATS = ("median", "min", "mean")
 EXIT_OK, EXIT_REGRESSION = 0, 1
@@ -191,16 +192,6 @@ def compare_quality(
 def _natural(key: str) -> tuple[int, str]:
     digits = "".join(c for c in key if c.isdigit())
     return (int(digits) if digits else -1, key)
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as one level of dotted keys, so two fingerprints diff key by key."""
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, inner in value.items():
-            out.update(flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: value}
 
 
 @dataclass(frozen=True)

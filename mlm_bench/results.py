@@ -62,3 +62,13 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 def command_line() -> list[str]:
     """The command that started this process, recorded so the run can be repeated."""
     return [Path(sys.argv[0]).name, *sys.argv[1:]]
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted keys, so two records (fingerprints, results) diff key by key."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out.update(flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
