@@ -20,6 +20,7 @@ from mlm_bench.corpus import Corpus, load_corpus
 from mlm_bench.encode import encode
 from mlm_bench.results import command_line, device_info, versions
 from mlm_bench.tokenizer import build_tokenizer
+from mlm_bench.train import MlmTrainer, training_arguments
 
 datasets.disable_progress_bars()
 
@@ -124,6 +125,41 @@ def collator_for(request: pytest.FixtureRequest, tokenizer) -> Callable[..., Any
             return batch
 
         return slowed
+
+    return make
+
+
+@pytest.fixture
+def optimizer_step(
+    tmp_path,
+) -> Callable[..., tuple[MlmTrainer, Callable[[dict[str, torch.Tensor]], None], list[float]]]:
+    """Factory of one timed optimizer step (the Trainer's compute_loss, backward, AdamW, scheduler) and its losses.
+
+    The step is driven by hand because 5.x's Trainer.training_step needs state only its training loop sets up.
+    """
+
+    def make(model, settings: Settings, rows: datasets.Dataset, collator: Any, total_steps: int, bf16: bool = False):
+        trainer = MlmTrainer(
+            model=model,
+            args=training_arguments(settings, tmp_path),
+            train_dataset=rows,
+            data_collator=collator,
+            sparse_head=settings.sparse_head,
+        )
+        trainer.create_optimizer_and_scheduler(num_training_steps=total_steps)
+        seen: list[float] = []
+
+        def step(batch: dict[str, torch.Tensor]) -> None:
+            model.train()
+            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = trainer.compute_loss(model, batch)
+            loss.backward()
+            trainer.optimizer.step()
+            trainer.lr_scheduler.step()
+            trainer.optimizer.zero_grad(set_to_none=True)
+            seen.append(loss.item())  # .item() synchronises, so a timed GPU call includes the GPU work
+
+        return trainer, step, seen
 
     return make
 

@@ -21,7 +21,7 @@ from mlm_bench.evaluate import evaluate_mlm, unigram_log_probs
 from mlm_bench.infer import fill_mask
 from mlm_bench.model import build_model
 from mlm_bench.seeding import seed_everything
-from mlm_bench.train import MlmTrainer, TrainSummary, train, training_arguments
+from mlm_bench.train import TrainSummary, train
 
 STEP_ROUNDS = 8  # timed optimizer steps; the losses they see are recorded too
 TRAIN_RUN_ROUNDS = 2  # each round is a whole 20-step run (seconds on 2 cores); 2 give the gate a spread
@@ -74,34 +74,16 @@ def test_collate(
 
 
 def test_train_step(
-    benchmark, record, collator_for, train_rows: datasets.Dataset, tokenizer, cpu_settings: Settings, tmp_path: Path
+    benchmark, record, collator_for, optimizer_step, train_rows: datasets.Dataset, tokenizer, cpu_settings: Settings
 ):
     """Tokens/s of one optimizer step: the Trainer's compute_loss forward, backward, and its AdamW + scheduler."""
     settings = cpu_settings
     seed_everything(settings.seed)
     model = build_model(settings, tokenizer)
     collator = collator_for(settings, seed=settings.seed)
-    trainer = MlmTrainer(
-        model=model,
-        args=training_arguments(settings, tmp_path),
-        train_dataset=train_rows,
-        data_collator=collator,
-        sparse_head=settings.sparse_head,
-    )
     warmup = 2
-    trainer.create_optimizer_and_scheduler(num_training_steps=STEP_ROUNDS + warmup)
+    trainer, step, seen = optimizer_step(model, settings, train_rows, collator, STEP_ROUNDS + warmup)
     batches = [collator([dict(r) for r in train_rows.select(range(i * 32, i * 32 + 32))]) for i in range(4)]
-    seen: list[float] = []
-
-    def step(batch: dict[str, torch.Tensor]) -> None:
-        model.train()
-        loss = trainer.compute_loss(model, batch)
-        loss.backward()
-        trainer.optimizer.step()
-        trainer.lr_scheduler.step()
-        trainer.optimizer.zero_grad(set_to_none=True)
-        seen.append(loss.item())
-
     cycle = iter(batches * (STEP_ROUNDS + warmup))
     benchmark.pedantic(step, setup=lambda: ((next(cycle),), {}), rounds=STEP_ROUNDS, warmup_rounds=warmup)
     assert all(math.isfinite(x) for x in seen)

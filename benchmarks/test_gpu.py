@@ -8,7 +8,6 @@ parameters x tokens, what it sums into total_flos) and 6 x all parameters x toke
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import datasets
 import pytest
@@ -19,7 +18,6 @@ from mlm_bench.corpus import Corpus
 from mlm_bench.encode import encode
 from mlm_bench.model import build_model
 from mlm_bench.seeding import seed_everything
-from mlm_bench.train import MlmTrainer, training_arguments
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(),
@@ -38,11 +36,11 @@ def test_gpu_train_step(
     benchmark,
     record,
     collator_for,
+    optimizer_step,
     precision: str,
     train_texts: datasets.Dataset,
     corpus: Corpus,
     tokenizer,
-    tmp_path: Path,
 ):
     """Samples/s, tokens/s and MFU of one seed-shape optimizer step (forward, backward, AdamW, scheduler)."""
     settings = preset("seed-shape", device="cuda")
@@ -51,32 +49,13 @@ def test_gpu_train_step(
     rows = encode(train_texts, corpus.text_column, tokenizer, settings)
     model = build_model(settings, tokenizer)
     collator = collator_for(settings, seed=settings.seed)
-    trainer = MlmTrainer(
-        model=model,
-        args=training_arguments(settings, tmp_path),
-        train_dataset=rows,
-        data_collator=collator,
-        sparse_head=settings.sparse_head,
-    )
-    trainer.create_optimizer_and_scheduler(num_training_steps=STEP_ROUNDS + WARMUP_ROUNDS)
+    trainer, step, seen = optimizer_step(model, settings, rows, collator, STEP_ROUNDS + WARMUP_ROUNDS, bf16=fast)
     batch_size = settings.batch_size
     batches = [
         {k: v.to(model.device) for k, v in collator([dict(r) for r in rows.select(range(i, i + batch_size))]).items()}
         for i in range(0, len(rows) - batch_size + 1, batch_size)
     ]
     assert batches, f"{len(rows)} packed rows are fewer than one batch of {batch_size}"
-    seen: list[float] = []
-
-    def step(batch: dict[str, torch.Tensor]) -> None:
-        model.train()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=fast):
-            loss = trainer.compute_loss(model, batch)
-        loss.backward()
-        trainer.optimizer.step()
-        trainer.lr_scheduler.step()
-        trainer.optimizer.zero_grad(set_to_none=True)
-        seen.append(loss.item())  # .item() synchronises, so the timed call includes the GPU work
-
     cycle = iter(batches * (STEP_ROUNDS + WARMUP_ROUNDS))
     benchmark.pedantic(step, setup=lambda: ((next(cycle),), {}), rounds=STEP_ROUNDS, warmup_rounds=WARMUP_ROUNDS)
     assert all(math.isfinite(x) for x in seen)
