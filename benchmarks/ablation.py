@@ -8,7 +8,6 @@ benchmarks/test_speedup.py measures, so both compare exactly the same things.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -120,11 +119,6 @@ def evaluate_variant(workload: Workload, model: torch.nn.Module, rows: datasets.
     return evaluate_mlm(model, workload.heldout_rows if rows is None else rows, collator, workload.unigram, 32)
 
 
-def steps_for_budget(nonpad_tokens: float, settings: Settings) -> int:
-    """Optimizer steps of full packed rows that train on (at least) this many non-pad tokens."""
-    return math.ceil(nonpad_tokens / (settings.batch_size * settings.max_length))
-
-
 VARIANTS: dict[str, Callable[[int], Settings]] = {
     # name -> settings built from the packed-rows batch size (used only where rows are packed)
     "seed-style (recipe batching, dense head, sdpa)": lambda rows: seed_style(),
@@ -132,11 +126,13 @@ VARIANTS: dict[str, Callable[[int], Settings]] = {
     "seed-style, for-each AdamW": lambda rows: seed_style(fused_adamw=False),
     "+ pad_to_multiple_of 8": lambda rows: seed_style(pad_to_multiple_of=8),
     "+ group_by_length": lambda rows: seed_style(group_by_length=True),
-    "+ packing": lambda rows: seed_style(packing=True, batch_size=rows),
+    "+ packing (group_texts)": lambda rows: seed_style(packing=True, batch_size=rows),
+    "+ flatten": lambda rows: seed_style(flatten=True),
     "+ sparse head": lambda rows: seed_style(sparse_head=True),
-    "fast, group_by_length instead of packing": lambda rows: fast(packing=False, group_by_length=True),
-    "fast without sparse head": lambda rows: fast(batch_size=rows, sparse_head=False),
-    "fast (packing, sparse head, sdpa, fused AdamW)": lambda rows: fast(batch_size=rows),
+    "fast, group_by_length instead of flatten": lambda rows: fast(flatten=False, group_by_length=True),
+    "fast, packing instead of flatten": lambda rows: fast(flatten=False, packing=True, batch_size=rows),
+    "fast without sparse head": lambda rows: fast(sparse_head=False),
+    "fast (flatten, sparse head, sdpa, fused AdamW)": lambda rows: fast(),
 }
 
 

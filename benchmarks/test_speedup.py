@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -17,9 +16,7 @@ from ablation import (
     evaluate_variant,
     fast,
     load_workload,
-    rows_per_step,
     seed_style,
-    steps_for_budget,
     train_variant,
 )
 
@@ -30,6 +27,9 @@ from mlm_bench.train import TrainSummary
 # The recipe's reported throughput (BERT-base, 64 x 384, one GPU): its README's train_samples_per_second.
 RECIPE_SAMPLES_PER_SECOND = 112.152
 GPU_STEPS = 40
+# The same training in another summation order moved the eval loss by 2e-8 (CPU, 1 thread, 40 steps); letting
+# packed rows attend to each other moved it by 1e-5.
+ROUNDING = 1e-6
 # Dense bf16 tensor-core peaks (vendor datasheets, no sparsity) for MFU; an unknown GPU gets no MFU.
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
 
@@ -49,29 +49,20 @@ def threads(request: pytest.FixtureRequest):
     torch.set_num_threads(before)
 
 
-def fast_settings(workload: Workload, baseline: Settings, **overrides: Any) -> Settings:
-    """`fast` with as many non-pad tokens per step as the baseline, so both run the same lr schedule."""
-    settings = fast(**overrides)
-    if settings.packing:
-        settings = settings.replace(batch_size=rows_per_step(workload, baseline))
-    return settings
-
-
 def test_fast_vs_seed(
     benchmark, workload: Workload, tmp_path: Path, threads: int, request: pytest.FixtureRequest
 ) -> None:
-    """`fast` trains on the seed-style run's non-pad token budget >=4x faster, to an eval loss no worse."""
+    """`fast` trains on the seed-style run's rows >=4x faster per non-pad token, to an eval loss no worse.
+
+    Both runs draw the same rows in the same order with the same masks (flatten only packs them after masking)
+    and tiny-zh has no dropout, so `fast` repeats the seed-style training in another layout: its loss may differ
+    only by float rounding, and any change to what it learns shows as a difference beyond that.
+    """
     seed_steps = request.config.getoption("--seed-steps")
     seed = seed_style(max_steps=seed_steps)
+    quick = fast(max_steps=seed_steps)
+    assert quick.batch_size == seed.batch_size and quick.flatten
     seed_summary, seed_model = train_variant(workload, seed, tmp_path / "seed")
-    quick = fast_settings(workload, seed)
-    if quick.packing:
-        quick = quick.replace(
-            max_steps=steps_for_budget(seed_summary.nonpad_tokens_per_second * seed_summary.runtime_seconds, quick)
-        )
-    else:
-        # Same rows, regrouped by length: the same number of steps is the same token budget on average.
-        quick = quick.replace(max_steps=seed_steps)
     runs: list[tuple[TrainSummary, torch.nn.Module]] = []
     benchmark.pedantic(lambda: runs.append(train_variant(workload, quick, tmp_path / "fast")), rounds=1, iterations=1)
     fast_summary, fast_model = runs[0]
@@ -82,6 +73,7 @@ def test_fast_vs_seed(
             "speedup_nonpad_tokens_per_s": speedup,
             "eval_loss_fast": fast_eval.loss,
             "eval_loss_seed": seed_eval.loss,
+            "eval_loss_difference": fast_eval.loss - seed_eval.loss,
             "unigram_loss": seed_eval.unigram_loss,
             "pad_fraction_fast": fast_summary.pad_fraction,
             "pad_fraction_seed": seed_summary.pad_fraction,
@@ -100,9 +92,11 @@ def test_fast_vs_seed(
         }
     )
     assert fast_eval.masked_tokens == seed_eval.masked_tokens  # the same held-out positions
-    assert _nonpad(fast_summary) >= _nonpad(seed_summary) * 0.95
+    assert round(_nonpad(fast_summary)) == round(_nonpad(seed_summary))  # the same rows
     assert speedup >= 4.0, f"fast is only {speedup:.2f}x the seed-style non-pad tokens/s"
-    assert fast_eval.loss <= seed_eval.loss, f"fast eval loss {fast_eval.loss:.4f} > seed-style {seed_eval.loss:.4f}"
+    assert fast_eval.loss <= seed_eval.loss + ROUNDING, (
+        f"fast eval loss {fast_eval.loss:.7f} > seed-style {seed_eval.loss:.7f} by more than float rounding"
+    )
 
 
 def _nonpad(summary: TrainSummary) -> float:
@@ -132,7 +126,12 @@ def test_seed_shape_gpu(benchmark, workload: Workload, tmp_path: Path, style: st
     runs: list[tuple[TrainSummary, torch.nn.Module]] = []
     benchmark.pedantic(lambda: runs.append(train_variant(workload, settings, tmp_path)), rounds=1, iterations=1)
     summary, model = runs[0]
-    mean_attended = settings.max_length if settings.packing else summary.tokens_per_second / summary.samples_per_second
+    if settings.packing:
+        mean_attended = settings.max_length
+    elif settings.flatten:  # each token attends only to its own text; the mean text length underestimates that a bit
+        mean_attended = summary.nonpad_tokens_per_second / summary.samples_per_second
+    else:
+        mean_attended = summary.tokens_per_second / summary.samples_per_second
     achieved = _flops_per_nonpad_token(settings, model, mean_attended) * summary.nonpad_tokens_per_second
     name = torch.cuda.get_device_name()
     peak = next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
@@ -158,6 +157,7 @@ def test_seed_shape_gpu(benchmark, workload: Workload, tmp_path: Path, style: st
 
 _SPEED_FIELDS = (
     "packing",
+    "flatten",
     "group_by_length",
     "pad_to_multiple_of",
     "sparse_head",

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
 from mlm_bench.config import Settings
@@ -83,18 +84,75 @@ class WholeWordMaskCollator(MlmCollator):
         return inputs, labels
 
 
+class FlatteningCollator:
+    """Masks a batch with `collator`, then packs its rows whole into rows of `row_length` tokens (first fit,
+    longest first), each row's positions numbered from 0: the same tokens, masks and labels, less padding.
+
+    Not transformers' DataCollatorWithFlattening: it joins a whole batch into one row (made for flash-attention's
+    variable-length kernels; SDPA on a block mask costs length^2 per row) and overwrites each row's first label.
+    The model must keep packed rows apart (model.isolate_packed_rows), or they would attend to each other.
+    """
+
+    def __init__(self, collator: DataCollatorForLanguageModeling, row_length: int, pad_to_multiple_of: int | None):
+        self.collator = collator
+        multiple = pad_to_multiple_of or 1
+        self.row_length = -(-row_length // multiple) * multiple
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = self.collator(features)
+        lengths = batch["attention_mask"].sum(dim=1).tolist()
+        if max(lengths) > self.row_length:
+            raise ValueError(
+                f"a row of {max(lengths)} tokens does not fit packed rows of {self.row_length}: "
+                "encode with truncation at max_length"
+            )
+        rows = [self._row(batch, members) for members in _first_fit(lengths, self.row_length)]
+        return {key: torch.cat([row[key] for row in rows]) for key in rows[0]}
+
+    def _row(self, batch: dict[str, torch.Tensor], members: list[int]) -> dict[str, torch.Tensor]:
+        """One packed row: the members' real tokens side by side, positions from 0 in each, padded to row_length."""
+        real = batch["attention_mask"].bool()
+        ids = torch.cat([batch["input_ids"][i][real[i]] for i in members])
+        pad = self.row_length - len(ids)
+        return {
+            "input_ids": F.pad(ids, (0, pad), value=self.collator.tokenizer.pad_token_id)[None],
+            "attention_mask": F.pad(torch.ones_like(ids), (0, pad), value=0)[None],
+            "position_ids": F.pad(torch.cat([torch.arange(int(real[i].sum())) for i in members]), (0, pad))[None],
+            "labels": F.pad(torch.cat([batch["labels"][i][real[i]] for i in members]), (0, pad), value=-100)[None],
+        }
+
+
+def _first_fit(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Indices of `lengths` in bins of at most `capacity`, longest first into the first bin with room (in order)."""
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        target = next((b for b, free in enumerate(room) if free >= lengths[i]), None)
+        if target is None:
+            bins.append([])
+            room.append(capacity)
+            target = len(bins) - 1
+        bins[target].append(i)
+        room[target] -= lengths[i]
+    return [sorted(b) for b in bins]
+
+
 def build_collator(
     tokenizer: PreTrainedTokenizerBase, settings: Settings, seed: int | None = None
-) -> DataCollatorForLanguageModeling:
+) -> DataCollatorForLanguageModeling | FlatteningCollator:
     """The recipe's collator (mlm=True, 80/10/10), per whole word when settings.mask is 'wwm'; `seed` fixes its
-    masks independently of the global RNG."""
+    masks independently of the global RNG. With settings.flatten its batches are packed after masking."""
     kind = WholeWordMaskCollator if settings.mask == "wwm" else MlmCollator
-    return kind(
+    masking = kind(
         tokenizer,
         mlm=True,
         mlm_probability=settings.mlm_probability,
-        pad_to_multiple_of=settings.pad_to_multiple_of,
+        # Flattening pads the packed rows instead; masks drawn over the unpadded batch stay the recipe's.
+        pad_to_multiple_of=None if settings.flatten else settings.pad_to_multiple_of,
         seed=seed,
+    )
+    return (
+        FlatteningCollator(masking, settings.max_length, settings.pad_to_multiple_of) if settings.flatten else masking
     )
 
 

@@ -9,6 +9,8 @@ from typing import Any, Literal
 from mlm_bench.errors import UsageError
 
 BUILTIN = "builtin"
+# Attention implementations that take the block mask flatten needs (None: the library's default, sdpa).
+_MASKED_ATTENTION = (None, "sdpa", "eager")
 
 
 def _help(text: str, **kwargs: Any) -> Any:
@@ -54,6 +56,12 @@ class Settings:
     max_length: int = _help("Tokens per row: longer rows are truncated (or packed rows are this long).", default=128)
     packing: bool = _help(
         "Concatenate texts and cut full rows (run_mlm.py's group_texts) instead of padding.", default=True
+    )
+    flatten: bool = _help(
+        "Mask each sampled batch as usual, then pack its rows whole into max_length rows where every row attends "
+        "only to itself and numbers its positions from 0: the same rows, masks and loss as padded batches, "
+        "without computing the padding.",
+        default=False,
     )
     mlm_probability: float = _help("Share of tokens selected for the MLM loss.", default=0.15)
     pad_to_multiple_of: int | None = _help("Pad batches to a multiple of this (8 suits tensor cores).", default=None)
@@ -131,6 +139,16 @@ class Settings:
                 "packing and group_by_length both set: packed rows all have max_length tokens, so there is "
                 "nothing to group; pass --packing false or --group_by_length false"
             )
+        if self.packing and self.flatten:
+            raise UsageError(
+                "packing and flatten both set: packed rows are full already, so there is nothing to flatten; "
+                "pass --packing false or --flatten false"
+            )
+        if self.flatten and self.attn_implementation not in _MASKED_ATTENTION:
+            raise UsageError(
+                f"flatten keeps rows apart with an attention mask, which attention {self.attn_implementation!r} "
+                "does not take here: pass --attn_implementation sdpa or eager, or --flatten false"
+            )
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of <= 0:
             raise UsageError(f"pad_to_multiple_of must be positive or None, got {self.pad_to_multiple_of}: pass e.g. 8")
         if self.hidden_size % self.num_attention_heads:
@@ -185,7 +203,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # tiny-zh with every waste removed (README "Fast preset" has the measured speedup of each part).
     "fast": {
-        "packing": True,
+        "packing": False,
+        "flatten": True,
         "pad_to_multiple_of": 8,
         "sparse_head": True,
         "attn_implementation": "sdpa",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
+import transformers
 from accelerate.utils import extract_model_from_parallel
 from torch.nn import functional as F
 from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.masking_utils import find_packed_sequence_indices
 
 from mlm_bench.config import Settings
 from mlm_bench.errors import UsageError
@@ -15,6 +18,7 @@ from mlm_bench.errors import UsageError
 IGNORE_INDEX = -100
 # Attribute of the MLM head holding the positions the sparse loss needs; None outside sparse_mlm_loss.
 SELECTED = "_mlm_bench_selected"
+_TRANSFORMERS_MAJOR = int(transformers.__version__.split(".")[0])
 
 
 def build_model(settings: Settings, tokenizer: PreTrainedTokenizerBase) -> BertForMaskedLM:
@@ -89,6 +93,41 @@ def check_compatible(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             f"max_length {settings.max_length} exceeds the model's {positions} position embeddings: "
             f"pass --max_length {positions} or less"
         )
+
+
+def isolate_packed_rows(model: PreTrainedModel) -> None:
+    """Make rows packed side by side (position ids restarting at 0, as collate.FlatteningCollator writes them)
+    attend only within themselves, as if each were alone in its own padded row.
+
+    BERT reads packing from position ids on neither 4.57 nor 5.x, so a pre-hook on the encoder model turns the
+    restarts into a block-diagonal attention mask (transformers' own find_packed_sequence_indices finds them).
+    """
+    model.base_model.register_forward_pre_hook(_block_diagonal_mask, with_kwargs=True)
+
+
+def _block_diagonal_mask(
+    module: PreTrainedModel, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    positions, padding = kwargs.get("position_ids"), kwargs.get("attention_mask")
+    if positions is None or padding is None or padding.dim() != 2:
+        return None
+    # A new row starts wherever positions do not go up by one (so each padding token is a row of its own).
+    rows = find_packed_sequence_indices(positions)
+    if rows is None:
+        return None
+    # Each padding token still attends to itself: a query with no key at all would make SDPA return NaN.
+    keys = padding.bool()[:, None, :] | torch.eye(padding.shape[1], dtype=torch.bool, device=padding.device)
+    allowed = (rows[:, :, None] == rows[:, None, :]) & keys
+    if _TRANSFORMERS_MAJOR < 5:
+        # 4.57 turns a 3D 0/1 mask into its additive form (get_extended_attention_mask).
+        kwargs["attention_mask"] = allowed.to(module.dtype)
+    else:
+        # 5.x passes a 4D mask through as it is, and its eager attention adds it to the scores.
+        blocked = torch.finfo(module.dtype).min
+        kwargs["attention_mask"] = torch.zeros(allowed.shape, dtype=module.dtype, device=padding.device).masked_fill(
+            ~allowed, blocked
+        )[:, None]
+    return args, kwargs
 
 
 def sparse_mlm_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -185,7 +185,8 @@ def _train_and_report(
     heldout = prepared.heldout_rows
     # Every run is scored under the same per-token held-out masking, so token and wwm runs compare directly.
     token_rows = heldout.remove_columns([WORD_IDS]) if WORD_IDS in heldout.column_names else heldout
-    token_eval = settings.replace(mask="token")
+    # Held-out rows are scored unflattened: flatten changes how training computes, never what a score means.
+    token_eval = settings.replace(mask="token", flatten=False)
     evaluation = evaluate_mlm(
         model,
         token_rows,
@@ -195,7 +196,7 @@ def _train_and_report(
     )
     extra: dict[str, Any] = {}
     if settings.mask == "wwm":
-        wwm_collator = build_collator(tokenizer, settings, seed=settings.eval_seed)
+        wwm_collator = build_collator(tokenizer, settings.replace(flatten=False), seed=settings.eval_seed)
         extra["eval_wwm"] = evaluate_mlm(model, heldout, wwm_collator, unigram, settings.batch_size).to_dict()
     heldout_texts = list(corpus.heldout[column])
     cloze = cloze_sentences(heldout_texts, settings.cloze_probes, tokenizer.mask_token)

@@ -16,7 +16,7 @@ from transformers import PreTrainedModel, Trainer, TrainingArguments
 from mlm_bench.collate import BatchSeededCollator
 from mlm_bench.config import Settings
 from mlm_bench.errors import RunError, UsageError
-from mlm_bench.model import sparse_mlm_loss
+from mlm_bench.model import isolate_packed_rows, sparse_mlm_loss
 
 CUDA_OPTIONS = ("bf16", "tf32", "torch_compile")
 # torch.compile works on CPU too, so only these are refused there.
@@ -203,6 +203,8 @@ def train(
             summary = _finished(model, resume_from, state)
             model.to(args.device)
             return summary
+    if settings.flatten:
+        isolate_packed_rows(model)
     trainer = MlmTrainer(
         model=model,
         args=args,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -75,6 +77,13 @@ def unpacked_rows(corpus: Corpus, tokenizer, tiny_settings: Settings):
 
 
 @pytest.fixture(scope="session")
+def wwm_unpacked_rows(corpus: Corpus, tokenizer, tiny_settings: Settings):
+    """Up to 200 held-out rows encoded unpacked, with word ids from the corpus' gold segmentation."""
+    rows = corpus.heldout.select(range(min(200, len(corpus.heldout))))
+    return encode(rows, corpus.text_column, tokenizer, tiny_settings.replace(packing=False, mask="wwm"))
+
+
+@pytest.fixture(scope="session")
 def wwm_rows(corpus: Corpus, tokenizer, tiny_settings: Settings):
     """Held-out rows packed as training packs them, with word ids from the corpus' gold segmentation."""
     return encode(corpus.heldout, corpus.text_column, tokenizer, tiny_settings.replace(mask="wwm"))
@@ -110,3 +119,23 @@ def error_line(stderr: str, prefix: str) -> str:
     found = [line.partition(prefix)[2] for line in stderr.splitlines() if prefix in line]
     assert len(found) == 1, stderr[-2000:]
     return found[0]
+
+
+def _texts_in(batch: dict[str, torch.Tensor]) -> list[tuple[tuple[int, ...], tuple[int, Any]]]:
+    """Each text in a batch as (its input ids, the (row, positions) index of its tokens); in a flattened batch a
+    text starts wherever position ids restart at 0."""
+    texts = []
+    for row, real in enumerate(batch["attention_mask"].bool()):
+        where = real.nonzero().flatten()
+        positions = batch["position_ids"][row][where] if "position_ids" in batch else torch.arange(len(where))
+        starts = [*(positions == 0).nonzero().flatten().tolist(), len(where)]
+        for a, b in itertools.pairwise(starts):
+            span = (row, where[a:b])
+            texts.append((tuple(batch["input_ids"][span].tolist()), span))
+    return texts
+
+
+@pytest.fixture(scope="session")
+def texts_in():
+    """Splits a batch, padded or flattened, into its texts (see _texts_in)."""
+    return _texts_in

@@ -15,7 +15,7 @@ from strategies import (
 )
 
 from mlm_bench import contract
-from mlm_bench.collate import MlmCollator, build_collator
+from mlm_bench.collate import FlatteningCollator, MlmCollator, build_collator
 from mlm_bench.run import unk_rate
 
 # Passes of seeded masking over the held-out rows: ~22k eligible tokens, ~3.3k selected, enough that selecting
@@ -108,3 +108,39 @@ def test_encodings_fit_max_length(real_rows, tiny_settings, kind):
 def test_unk_rate_on_heldout_text(tokenizer, heldout_rows):
     """Below 0.5% of held-out tokens are [UNK]: the corpus-built tokenizer covers text it was not trained on."""
     contract.check_unk_rate(unk_rate(heldout_rows, tokenizer))
+
+
+@pytest.mark.parametrize("mask", ["token", "wwm"])
+@given(picks=REAL_ROW_PICKS, seed=SEEDS, pad_to_multiple_of=PAD_MULTIPLES)
+def test_flatten_packs_the_same_masked_rows(
+    unpacked_rows, wwm_unpacked_rows, tokenizer, tiny_settings, texts_in, mask, picks, seed, pad_to_multiple_of
+):
+    """flatten changes only the layout: every row comes out whole, with exactly the ids and labels the recipe's
+    collator gives it under the same seed; positions count 0, 1, ... within each; rows are max_length rounded up
+    to pad_to_multiple_of, padding unlabelled; first fit leaves no two rows that would fit into one."""
+    rows = wwm_unpacked_rows if mask == "wwm" else unpacked_rows
+    examples = [dict(rows[i % len(rows)]) for i in picks]
+    settings = tiny_settings.replace(packing=False, mask=mask, pad_to_multiple_of=pad_to_multiple_of)
+    padded = build_collator(tokenizer, settings.replace(pad_to_multiple_of=None), seed=seed)(examples)
+    flat = build_collator(tokenizer, settings.replace(flatten=True), seed=seed)(examples)
+
+    def texts(batch):
+        return sorted((ids, tuple(batch["labels"][span].tolist())) for ids, span in texts_in(batch))
+
+    assert texts(flat) == texts(padded)
+    row_length = -(-settings.max_length // (pad_to_multiple_of or 1)) * (pad_to_multiple_of or 1)
+    assert flat["input_ids"].shape[1] == row_length
+    real = flat["attention_mask"].bool()
+    assert (flat["labels"][~real] == -100).all() and (flat["input_ids"][~real] == tokenizer.pad_token_id).all()
+    for r in range(len(real)):
+        positions = flat["position_ids"][r][real[r]]
+        steps = positions[1:] - positions[:-1]
+        assert positions[0] == 0 and ((steps == 1) | (positions[1:] == 0)).all()
+    lengths = real.sum(dim=1).tolist()
+    assert all(a + b > row_length for i, a in enumerate(lengths) for b in lengths[i + 1 :])
+
+
+def test_flatten_refuses_a_row_longer_than_its_rows(tokenizer, tiny_settings):
+    collator = FlatteningCollator(build_collator(tokenizer, tiny_settings, seed=0), 8, None)
+    with pytest.raises(ValueError, match="encode with truncation at max_length"):
+        collator([{"input_ids": list(range(5, 17))}])

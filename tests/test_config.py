@@ -63,7 +63,8 @@ def test_unknown_preset_lists_the_presets() -> None:
 
 def test_fast_preset_switches_on_every_speed_setting() -> None:
     s = preset("fast")
-    assert (s.packing, s.pad_to_multiple_of, s.sparse_head, s.attn_implementation) == (True, 8, True, "sdpa")
+    assert (s.flatten, s.packing, s.pad_to_multiple_of, s.sparse_head) == (True, False, 8, True)
+    assert s.attn_implementation == "sdpa"
     assert (s.bf16, s.tf32, s.torch_compile, s.fused_adamw) == ("auto", "auto", "auto", True)
 
 
@@ -83,6 +84,8 @@ def test_tiny_zh_leaves_the_cuda_speed_settings_off() -> None:
     [
         ({"packing": True, "group_by_length": True}, "nothing to group"),
         ({"pad_to_multiple_of": 0}, "pad_to_multiple_of must be positive"),
+        ({"flatten": True, "packing": True}, "pass --packing false or --flatten false"),
+        ({"flatten": True, "packing": False, "attn_implementation": "flash_attention_2"}, "pass --attn_implementation"),
     ],
 )
 def test_bad_speed_settings_are_refused_with_the_fix(changes: dict, message: str) -> None:

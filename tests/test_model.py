@@ -11,7 +11,7 @@ import torch
 from mlm_bench import contract
 from mlm_bench.collate import build_collator
 from mlm_bench.errors import UsageError
-from mlm_bench.model import build_model, sparse_mlm_loss
+from mlm_bench.model import build_model, isolate_packed_rows, sparse_mlm_loss
 from mlm_bench.seeding import seed_everything
 
 
@@ -65,3 +65,26 @@ def test_sparse_loss_runs_through_a_wrapper_forward(tokenizer, heldout_rows, tin
         dense, sparse = float(model(**batch).loss), float(sparse_mlm_loss(wrapper, batch))
     assert calls == [1]
     assert math.isclose(sparse, dense, rel_tol=1e-5), (sparse, dense)
+
+
+@pytest.mark.parametrize("name", ["eager", "sdpa"])
+def test_packed_rows_compute_as_if_alone(tokenizer, unpacked_rows, tiny_settings, texts_in, name: str) -> None:
+    """With isolate_packed_rows, each text packed by flatten gets the logits (1e-5) and the batch the loss it gets
+    alone in a padded row; without it the texts attend to those packed beside them, and their logits change."""
+    settings = tiny_settings.replace(packing=False, attn_implementation=name)
+    examples = [dict(r) for r in unpacked_rows.select(range(16))]
+    padded = build_collator(tokenizer, settings, seed=3)(examples)
+    flat = build_collator(tokenizer, settings.replace(flatten=True), seed=3)(examples)
+    assert len(flat["input_ids"]) < len(padded["input_ids"])  # texts were packed together
+    seed_everything(settings.seed)
+    model = build_model(settings, tokenizer).eval()
+    with torch.no_grad():
+        alone = model(**padded)
+        leaking = model(**flat).logits
+        isolate_packed_rows(model)
+        isolated = model(**flat)
+    expected = {key: alone.logits[span] for key, span in texts_in(padded)}
+    isolated_gap = max(float((isolated.logits[span] - expected[key]).abs().max()) for key, span in texts_in(flat))
+    leaking_gap = max(float((leaking[span] - expected[key]).abs().max()) for key, span in texts_in(flat))
+    assert isolated_gap < 1e-5 < 1e-3 < leaking_gap, (isolated_gap, leaking_gap)
+    assert math.isclose(float(isolated.loss), float(alone.loss), rel_tol=1e-5)

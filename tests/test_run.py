@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import datasets
@@ -33,3 +34,15 @@ def test_seed_preset_runs_on_local_save_to_disk_data_and_pretrained_dir(tmp_path
     assert 0 < results["train"]["pad_fraction"] < 1  # unpacked rows padded to the longest in each batch
     assert results["vocab_size"] == len(tokenizer)
     assert (tmp_path / "run" / RESULTS_FILE).is_file()
+
+
+def test_flatten_run_reports_what_the_padded_run_reports(tmp_path: Path, tiny_settings) -> None:
+    """A flatten run trains on the same rows with the same masks as the padded run: the same train and held-out
+    losses (to float rounding), on fewer computed tokens."""
+    padded_settings = tiny_settings.replace(packing=False, train_rows=400)
+    padded = run(padded_settings, tmp_path / "padded", log=lambda _: None)
+    flat = run(padded_settings.replace(flatten=True), tmp_path / "flat", log=lambda _: None)
+    assert math.isclose(flat["train"]["train_loss"], padded["train"]["train_loss"], rel_tol=1e-5)
+    assert math.isclose(flat["eval"]["loss"], padded["eval"]["loss"], rel_tol=1e-5)
+    assert flat["eval"]["masked_tokens"] == padded["eval"]["masked_tokens"]
+    assert flat["train"]["pad_fraction"] < padded["train"]["pad_fraction"]
