@@ -40,6 +40,8 @@ def encode(
             return_special_tokens_mask=True,
             return_token_type_ids=False,
             return_offsets_mapping=whole_words,
+            # Packing cuts the rows itself: the library's "longer than the maximum" warning would be noise.
+            verbose=not packing,
         )
         out = {k: encoded[k] for k in ENCODED_COLUMNS}
         if whole_words:
