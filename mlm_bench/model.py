@@ -80,13 +80,16 @@ def load_model(
 
 
 def check_compatible(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: Settings) -> None:
-    """Refuse a model that cannot embed every token id, or position, the tokenizer will produce."""
+    """Refuse a model that cannot embed every token id, or position, the tokenizer will produce, or that flatten
+    would give positions it does not number as BERT does."""
     vocab = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > vocab:
         raise UsageError(
             f"tokenizer has {len(tokenizer)} tokens but the model embeds only {vocab}: use the model's own "
             "tokenizer, or build the model with --vocab_size >= the tokenizer's size"
         )
+    if settings.flatten:
+        check_flattenable(model)
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions is not None and settings.max_length > positions:
         raise UsageError(
@@ -102,7 +105,18 @@ def isolate_packed_rows(model: PreTrainedModel) -> None:
     BERT reads packing from position ids on neither 4.57 nor 5.x, so a pre-hook on the encoder model turns the
     restarts into a block-diagonal attention mask (transformers' own find_packed_sequence_indices finds them).
     """
+    check_flattenable(model)
     model.base_model.register_forward_pre_hook(_block_diagonal_mask, with_kwargs=True)
+
+
+def check_flattenable(model: PreTrainedModel) -> None:
+    """Refuse flatten for a model that does not number positions from 0 as BERT does."""
+    if model.config.model_type != "bert":
+        # RoBERTa-like models number positions from padding_idx + 1: rows numbered from 0 would shift them all.
+        raise UsageError(
+            f"--flatten numbers each packed row's positions from 0, as BERT does, not as {type(model).__name__} "
+            "does: pass --flatten false"
+        )
 
 
 def _block_diagonal_mask(

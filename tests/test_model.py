@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from transformers import RobertaConfig, RobertaForMaskedLM
 
 from mlm_bench import contract
 from mlm_bench.collate import build_collator
@@ -88,3 +89,12 @@ def test_packed_rows_compute_as_if_alone(tokenizer, unpacked_rows, tiny_settings
     leaking_gap = max(float((leaking[span] - expected[key]).abs().max()) for key, span in texts_in(flat))
     assert isolated_gap < 1e-5 < 1e-3 < leaking_gap, (isolated_gap, leaking_gap)
     assert math.isclose(float(isolated.loss), float(alone.loss), rel_tol=1e-5)
+
+
+def test_flatten_refuses_a_model_that_numbers_positions_otherwise() -> None:
+    """RoBERTa numbers positions from padding_idx + 1, so rows numbered from 0 would silently shift them."""
+    config = RobertaConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    with pytest.raises(UsageError, match="pass --flatten false"):
+        isolate_packed_rows(RobertaForMaskedLM(config))
