@@ -37,7 +37,7 @@ datasets.disable_progress_bars()
 # The recipe's row length: truncating People's Daily at 384 and padding random batches of 32 to the longest
 # makes ~72% of every batch padding.
 MAX_LENGTH = 384
-# tiny-zh's model (128 wide, 2 layers) on CPU, a run long enough that the loss is well below the unigram baseline.
+# tiny-zh's model (128 wide, 2 layers) on CPU; 10 warmup steps suit the 12-step ablation and the 40-step speedup run.
 COMMON = {"device": "cpu", "max_length": MAX_LENGTH, "logging_steps": 10_000, "warmup_steps": 10}
 # What run_mlm.py-without-group_texts and the recipe do: truncate, random batches padded to the longest, dense head.
 SEED_STYLE = {"packing": False, "sparse_head": False, "pad_to_multiple_of": None, "group_by_length": False}

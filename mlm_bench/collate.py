@@ -85,12 +85,12 @@ class WholeWordMaskCollator(MlmCollator):
 
 
 class FlatteningCollator:
-    """Masks a batch with `collator`, then packs its rows whole into rows of `row_length` tokens (first fit,
-    longest first), each row's positions numbered from 0: the same tokens, masks and labels, less padding.
+    """Masks a batch of texts with `collator`, then packs the texts whole into rows of `row_length` tokens (first
+    fit, longest first), positions numbered from 0 in each text: the same tokens, masks and labels, less padding.
 
     Not transformers' DataCollatorWithFlattening: it joins a whole batch into one row (made for flash-attention's
-    variable-length kernels; SDPA on a block mask costs length^2 per row) and overwrites each row's first label.
-    The model must keep packed rows apart (model.isolate_packed_rows), or they would attend to each other.
+    variable-length kernels; SDPA on a block mask costs length^2 per row) and overwrites each text's first label.
+    The model must keep packed texts apart (model.isolate_packed_rows), or they would attend to each other.
     """
 
     def __init__(self, collator: DataCollatorForLanguageModeling, row_length: int, pad_to_multiple_of: int | None):
@@ -100,25 +100,26 @@ class FlatteningCollator:
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = self.collator(features)
-        lengths = batch["attention_mask"].sum(dim=1).tolist()
+        real = batch["attention_mask"].bool()
+        texts = [(batch["input_ids"][i][real[i]], batch["labels"][i][real[i]]) for i in range(len(real))]
+        lengths = [len(ids) for ids, _ in texts]
         if max(lengths) > self.row_length:
             raise ValueError(
-                f"a row of {max(lengths)} tokens does not fit packed rows of {self.row_length}: "
+                f"a text of {max(lengths)} tokens does not fit packed rows of {self.row_length}: "
                 "encode with truncation at max_length"
             )
-        rows = [self._row(batch, members) for members in _first_fit(lengths, self.row_length)]
+        rows = [self._row([texts[i] for i in members]) for members in _first_fit(lengths, self.row_length)]
         return {key: torch.cat([row[key] for row in rows]) for key in rows[0]}
 
-    def _row(self, batch: dict[str, torch.Tensor], members: list[int]) -> dict[str, torch.Tensor]:
-        """One packed row: the members' real tokens side by side, positions from 0 in each, padded to row_length."""
-        real = batch["attention_mask"].bool()
-        ids = torch.cat([batch["input_ids"][i][real[i]] for i in members])
+    def _row(self, texts: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """One packed row: the texts' (ids, labels) side by side, positions from 0 in each, padded to row_length."""
+        ids = torch.cat([ids for ids, _ in texts])
         pad = self.row_length - len(ids)
         return {
             "input_ids": F.pad(ids, (0, pad), value=self.collator.tokenizer.pad_token_id)[None],
             "attention_mask": F.pad(torch.ones_like(ids), (0, pad), value=0)[None],
-            "position_ids": F.pad(torch.cat([torch.arange(int(real[i].sum())) for i in members]), (0, pad))[None],
-            "labels": F.pad(torch.cat([batch["labels"][i][real[i]] for i in members]), (0, pad), value=-100)[None],
+            "position_ids": F.pad(torch.cat([torch.arange(len(ids)) for ids, _ in texts]), (0, pad))[None],
+            "labels": F.pad(torch.cat([labels for _, labels in texts]), (0, pad), value=-100)[None],
         }
 
 

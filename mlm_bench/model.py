@@ -18,6 +18,8 @@ from mlm_bench.errors import UsageError
 IGNORE_INDEX = -100
 # Attribute of the MLM head holding the positions the sparse loss needs; None outside sparse_mlm_loss.
 SELECTED = "_mlm_bench_selected"
+# Marks an encoder that already carries the block-mask hook, so a second train() does not stack another.
+ISOLATING = "_mlm_bench_isolating"
 _TRANSFORMERS_MAJOR = int(transformers.__version__.split(".")[0])
 
 
@@ -99,22 +101,25 @@ def check_compatible(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
 
 
 def isolate_packed_rows(model: PreTrainedModel) -> None:
-    """Make rows packed side by side (position ids restarting at 0, as collate.FlatteningCollator writes them)
+    """Make texts packed side by side in a row (as collate.FlatteningCollator packs them, positions from 0 in each)
     attend only within themselves, as if each were alone in its own padded row.
 
-    BERT reads packing from position ids on neither 4.57 nor 5.x, so a pre-hook on the encoder model turns the
-    restarts into a block-diagonal attention mask (transformers' own find_packed_sequence_indices finds them).
+    BERT reads packing from position ids on neither 4.57 nor 5.x, so a pre-hook on the encoder turns them into a
+    block-diagonal attention mask: transformers' own find_packed_sequence_indices starts a new text wherever the
+    positions do not go up by one.
     """
     check_flattenable(model)
-    model.base_model.register_forward_pre_hook(_block_diagonal_mask, with_kwargs=True)
+    if not getattr(model.base_model, ISOLATING, False):
+        model.base_model.register_forward_pre_hook(_block_diagonal_mask, with_kwargs=True)
+        setattr(model.base_model, ISOLATING, True)
 
 
 def check_flattenable(model: PreTrainedModel) -> None:
     """Refuse flatten for a model that does not number positions from 0 as BERT does."""
     if model.config.model_type != "bert":
-        # RoBERTa-like models number positions from padding_idx + 1: rows numbered from 0 would shift them all.
+        # RoBERTa-like models number positions from padding_idx + 1: texts numbered from 0 would shift them all.
         raise UsageError(
-            f"--flatten numbers each packed row's positions from 0, as BERT does, not as {type(model).__name__} "
+            f"--flatten numbers each packed text's positions from 0, as BERT does, not as {type(model).__name__} "
             "does: pass --flatten false"
         )
 
@@ -125,11 +130,13 @@ def _block_diagonal_mask(
     positions, padding = kwargs.get("position_ids"), kwargs.get("attention_mask")
     if positions is None or padding is None or padding.dim() != 2:
         return None
-    # A new row starts wherever positions do not go up by one (so each padding token is a row of its own).
+    # Padding tokens (position 0 after a text) each come out as a text of their own.
     rows = find_packed_sequence_indices(positions)
-    if rows is None:
+    # 5.x says "nothing packed" with None, 4.57 with all zeros.
+    if rows is None or not rows.any():
         return None
-    # Each padding token still attends to itself: a query with no key at all would make SDPA return NaN.
+    # Each padding token still attends to itself: a query with no key at all would make SDPA return NaN. So no
+    # row is ever fully blocked, and the -inf that finfo(float32).min becomes under bf16 autocast is harmless.
     keys = padding.bool()[:, None, :] | torch.eye(padding.shape[1], dtype=torch.bool, device=padding.device)
     allowed = (rows[:, :, None] == rows[:, None, :]) & keys
     if _TRANSFORMERS_MAJOR < 5:

@@ -185,8 +185,10 @@ def _train_and_report(
     heldout = prepared.heldout_rows
     # Every run is scored under the same per-token held-out masking, so token and wwm runs compare directly.
     token_rows = heldout.remove_columns([WORD_IDS]) if WORD_IDS in heldout.column_names else heldout
-    # Held-out rows are scored unflattened: flatten changes how training computes, never what a score means.
-    token_eval = settings.replace(mask="token", flatten=False)
+    # Scored as the recipe scores: masks drawn over the unflattened batch padded to its longest row, so no speed
+    # setting (flatten, pad_to_multiple_of) moves the held-out positions.
+    eval_settings = settings.replace(flatten=False, pad_to_multiple_of=None)
+    token_eval = eval_settings.replace(mask="token")
     evaluation = evaluate_mlm(
         model,
         token_rows,
@@ -196,7 +198,7 @@ def _train_and_report(
     )
     extra: dict[str, Any] = {}
     if settings.mask == "wwm":
-        wwm_collator = build_collator(tokenizer, settings.replace(flatten=False), seed=settings.eval_seed)
+        wwm_collator = build_collator(tokenizer, eval_settings, seed=settings.eval_seed)
         extra["eval_wwm"] = evaluate_mlm(model, heldout, wwm_collator, unigram, settings.batch_size).to_dict()
     heldout_texts = list(corpus.heldout[column])
     cloze = cloze_sentences(heldout_texts, settings.cloze_probes, tokenizer.mask_token)

@@ -88,7 +88,6 @@ def training_arguments(settings: Settings, output_dir: Path) -> TrainingArgument
 class TokenCounts:
     """Tokens the model saw in training: every position, and those that were not padding."""
 
-    samples: int = 0
     tokens: int = 0
     nonpad_tokens: int = 0
 
@@ -125,7 +124,6 @@ class MlmTrainer(Trainer):
     ) -> Any:
         if model.training:
             mask = inputs["attention_mask"]
-            self.counts.samples += mask.shape[0]
             self.counts.tokens += mask.numel()
             self.counts.nonpad_tokens += int(mask.sum())
         if self.sparse_head and not return_outputs:
@@ -220,7 +218,7 @@ def train(
     steps_run = result.global_step - resumed_from_step
     runtime = metrics["train_runtime"]
     # Under DDP each rank counted its own batches; the throughput is that of all ranks together.
-    local = torch.tensor([trainer.counts.samples, trainer.counts.tokens, trainer.counts.nonpad_tokens])
+    local = torch.tensor([trainer.counts.tokens, trainer.counts.nonpad_tokens])
     summed = trainer.accelerator.reduce(local.to(trainer.args.device), reduction="sum").tolist()
     counts = TokenCounts(*(int(n) for n in summed))
     return TrainSummary(
