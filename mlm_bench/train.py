@@ -75,6 +75,8 @@ def training_arguments(settings: Settings, output_dir: Path) -> TrainingArgument
         # Our rows already carry special_tokens_mask, which the collator reads; the model does not.
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        # Pinned memory only speeds host-to-GPU copies; on CPU torch warns that it is unused.
+        dataloader_pin_memory=uses_cuda(settings),
         bf16=options["bf16"],
         # None leaves the TF32 flags as seeding.seed_everything set them.
         tf32=True if options["tf32"] else None,
