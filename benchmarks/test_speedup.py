@@ -28,7 +28,7 @@ from mlm_bench.train import TrainSummary
 RECIPE_SAMPLES_PER_SECOND = 112.152
 GPU_STEPS = 40
 # The same training in another summation order moved the eval loss by 2e-8 (CPU, 1 thread, 40 steps); letting
-# packed rows attend to each other moved it by 1e-5.
+# packed texts attend to each other moved it by 1e-5.
 ROUNDING = 1e-6
 # Dense bf16 tensor-core peaks (vendor datasheets, no sparsity) for MFU; an unknown GPU gets no MFU.
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}

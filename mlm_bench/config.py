@@ -58,8 +58,8 @@ class Settings:
         "Concatenate texts and cut full rows (run_mlm.py's group_texts) instead of padding.", default=True
     )
     flatten: bool = _help(
-        "Mask each sampled batch as usual, then pack its rows whole into max_length rows where every row attends "
-        "only to itself and numbers its positions from 0: the same rows, masks and loss as padded batches, "
+        "Mask each sampled batch as usual, then pack its texts whole into max_length rows where every text attends "
+        "only to itself and numbers its positions from 0: the same texts, masks and loss as padded batches, "
         "without computing the padding.",
         default=False,
     )
@@ -146,7 +146,7 @@ class Settings:
             )
         if self.flatten and self.attn_implementation not in _MASKED_ATTENTION:
             raise UsageError(
-                f"flatten keeps rows apart with an attention mask, which attention {self.attn_implementation!r} "
+                f"flatten keeps texts apart with an attention mask, which attention {self.attn_implementation!r} "
                 "does not take here: pass --attn_implementation sdpa or eager, or --flatten false"
             )
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of <= 0:
