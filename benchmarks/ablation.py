@@ -26,7 +26,7 @@ from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings, preset
 from mlm_bench.corpus import Corpus, load_corpus
 from mlm_bench.encode import encode
-from mlm_bench.evaluate import EvalResult, evaluate_mlm, unigram_log_probs
+from mlm_bench.evaluate import EvalResult, EvalSet, build_eval_set, eval_settings, evaluate_mlm, unigram_log_probs
 from mlm_bench.model import build_model
 from mlm_bench.seeding import seed_everything
 from mlm_bench.train import TrainSummary, train
@@ -38,7 +38,16 @@ datasets.disable_progress_bars()
 # makes ~72% of every batch padding.
 MAX_LENGTH = 384
 # tiny-zh's model (128 wide, 2 layers) on CPU; 10 warmup steps suit the 12-step ablation and the 40-step speedup run.
-COMMON = {"device": "cpu", "max_length": MAX_LENGTH, "logging_steps": 10_000, "warmup_steps": 10}
+# The recipe's masking (0.15, whole rows) for both styles: this compares layouts of one training, not learning settings.
+COMMON = {
+    "device": "cpu",
+    "max_length": MAX_LENGTH,
+    "logging_steps": 10_000,
+    "warmup_steps": 10,
+    "mlm_probability": 0.15,
+    "short_row_length": 0,
+    "eval_max_length": MAX_LENGTH,
+}
 # What run_mlm.py-without-group_texts and the recipe do: truncate, random batches padded to the longest, dense head.
 SEED_STYLE = {"packing": False, "sparse_head": False, "pad_to_multiple_of": None, "group_by_length": False}
 HELDOUT_TEXTS = 1000
@@ -50,11 +59,11 @@ THREADS = 1
 
 @dataclass(frozen=True)
 class Workload:
-    """The builtin corpus, its tokenizer, and the held-out rows both styles are evaluated on (the recipe's encoding)."""
+    """The builtin corpus, its tokenizer, and the held-out texts both styles are scored on (whole up to 384 tokens)."""
 
     corpus: Corpus
     tokenizer: Any
-    heldout_rows: datasets.Dataset
+    eval_set: EvalSet
     unigram: torch.Tensor
 
 
@@ -65,10 +74,12 @@ def load_workload() -> Workload:
     settings = seed_style()
     corpus = load_corpus(settings)
     tokenizer = build_tokenizer(list(corpus.train[corpus.text_column]), model_max_length=MAX_LENGTH)
-    heldout = encode(corpus.heldout.select(range(HELDOUT_TEXTS)), corpus.text_column, tokenizer, settings)
+    texts = corpus.heldout.select(range(HELDOUT_TEXTS))
+    heldout = encode(texts, corpus.text_column, tokenizer, eval_settings(settings))
+    eval_set = build_eval_set(heldout, list(texts[corpus.text_column]), tokenizer, settings)
     train_rows = encode(corpus.train, corpus.text_column, tokenizer, settings)
     _ENCODED[(settings.packing, settings.max_length)] = train_rows
-    return Workload(corpus, tokenizer, heldout, unigram_log_probs(train_rows, tokenizer, len(tokenizer)))
+    return Workload(corpus, tokenizer, eval_set, unigram_log_probs(train_rows, tokenizer, len(tokenizer)))
 
 
 def seed_style(**overrides: Any) -> Settings:
@@ -112,11 +123,9 @@ def train_variant(workload: Workload, settings: Settings, output_dir: Path) -> t
     return summary, model
 
 
-def evaluate_variant(workload: Workload, model: torch.nn.Module, rows: datasets.Dataset | None = None) -> EvalResult:
-    """Held-out MLM metrics on the recipe-encoded rows under one fixed masking, whatever the model trained on."""
-    settings = seed_style()
-    collator = build_collator(workload.tokenizer, settings, seed=settings.eval_seed)
-    return evaluate_mlm(model, workload.heldout_rows if rows is None else rows, collator, workload.unigram, 32)
+def evaluate_variant(workload: Workload, model: torch.nn.Module) -> EvalResult:
+    """Held-out MLM metrics on the same masked texts, whatever the model trained on."""
+    return evaluate_mlm(model, workload.eval_set, workload.unigram)
 
 
 VARIANTS: dict[str, Callable[[int], Settings]] = {

@@ -18,6 +18,7 @@ from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings, preset
 from mlm_bench.corpus import Corpus, load_corpus
 from mlm_bench.encode import encode
+from mlm_bench.evaluate import EvalSet, build_eval_set, eval_settings
 from mlm_bench.results import command_line, device_info, versions
 from mlm_bench.tokenizer import build_tokenizer
 from mlm_bench.train import MlmTrainer, training_arguments
@@ -26,6 +27,10 @@ datasets.disable_progress_bars()
 
 # Enough text for 40+ training batches of 32 packed 128-token rows, yet encoded in well under a second.
 TRAIN_TEXTS = 3000
+# Held-out texts the evaluate benchmark scores: ~1.7k selected tokens, so accuracy has a standard error of ~0.01.
+EVAL_TEXTS = 128
+# Headline lines the benchmarks leave for the terminal summary, in the order they ran.
+HEADLINES = pytest.StashKey[list[str]]()
 # The short training run: long enough that the loss falls clearly (8.4 -> ~7), short enough for a CPU suite.
 CPU_OVERRIDES = {"device": "cpu", "max_steps": 20, "warmup_steps": 4, "logging_steps": 4}
 
@@ -100,9 +105,11 @@ def train_rows(train_texts: datasets.Dataset, corpus: Corpus, tokenizer, cpu_set
 
 
 @pytest.fixture(scope="session")
-def heldout_rows(corpus: Corpus, tokenizer, cpu_settings: Settings) -> datasets.Dataset:
-    """Held-out texts packed as training packs them."""
-    return encode(corpus.heldout, corpus.text_column, tokenizer, cpu_settings)
+def eval_set(corpus: Corpus, tokenizer, cpu_settings: Settings) -> EvalSet:
+    """The first EVAL_TEXTS held-out texts, whole up to eval_max_length, each masked alone as every run masks them."""
+    texts = corpus.heldout.select(range(EVAL_TEXTS))
+    rows = encode(texts, corpus.text_column, tokenizer, eval_settings(cpu_settings))
+    return build_eval_set(rows, list(texts[corpus.text_column]), tokenizer, cpu_settings)
 
 
 @pytest.fixture
@@ -189,3 +196,17 @@ def record(benchmark) -> Callable[..., None]:
         )
 
     return fill
+
+
+@pytest.fixture
+def headline(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """`headline(line)`: a headline figure printed in the terminal summary after every benchmark has run."""
+    return request.config.stash.setdefault(HEADLINES, []).append
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    lines = config.stash.get(HEADLINES, [])
+    if lines:
+        terminalreporter.section("mlm-bench headline figures")
+        for line in lines:
+            terminalreporter.write_line(line)

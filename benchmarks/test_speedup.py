@@ -50,7 +50,7 @@ def threads(request: pytest.FixtureRequest):
 
 
 def test_fast_vs_seed(
-    benchmark, workload: Workload, tmp_path: Path, threads: int, request: pytest.FixtureRequest
+    benchmark, headline, workload: Workload, tmp_path: Path, threads: int, request: pytest.FixtureRequest
 ) -> None:
     """`fast` trains on the seed-style run's rows >=4x faster per non-pad token, to an eval loss no worse.
 
@@ -76,6 +76,9 @@ def test_fast_vs_seed(
             "eval_loss_difference": fast_eval.loss - seed_eval.loss,
             "max_weight_difference": _max_weight_difference(fast_model, seed_model),
             "unigram_loss": seed_eval.unigram_loss,
+            "context_gain_fast": fast_eval.context_gain,
+            "context_gain_seed": seed_eval.context_gain,
+            "eval_set": workload.eval_set.description,
             "pad_fraction_fast": fast_summary.pad_fraction,
             "pad_fraction_seed": seed_summary.pad_fraction,
             "nonpad_tokens_fast": _nonpad(fast_summary),
@@ -92,7 +95,13 @@ def test_fast_vs_seed(
             "device": device_info(torch.device("cpu")),
         }
     )
-    assert fast_eval.masked_tokens == seed_eval.masked_tokens  # the same held-out positions
+    headline(
+        f"fast vs seed-style ({seed_steps} steps each, same rows and masks): {speedup:.2f}x non-pad tokens/s; "
+        f"eval loss fast {fast_eval.loss:.6f} / seed {seed_eval.loss:.6f} "
+        f"(difference {fast_eval.loss - seed_eval.loss:+.1e}), "
+        f"context gain {fast_eval.context_gain:+.3f} / {seed_eval.context_gain:+.3f} nats"
+    )
+    assert fast_eval.selected_tokens == seed_eval.selected_tokens  # the same held-out positions
     assert round(_nonpad(fast_summary)) == round(_nonpad(seed_summary))  # the same rows
     assert speedup >= 4.0, f"fast is only {speedup:.2f}x the seed-style non-pad tokens/s"
     assert fast_eval.loss <= seed_eval.loss + ROUNDING, (

@@ -123,6 +123,24 @@ class FlatteningCollator:
         }
 
 
+def cut_rows(batch: dict[str, Any], length: int) -> dict[str, Any]:
+    """The batch's rows cut into rows of `length` tokens (the last piece of each padded), pieces without a real
+    token dropped: the same tokens, masks and labels in shorter rows, each numbering its positions from 0."""
+    mask = batch["attention_mask"]
+    shape = mask.shape
+    extra = -shape[1] % length
+    out = dict(batch)
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor) and value.shape == shape:
+            # Padding added here is hidden by the attention mask and carries no label, so any id serves as filler.
+            filler = -100 if key == "labels" else 0
+            out[key] = F.pad(value, (0, extra), value=filler).reshape(-1, length)
+    keep = out["attention_mask"].bool().any(dim=1)
+    if keep.all():
+        return out
+    return {k: v[keep] if isinstance(v, torch.Tensor) and v.shape[:1] == keep.shape else v for k, v in out.items()}
+
+
 def _first_fit(lengths: list[int], capacity: int) -> list[list[int]]:
     """Indices of `lengths` in bins of at most `capacity`, longest first into the first bin with room (in order)."""
     bins: list[list[int]] = []

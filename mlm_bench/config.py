@@ -35,7 +35,15 @@ class Settings:
         default=None,
     )
     heldout_fraction: float = _help("Share of rows held out for evaluation (chosen by content hash).", default=0.05)
-    eval_rows: int = _help("At most this many held-out rows are evaluated.", default=1000)
+    eval_rows: int = _help("At most this many held-out texts are evaluated (the first ones).", default=1000)
+    # Fixed apart from the training settings, so runs of every preset, packed or not, score the same masked texts.
+    eval_max_length: int = _help(
+        "Held-out texts are scored whole up to this many tokens (longer ones truncated), each masked alone.",
+        default=128,
+    )
+    eval_mlm_probability: float = _help(
+        "Share of held-out tokens selected for scoring (the recipe's 0.15), whatever training selects.", default=0.15
+    )
     # tokenizer and model
     model_name_or_path: str | None = _help(
         "Pretrained model (Hub name or save_pretrained dir). None: build a BERT from the size fields.",
@@ -47,9 +55,14 @@ class Settings:
     )
     vocab_size: int | None = _help("Model vocab size when built; None: the tokenizer's size.", default=None)
     hidden_size: int = _help("Hidden size of a built model.", default=128)
-    num_hidden_layers: int = _help("Layers of a built model.", default=2)
+    # One layer learns more context than two or four in the same CPU time (README, context ablation).
+    num_hidden_layers: int = _help("Layers of a built model.", default=1)
     num_attention_heads: int = _help("Attention heads of a built model.", default=2)
     intermediate_size: int = _help("Feed-forward size of a built model.", default=512)
+    # Untied, the output layer need not double as the input embedding (measured: faster context gain from scratch).
+    tie_word_embeddings: bool = _help(
+        "Share the input embedding with the MLM output layer in a built model (BERT's default true).", default=False
+    )
     # A short run of a tiny model does not overfit; dropout would only slow its learning.
     dropout: float = _help("Hidden and attention dropout of a built model (BERT's default 0.1).", default=0.0)
     # tokenize and collate
@@ -63,7 +76,16 @@ class Settings:
         "without computing the padding.",
         default=False,
     )
-    mlm_probability: float = _help("Share of tokens selected for the MLM loss.", default=0.15)
+    # Twice the recipe's 0.15: more [MASK] targets per token seen (measured in the README's context ablation).
+    mlm_probability: float = _help("Share of tokens selected for the MLM loss (the recipe's 0.15).", default=0.3)
+    # BERT's sequence-length schedule (128 tokens, then 512) scaled down; from scratch it is what gets a small model
+    # off the unigram plateau on whole texts (README, context ablation).
+    short_row_length: int = _help(
+        "Train the first short_row_fraction of the steps on rows cut into pieces of this many tokens (the same "
+        "tokens and masks per batch), then on whole rows. 0: whole rows throughout.",
+        default=8,
+    )
+    short_row_fraction: float = _help("Share of the optimizer steps trained on short rows.", default=0.5)
     pad_to_multiple_of: int | None = _help("Pad batches to a multiple of this (8 suits tensor cores).", default=None)
     mask: Literal["token", "wwm"] = _help(
         "'token': the library's per-token masking; 'wwm': whole Chinese words (the builtin corpus' gold "
@@ -93,18 +115,18 @@ class Settings:
     batch_size: int = _help("Per-device train batch size.", default=32)
     num_train_epochs: float = _help("Epochs over the train rows (ignored when max_steps > 0).", default=1.0)
     # Sized so the default run ends in under 3 minutes on 2 CPU cores (README has the measurement).
-    max_steps: int = _help("Stop after this many optimizer steps; -1: train num_train_epochs.", default=700)
+    max_steps: int = _help("Stop after this many optimizer steps; -1: train num_train_epochs.", default=1500)
     # A 1M-parameter model from scratch needs a far higher lr than the library's fine-tuning default 5e-5.
-    learning_rate: float = _help("Peak learning rate (the library's default is 5e-5).", default=2e-3)
-    warmup_steps: int = _help("Linear warmup steps.", default=30)
+    learning_rate: float = _help("Peak learning rate (the library's default is 5e-5).", default=3e-3)
+    warmup_steps: int = _help("Linear warmup steps.", default=100)
     weight_decay: float = _help("AdamW weight decay.", default=0.0)
     lr_scheduler_type: str = _help("Trainer scheduler name.", default="linear")
     logging_steps: int = _help("Log the training loss every N steps.", default=10)
-    # ~25 s of the default CPU run between checkpoints: a kill loses at most that much.
+    # ~18 s of the default CPU run between checkpoints: a kill loses at most that much.
     save_steps: int = _help(
         "Write a resumable checkpoint (weights, optimizer, scheduler, RNG, data position) every N optimizer "
         "steps and at the end; `mlm-bench run --resume` continues from the last complete one. 0: none.",
-        default=100,
+        default=250,
     )
     seed: int = _help("Seed for init, data order and training masks.", default=42)
     eval_seed: int = _help("Seed of the fixed held-out masking, the same for every run.", default=1234)
@@ -118,10 +140,10 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.mlm_probability < 1.0:
-            raise UsageError(
-                f"mlm_probability must be in (0, 1), got {self.mlm_probability}: pass e.g. --mlm_probability 0.15"
-            )
+        for name in ("mlm_probability", "eval_mlm_probability"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise UsageError(f"{name} must be in (0, 1), got {value}: pass e.g. --{name} 0.15")
         if self.batch_size <= 0:
             raise UsageError(f"batch_size must be positive, got {self.batch_size}: pass e.g. --batch_size 32")
         if self.max_length < 8:
@@ -149,12 +171,32 @@ class Settings:
                 f"flatten keeps texts apart with an attention mask, which attention {self.attn_implementation!r} "
                 "does not take here: pass --attn_implementation sdpa or eager, or --flatten false"
             )
+        self._check_short_rows()
+        if not 0 < self.eval_max_length <= self.max_length:
+            raise UsageError(
+                f"eval_max_length {self.eval_max_length} must be in [1, max_length {self.max_length}]: the model never "
+                f"trains on positions past max_length; pass --eval_max_length {self.max_length} or less"
+            )
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of <= 0:
             raise UsageError(f"pad_to_multiple_of must be positive or None, got {self.pad_to_multiple_of}: pass e.g. 8")
         if self.hidden_size % self.num_attention_heads:
             raise UsageError(
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
                 f"{self.num_attention_heads}: change one of them"
+            )
+
+    def _check_short_rows(self) -> None:
+        if not 0.0 <= self.short_row_fraction <= 1.0:
+            raise UsageError(f"short_row_fraction must be in [0, 1], got {self.short_row_fraction}: pass e.g. 0.5")
+        if not 0 <= self.short_row_length < self.max_length:
+            raise UsageError(
+                f"short_row_length {self.short_row_length} must be in [0, max_length {self.max_length}): pass e.g. "
+                "--short_row_length 8, or 0 for whole rows throughout"
+            )
+        if self.short_row_length and self.flatten:
+            raise UsageError(
+                "short_row_length and flatten both set: flatten packs whole texts, short rows cut them; pass "
+                "--short_row_length 0 or --flatten false"
             )
 
     def replace(self, **changes: Any) -> Settings:
@@ -168,9 +210,13 @@ class Settings:
         return dataclasses.asdict(self)
 
 
-# The recipe's Trainer and collator settings: batch 64 of 384 tokens, one epoch, library-default lr, BERT dropout.
+# The recipe's Trainer and collator settings: batch 64 of 384 tokens, one epoch, library-default lr, BERT dropout,
+# the collator's 0.15 masking, whole rows, BERT's tied output embedding.
 _RECIPE_TRAINING: dict[str, Any] = {
     "max_length": 384,
+    "mlm_probability": 0.15,
+    "short_row_length": 0,
+    "tie_word_embeddings": True,
     "sparse_head": False,
     "batch_size": 64,
     "num_train_epochs": 1.0,
@@ -181,7 +227,7 @@ _RECIPE_TRAINING: dict[str, Any] = {
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # Offline default: the builtin corpus, a corpus-built tokenizer and a 1M-parameter BERT.
+    # Offline default: the builtin corpus, a corpus-built tokenizer and a 1.5M-parameter BERT that learns context.
     "tiny-zh": {},  # the field defaults
     # The recipe exactly: its dataset, model, tokenizer and Trainer settings (needs the Hub or local copies).
     "seed": {
@@ -205,6 +251,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast": {
         "packing": False,
         "flatten": True,
+        "short_row_length": 0,  # flatten trains whole texts
         "pad_to_multiple_of": 8,
         "sparse_head": True,
         "attn_implementation": "sdpa",

@@ -1,29 +1,124 @@
-"""Evaluate: held-out MLM loss, accuracy and perplexity under a fixed masking, and the baselines."""
+"""Evaluate: held-out texts masked once each, scored by how the model beats a unigram where only context can help."""
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 import datasets
 import torch
 from torch.nn import functional as F
+from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from mlm_bench.collate import BatchSeededCollator, build_collator
+from mlm_bench.config import Settings
 from mlm_bench.model import IGNORE_INDEX
+
+# What the model sees at a selected position: [MASK], a random token, or the original token left in place.
+TREATMENTS = ("mask", "random", "kept")
+# Upper ends (tokens, specials included) of the text-length groups context gain is also reported for.
+LENGTH_GROUPS = (16, 32, 64, 128, 256, 512)
+EVAL_BATCH = 64
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Held-out texts, each masked alone from a seed of its own (eval_seed, its index): the same positions whatever
+    the run's batch size, packing, flattening or preset, so runs scored on equal `description["id"]` compare."""
+
+    input_ids: list[torch.Tensor]
+    labels: list[torch.Tensor]
+    pad_id: int
+    mask_id: int
+    description: dict[str, Any]
+
+
+def _sha256(parts: list[bytes]) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "little"))
+        digest.update(part)
+    return digest.hexdigest()[:16]
+
+
+def build_eval_set(
+    rows: datasets.Dataset,
+    texts: list[str],
+    tokenizer: PreTrainedTokenizerBase,
+    settings: Settings,
+    mask: str = "token",
+) -> EvalSet:
+    """Mask every encoded held-out text alone with the run's collator kind at eval_mlm_probability.
+
+    `rows` are `texts` encoded unpacked and truncated at eval_max_length (run.eval_encoding). The description
+    names what was scored: the texts, the settings that chose the masks, and a digest of the masked inputs.
+    """
+    if len(rows) != len(texts):
+        raise ValueError(f"{len(rows)} encoded rows for {len(texts)} texts: encode the texts unpacked")
+    scoring = eval_settings(settings).replace(mask=mask)
+    masking = BatchSeededCollator(build_collator(tokenizer, scoring), settings.eval_seed)
+    input_ids, labels = [], []
+    for row in rows:
+        batch = masking([dict(row)])
+        input_ids.append(batch["input_ids"][0])
+        labels.append(batch["labels"][0])
+    chosen = {
+        "texts": len(texts),
+        "texts_sha256": _sha256([t.encode("utf-8") for t in texts]),
+        "max_length": scoring.max_length,
+        "mlm_probability": scoring.mlm_probability,
+        "seed": settings.eval_seed,
+        "mask": mask,
+    }
+    return EvalSet(
+        input_ids=input_ids,
+        labels=labels,
+        pad_id=tokenizer.pad_token_id,
+        mask_id=tokenizer.mask_token_id,
+        description={
+            "id": _sha256([repr(sorted(chosen.items())).encode()]),
+            **chosen,
+            "selected_tokens": sum(int((lab != IGNORE_INDEX).sum()) for lab in labels),
+            "inputs_sha256": _sha256(
+                [t.numpy().tobytes() for pair in zip(input_ids, labels, strict=True) for t in pair]
+            ),
+        },
+    )
+
+
+def eval_settings(settings: Settings) -> Settings:
+    """The settings held-out texts are encoded and masked with: unpacked, whole up to eval_max_length, masked at
+    eval_mlm_probability, with none of the training layout (flatten, padding multiple, short rows)."""
+    return settings.replace(
+        packing=False,
+        flatten=False,
+        pad_to_multiple_of=None,
+        short_row_length=0,
+        group_by_length=False,
+        max_length=settings.eval_max_length,
+        mlm_probability=settings.eval_mlm_probability,
+    )
 
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Held-out MLM metrics over the same masked positions for the model and the unigram baseline."""
+    """Held-out MLM metrics, overall and by what the model saw at each selected position, against a unigram."""
 
     loss: float
     accuracy: float
     perplexity: float
-    masked_tokens: int
+    selected_tokens: int
     unigram_loss: float
     uniform_loss: float
+    # Unigram NLL minus model NLL at [MASK]ed positions: what the model learned from context, in nats. Copying the
+    # visible token (the "kept" 10%) cannot raise it.
+    context_gain: float
+    by_treatment: dict[str, dict[str, float]]
+    context_gain_by_length: dict[str, dict[str, float]]
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -43,38 +138,86 @@ def unigram_log_probs(train: datasets.Dataset, tokenizer: PreTrainedTokenizerBas
     return (counts / counts.sum()).log()
 
 
+def _length_group(length: int) -> str:
+    lower = 1
+    for upper in LENGTH_GROUPS:
+        if length <= upper:
+            return f"{lower}-{upper}"
+        lower = upper + 1
+    return f"{lower}-"
+
+
+class _Tally:
+    """Sums of model NLL, unigram NLL, correct top-1 and count, per named group."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+
+    def add(self, group: str, nll: torch.Tensor, unigram: torch.Tensor, correct: torch.Tensor) -> None:
+        entry = self.sums[group]
+        entry[0] += nll.sum().item()
+        entry[1] += unigram.sum().item()
+        entry[2] += correct.sum().item()
+        entry[3] += nll.numel()
+
+    def summary(self, group: str) -> dict[str, float]:
+        nll, unigram, correct, count = self.sums[group]
+        if not count:
+            return {"tokens": 0, "loss": math.nan, "unigram_loss": math.nan, "accuracy": math.nan}
+        return {"tokens": int(count), "loss": nll / count, "unigram_loss": unigram / count, "accuracy": correct / count}
+
+
 @torch.no_grad()
 def evaluate_mlm(
-    model: PreTrainedModel,
-    heldout: datasets.Dataset,
-    collator: Any,
-    unigram: torch.Tensor,
-    batch_size: int,
+    model: PreTrainedModel, eval_set: EvalSet, unigram: torch.Tensor, batch_size: int = EVAL_BATCH
 ) -> EvalResult:
-    """Mean cross-entropy and top-1 accuracy at the positions `collator` masks (seed it for fixed masks)."""
+    """Cross-entropy and top-1 accuracy at the eval set's selected positions, overall, by treatment, and (at
+    [MASK]) by text length; texts are batched by length, which changes no figure beyond float rounding."""
     model.eval()
     device = model.device
-    total_loss = total_unigram = 0.0
-    correct = count = 0
-    for start in range(0, len(heldout), batch_size):
-        rows = heldout.select(range(start, min(start + batch_size, len(heldout))))
-        batch = collator([dict(r) for r in rows])
-        labels = batch.pop("labels").to(device)
-        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+    unigram = unigram.to(device)
+    tally, by_length = _Tally(), _Tally()
+    order = sorted(range(len(eval_set.input_ids)), key=lambda i: len(eval_set.input_ids[i]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        ids = pad_sequence([eval_set.input_ids[i] for i in chunk], batch_first=True, padding_value=eval_set.pad_id)
+        labels = pad_sequence([eval_set.labels[i] for i in chunk], batch_first=True, padding_value=IGNORE_INDEX)
+        attention = pad_sequence([torch.ones_like(eval_set.input_ids[i]) for i in chunk], batch_first=True)
+        ids, labels, attention = ids.to(device), labels.to(device), attention.to(device)
+        logits = model(input_ids=ids, attention_mask=attention).logits
         selected = labels != IGNORE_INDEX
-        targets = labels[selected]
-        total_loss += F.cross_entropy(logits[selected].float(), targets, reduction="sum").item()
-        total_unigram += -unigram.to(device)[targets].sum().item()
-        correct += (logits[selected].argmax(-1) == targets).sum().item()
-        count += targets.numel()
-    if count == 0:
-        raise ValueError("no held-out token was masked: the held-out set is empty or too small")
-    loss = total_loss / count
+        targets, seen = labels[selected], ids[selected]
+        scores = logits[selected].float()
+        nll = F.cross_entropy(scores, targets, reduction="none")
+        base = -unigram[targets]
+        correct = scores.argmax(-1) == targets
+        treatment = {"mask": seen == eval_set.mask_id, "kept": seen == targets}
+        treatment["random"] = ~(treatment["mask"] | treatment["kept"])
+        tally.add("all", nll, base, correct)
+        for name, where in treatment.items():
+            tally.add(name, nll[where], base[where], correct[where])
+        lengths = attention.sum(dim=1, keepdim=True).expand_as(labels)[selected]
+        masked = treatment["mask"]
+        for length in lengths[masked].unique().tolist():
+            where = masked & (lengths == length)
+            by_length.add(_length_group(length), nll[where], base[where], correct[where])
+    overall = tally.summary("all")
+    if not overall["tokens"]:
+        raise ValueError("no held-out token was selected: the held-out set is empty or too small")
+    by_treatment = {name: tally.summary(name) for name in TREATMENTS}
+    at_mask = by_treatment["mask"]
+    gains = {}
+    for group in sorted(by_length.sums, key=lambda g: int(g.split("-")[0])):
+        entry = by_length.summary(group)
+        gains[group] = {"tokens": entry["tokens"], "context_gain": entry["unigram_loss"] - entry["loss"]}
     return EvalResult(
-        loss=loss,
-        accuracy=correct / count,
-        perplexity=math.exp(loss),
-        masked_tokens=count,
-        unigram_loss=total_unigram / count,
+        loss=overall["loss"],
+        accuracy=overall["accuracy"],
+        perplexity=math.exp(overall["loss"]),
+        selected_tokens=overall["tokens"],
+        unigram_loss=overall["unigram_loss"],
         uniform_loss=math.log(model.get_input_embeddings().num_embeddings),
+        context_gain=at_mask["unigram_loss"] - at_mask["loss"],
+        by_treatment=by_treatment,
+        context_gain_by_length=gains,
     )

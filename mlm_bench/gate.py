@@ -261,6 +261,9 @@ class GateResult:
     fingerprints: list[FingerprintDiff] | None = None
     tests: list[tuple[str, TestOutcome]] = field(default_factory=list)
     tests_exit_code: int | None = None
+    # Benchmarks scored on the same texts and eval settings whose masked inputs differ: the tokenizer or the
+    # collator changed what the model is scored on.
+    eval_inputs_changed: list[str] = field(default_factory=list)
 
     def learning_changes(self, name: str) -> list[QualityChange]:
         return [q for q in self.quality if q.benchmark == name and q.changed]
@@ -275,6 +278,10 @@ class GateResult:
         ]
         reasons += [
             f"{short_name(q.benchmark)}: {q.key} {_fmt(q.base)} -> {_fmt(q.new)}" for q in self.quality if q.changed
+        ]
+        reasons += [
+            f"{short_name(name)}: same eval texts and settings, other masked inputs (the tokenizer or collator changed)"
+            for name in self.eval_inputs_changed
         ]
         reasons += [
             f"contract tests ({side}) failed: {t.source}" for side, t in self.tests if side == "new" and not t.passed
@@ -311,6 +318,7 @@ def compare(
             f"{base.path} and {new.path} share no benchmark name: "
             "run the same `pytest benchmarks/` in both environments"
         )
+    eval_inputs_changed = [name for name in common if _eval_inputs_differ(name, base, new)]
     speed = {name: compare_speed(base.benchmarks[name], new.benchmarks[name], thresholds) for name in common}
     quality = [
         q for name in common for q in compare_quality(name, base.benchmarks[name], new.benchmarks[name], thresholds)
@@ -329,7 +337,30 @@ def compare(
         fingerprints=None if fingerprints is None else diff_fingerprints(*fingerprints),
         tests=list(junit),
         tests_exit_code=tests_exit_code,
+        eval_inputs_changed=eval_inputs_changed,
     )
+
+
+def _eval_inputs_differ(name: str, base: BenchmarkRun, new: BenchmarkRun) -> bool:
+    """Whether one benchmark's two runs scored other masked inputs; runs scored on other eval sets are refused."""
+    sets = [run.benchmarks[name].get("extra_info", {}).get("eval_set") for run in (base, new)]
+    if sets[0] is None and sets[1] is None:
+        return False
+    if sets[0] is None or sets[1] is None or sets[0].get("id") != sets[1].get("id"):
+        described = [_describe_eval_set(found) for found in sets]
+        raise UsageError(
+            f"{short_name(name)} was scored on different evaluation sets (base: {described[0]}; new: "
+            f"{described[1]}), so its figures do not compare: run both environments with the same eval settings "
+            "and held-out texts"
+        )
+    return sets[0].get("inputs_sha256") != sets[1].get("inputs_sha256")
+
+
+def _describe_eval_set(found: dict[str, Any] | None) -> str:
+    if found is None:
+        return "none recorded"
+    keys = ("id", "texts", "texts_sha256", "max_length", "mlm_probability", "seed", "mask")
+    return ", ".join(f"{key} {found.get(key)}" for key in keys)
 
 
 def _extra_fingerprint(run: BenchmarkRun) -> dict[str, Any] | None:

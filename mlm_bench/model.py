@@ -36,6 +36,7 @@ def build_model(settings: Settings, tokenizer: PreTrainedTokenizerBase) -> BertF
         hidden_dropout_prob=settings.dropout,
         attention_probs_dropout_prob=settings.dropout,
         pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=settings.tie_word_embeddings,
         attn_implementation=settings.attn_implementation,
     )
     try:

@@ -18,7 +18,7 @@ from mlm_bench.config import Settings
 from mlm_bench.corpus import Corpus, is_punctuation_only, load_corpus
 from mlm_bench.encode import count_truncated, encode
 from mlm_bench.errors import RunError, UsageError
-from mlm_bench.evaluate import evaluate_mlm, unigram_log_probs
+from mlm_bench.evaluate import build_eval_set, eval_settings, evaluate_mlm, unigram_log_probs
 from mlm_bench.infer import cloze_sentences, fill_mask
 from mlm_bench.model import build_model, check_compatible, load_model
 from mlm_bench.results import RESULTS_FILE, command_line, device_info, versions, write_json_atomic
@@ -28,7 +28,7 @@ from mlm_bench.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
 from mlm_bench.train import speed_options, train
 from mlm_bench.wwm import WORD_IDS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 Log = Callable[[str], None]
 
 
@@ -71,12 +71,13 @@ def prepare(settings: Settings, log: Log) -> Prepared:
     check_compatible(model, tokenizer, settings)
     log(f"model: {type(model).__name__}, {model.num_parameters() / 1e6:.2f}M parameters, vocab {len(tokenizer)}")
     train_rows = encode(corpus.train, corpus.text_column, tokenizer, settings)
-    heldout_rows = encode(corpus.heldout, corpus.text_column, tokenizer, settings)
-    if len(train_rows) == 0 or len(heldout_rows) == 0:
+    if len(train_rows) == 0:
         raise UsageError(
-            f"the corpus yields {len(train_rows)} train and {len(heldout_rows)} held-out rows of {settings.max_length} "
-            "tokens: too little text to pack; pass --packing false or a smaller --max_length"
+            f"the corpus yields no train row of {settings.max_length} tokens: too little text to pack; pass "
+            "--packing false or a smaller --max_length"
         )
+    # Held-out texts are scored one by one, whole up to eval_max_length, whatever the training layout.
+    heldout_rows = encode(corpus.heldout, corpus.text_column, tokenizer, eval_settings(settings))
     return Prepared(corpus, tokenizer, model, train_rows, heldout_rows)
 
 
@@ -172,6 +173,25 @@ def _quiet(_message: str) -> None:
     """The log of non-main ranks: one copy of each line is enough."""
 
 
+def _evaluate(settings: Settings, prepared: Prepared, model: PreTrainedModel) -> dict[str, Any]:
+    """`eval` under per-token masking (every run, so token and wwm runs compare), `eval_wwm` too for a wwm run,
+    and `eval_set`, naming the texts and masks both were scored on."""
+    tokenizer, heldout = prepared.tokenizer, prepared.heldout_rows
+    unigram = unigram_log_probs(prepared.train_rows, tokenizer, model.get_input_embeddings().num_embeddings)
+    texts = list(prepared.corpus.heldout[prepared.corpus.text_column])
+    token_rows = heldout.remove_columns([WORD_IDS]) if WORD_IDS in heldout.column_names else heldout
+    token_set = build_eval_set(token_rows, texts, tokenizer, settings)
+    scores: dict[str, Any] = {
+        "eval_set": token_set.description,
+        "eval": evaluate_mlm(model, token_set, unigram).to_dict(),
+    }
+    if settings.mask == "wwm":
+        wwm_set = build_eval_set(heldout, texts, tokenizer, settings, mask="wwm")
+        scores["eval_wwm_set"] = wwm_set.description
+        scores["eval_wwm"] = evaluate_mlm(model, wwm_set, unigram).to_dict()
+    return scores
+
+
 def _train_and_report(
     settings: Settings, prepared: Prepared, run_dir: RunDir, log: Log, save: bool = True
 ) -> dict[str, Any]:
@@ -180,26 +200,7 @@ def _train_and_report(
     log(f"train: {len(prepared.train_rows)} rows of <= {settings.max_length} tokens, batch {settings.batch_size}")
     collator = build_collator(tokenizer, settings)
     summary = train(model, prepared.train_rows, collator, settings, run_dir.checkpoint_dir, run_dir.resume_from)
-    vocab = model.get_input_embeddings().num_embeddings
-    unigram = unigram_log_probs(prepared.train_rows, tokenizer, vocab)
-    heldout = prepared.heldout_rows
-    # Every run is scored under the same per-token held-out masking, so token and wwm runs compare directly.
-    token_rows = heldout.remove_columns([WORD_IDS]) if WORD_IDS in heldout.column_names else heldout
-    # Scored as the recipe scores: masks drawn over the unflattened batch padded to its longest row, so no speed
-    # setting (flatten, pad_to_multiple_of) moves the held-out positions.
-    eval_settings = settings.replace(flatten=False, pad_to_multiple_of=None)
-    token_eval = eval_settings.replace(mask="token")
-    evaluation = evaluate_mlm(
-        model,
-        token_rows,
-        build_collator(tokenizer, token_eval, seed=settings.eval_seed),
-        unigram,
-        batch_size=settings.batch_size,
-    )
-    extra: dict[str, Any] = {}
-    if settings.mask == "wwm":
-        wwm_collator = build_collator(tokenizer, eval_settings, seed=settings.eval_seed)
-        extra["eval_wwm"] = evaluate_mlm(model, heldout, wwm_collator, unigram, settings.batch_size).to_dict()
+    scores = _evaluate(settings, prepared, model)
     heldout_texts = list(corpus.heldout[column])
     cloze = cloze_sentences(heldout_texts, settings.cloze_probes, tokenizer.mask_token)
     probes = [(settings.fill_mask_probe, ""), *cloze]
@@ -223,20 +224,18 @@ def _train_and_report(
             "heldout_rows": len(corpus.heldout),
             "dropped_empty_rows": corpus.dropped_empty_rows,
             "train_sequences": len(prepared.train_rows),
-            "heldout_sequences": len(prepared.heldout_rows),
             "heldout_unk_rate": unk_rate(prepared.heldout_rows, tokenizer),
             "punctuation_only_rows": sum(map(is_punctuation_only, [*corpus.train[column], *corpus.heldout[column]])),
             # Packing cuts no row: it splits long ones across training rows instead.
             "truncated_rows": 0
             if settings.packing
-            else count_truncated(corpus.train, column, tokenizer, settings.max_length)
-            + count_truncated(corpus.heldout, column, tokenizer, settings.max_length),
+            else count_truncated(corpus.train, column, tokenizer, settings.max_length),
+            "heldout_truncated_texts": count_truncated(corpus.heldout, column, tokenizer, settings.eval_max_length),
         },
         "vocab_size": len(tokenizer),
         "model_parameters": model.num_parameters(),
         "train": summary.to_dict(),
-        "eval": evaluation.to_dict(),
-        **extra,
+        **scores,
         "fill_mask": [
             {"text": text, "answer": answer or None, "predictions": preds}
             for (text, answer), preds in zip(probes, predictions, strict=True)

@@ -11,9 +11,9 @@ from typing import Any
 
 import datasets
 import torch
-from transformers import PreTrainedModel, Trainer, TrainingArguments
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 
-from mlm_bench.collate import BatchSeededCollator
+from mlm_bench.collate import BatchSeededCollator, cut_rows
 from mlm_bench.config import Settings
 from mlm_bench.errors import RunError, UsageError
 from mlm_bench.model import isolate_packed_rows, sparse_mlm_loss
@@ -101,11 +101,19 @@ class NonFiniteLossError(RunError):
 class MlmTrainer(Trainer):
     """Trainer that counts the tokens it trains on, stops on a non-finite loss, and can use the sparse MLM head."""
 
-    def __init__(self, *args: Any, sparse_head: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, sparse_head: bool = False, short_rows: tuple[int, float] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.sparse_head = sparse_head
+        self.short_rows = short_rows
         self.counts = TokenCounts()
         self.loss_sum = 0.0
+
+    @property
+    def short_row_steps(self) -> int:
+        """Optimizer steps trained on short rows: the first short_row_fraction of this run's max_steps."""
+        return 0 if self.short_rows is None else round(self.short_rows[1] * self.state.max_steps)
 
     def training_step(self, model: PreTrainedModel, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         loss = super().training_step(model, inputs, *args, **kwargs)
@@ -124,6 +132,8 @@ class MlmTrainer(Trainer):
     def compute_loss(
         self, model: PreTrainedModel, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any
     ) -> Any:
+        if model.training and self.state.global_step < self.short_row_steps:
+            inputs = cut_rows(inputs, self.short_rows[0])
         if model.training:
             mask = inputs["attention_mask"]
             self.counts.tokens += mask.numel()
@@ -148,6 +158,7 @@ class TrainSummary:
     pad_fraction: float
     total_flos: float
     world_size: int = 1
+    short_row_steps: int = 0
     speed_options: dict[str, bool] = field(default_factory=dict)
     loss_curve: list[dict[str, float]] = field(default_factory=list)
 
@@ -181,6 +192,12 @@ def _finished(model: PreTrainedModel, checkpoint: Path, state: dict[str, Any]) -
     )
 
 
+def _short_rows(settings: Settings) -> tuple[int, float] | None:
+    if not settings.short_row_length:
+        return None
+    return settings.short_row_length, settings.short_row_fraction
+
+
 def train(
     model: PreTrainedModel,
     train_dataset: datasets.Dataset,
@@ -188,6 +205,7 @@ def train(
     settings: Settings,
     output_dir: Path,
     resume_from: Path | None = None,
+    callbacks: list[TrainerCallback] | None = None,
 ) -> TrainSummary:
     """Run Trainer.train (from a checkpoint if given) and summarise it; checkpoints go under output_dir.
 
@@ -214,6 +232,8 @@ def train(
             collator, settings.seed + args.process_index, start=resumed_from_step * args.gradient_accumulation_steps
         ),
         sparse_head=settings.sparse_head,
+        short_rows=_short_rows(settings),
+        callbacks=callbacks,
     )
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     metrics = result.metrics
@@ -237,5 +257,6 @@ def train(
         total_flos=float(trainer.state.total_flos),
         loss_curve=_loss_curve(trainer.state.log_history),
         world_size=trainer.args.world_size,
+        short_row_steps=trainer.short_row_steps,
         speed_options=speed_options(settings),
     )

@@ -35,6 +35,10 @@ TINY = {
     "num_attention_heads": 2,
     "intermediate_size": 64,
     "max_length": 64,
+    "eval_max_length": 64,
+    # The recipe's masking and BERT's tied embedding, as the stored fingerprints were made with (fingerprint.SETTINGS).
+    "mlm_probability": 0.15,
+    "tie_word_embeddings": True,
     "batch_size": 8,
     "max_steps": 4,
     "warmup_steps": 0,

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from mlm_bench.cli import main
+from mlm_bench.cli import context_verdict, main
 from mlm_bench.tokenizer import build_tokenizer, save_tokenizer
 
 TINY_ARGS = [
     "--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--intermediate_size", "64",
-    "--max_length", "64", "--batch_size", "8", "--max_steps", "3", "--logging_steps", "1", "--warmup_steps", "0",
-    "--eval_rows", "40", "--cloze_probes", "1", "--device", "cpu",
+    "--max_length", "64", "--eval_max_length", "64", "--batch_size", "8", "--max_steps", "3", "--logging_steps", "1",
+    "--warmup_steps", "0", "--eval_rows", "40", "--cloze_probes", "1", "--device", "cpu",
 ]  # fmt: skip
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
@@ -31,19 +31,17 @@ def test_run_writes_a_run_that_a_fresh_process_can_fill_masks_with(tmp_path: Pat
     out = tmp_path / "run"
     done = _cli("run", "--dataset", str(text_file), "--heldout_fraction", "0.2", *TINY_ARGS, "--output-dir", str(out))
     assert done.returncode == 0, done.stderr
-    for expected in (
-        "held-out MLM loss",
-        "unigram baseline",
-        "ln V =",
-        "masked-token accuracy",
-        "fill-mask 今天[MASK]情很好",
-    ):
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    summary = lines[lines.index(next(line for line in lines if "CONTEXT" in line or "context gain" in line)) :]
+    assert summary[0].startswith(("context gain", "NO CONTEXT LEARNED"))  # the summary leads with context gain
+    for expected in ("at [MASK]", "at kept token", "held-out MLM loss", "ln V", "fill-mask 今天[MASK]情很好"):
         assert expected in done.stdout
     assert f"results: {out / 'results.json'}" in done.stdout
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert {"settings", "versions", "device", "vocab_size", "train", "eval", "fill_mask"} <= set(results)
     assert {"samples_per_second", "nonpad_tokens_per_second", "pad_fraction", "loss_curve"} <= set(results["train"])
-    assert {"loss", "accuracy", "perplexity"} <= set(results["eval"])
+    assert {"loss", "accuracy", "perplexity", "context_gain", "by_treatment"} <= set(results["eval"])
+    assert results["schema_version"] == 2 and results["eval_set"]["texts"] > 0
     assert results["train"]["steps"] == 3 and len(results["train"]["loss_curve"]) == 3
     assert results["settings"]["dataset"] == str(text_file)
     assert list(out.glob("*.safetensors")) and not list(out.glob("*.bin"))
@@ -118,3 +116,15 @@ def test_help_lists_commands_and_fields(capsys: pytest.CaptureFixture[str]) -> N
         main(["run", "--help"])
     assert exit_info.value.code == 0
     assert "--mlm_probability" in capsys.readouterr().out
+
+
+def _scores(gain: float) -> tuple[dict, dict]:
+    at_mask = {"tokens": 900, "loss": 6.0 - gain, "unigram_loss": 6.0, "accuracy": 0.1}
+    return {"context_gain": gain, "by_treatment": {"mask": at_mask}}, {"texts": 1000}
+
+
+@pytest.mark.parametrize(
+    ("gain", "verdict"), [(0.01, "NO CONTEXT LEARNED"), (-0.2, "NO CONTEXT LEARNED"), (1.2, "context gain +1.200")]
+)
+def test_context_verdict_says_plainly_when_there_is_none(gain: float, verdict: str) -> None:
+    assert context_verdict(*_scores(gain)).startswith(verdict)

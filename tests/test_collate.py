@@ -15,7 +15,7 @@ from strategies import (
 )
 
 from mlm_bench import contract
-from mlm_bench.collate import FlatteningCollator, MlmCollator, build_collator
+from mlm_bench.collate import FlatteningCollator, MlmCollator, build_collator, cut_rows
 from mlm_bench.run import unk_rate
 
 # Passes of seeded masking over the held-out rows: ~22k eligible tokens, ~3.3k selected, enough that selecting
@@ -120,7 +120,9 @@ def test_flatten_packs_the_same_masked_rows(
     to pad_to_multiple_of, padding unlabelled; first fit leaves no two rows that would fit into one."""
     rows = wwm_unpacked_rows if mask == "wwm" else unpacked_rows
     examples = [dict(rows[i % len(rows)]) for i in picks]
-    settings = tiny_settings.replace(packing=False, mask=mask, pad_to_multiple_of=pad_to_multiple_of)
+    settings = tiny_settings.replace(
+        packing=False, short_row_length=0, mask=mask, pad_to_multiple_of=pad_to_multiple_of
+    )
     padded = build_collator(tokenizer, settings.replace(pad_to_multiple_of=None), seed=seed)(examples)
     flat = build_collator(tokenizer, settings.replace(flatten=True), seed=seed)(examples)
 
@@ -144,3 +146,32 @@ def test_flatten_refuses_a_row_longer_than_its_rows(tokenizer, tiny_settings):
     collator = FlatteningCollator(build_collator(tokenizer, tiny_settings, seed=0), 8, None)
     with pytest.raises(ValueError, match="encode with truncation at max_length"):
         collator([{"input_ids": list(range(5, 17))}])
+
+
+def _real_tokens(batch):
+    """Each real (attended) token's (id, label), in reading order: what a layout must keep."""
+    real = batch["attention_mask"].bool()
+    return batch["input_ids"][real].tolist(), batch["labels"][real].tolist()
+
+
+@pytest.mark.parametrize("kind", ["packed", "unpacked"])
+@pytest.mark.parametrize("length", [1, 5, 8, 63])
+def test_cut_rows_keeps_every_token_and_label_in_order(real_rows, tokenizer, tiny_settings, kind, length):
+    """Short rows (the first phase of the sequence-length schedule) carry exactly the batch's real tokens, masks
+    and labels, in order, in rows of `length`, none of them only padding."""
+    settings = tiny_settings.replace(packing=kind == "packed")
+    batch = build_collator(tokenizer, settings, seed=3)([dict(r) for r in real_rows[kind].select(range(8))])
+    short = cut_rows(batch, length)
+    assert short["input_ids"].shape[1] == length
+    assert set(short) == set(batch)
+    assert short["attention_mask"].bool().any(dim=1).all()
+    assert _real_tokens(short) == _real_tokens(batch)
+    assert (short["labels"][~short["attention_mask"].bool()] == -100).all()
+
+
+def test_cut_rows_check_fails_on_a_cut_that_drops_a_piece(real_rows, tokenizer, tiny_settings):
+    """The check above reports a cut that loses the last piece of each row."""
+    batch = build_collator(tokenizer, tiny_settings, seed=3)([dict(r) for r in real_rows["packed"].select(range(8))])
+    short = cut_rows(batch, 8)
+    lossy = {key: value.reshape(8, -1, 8)[:, :-1].reshape(-1, 8) for key, value in short.items()}
+    assert _real_tokens(lossy) != _real_tokens(batch)

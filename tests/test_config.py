@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mlm_bench.config import PRESETS, Settings, preset
@@ -20,6 +22,13 @@ def test_seed_preset_is_the_recipe() -> None:
     assert (s.batch_size, s.num_train_epochs, s.max_steps, s.logging_steps) == (64, 1.0, -1, 10)
     assert (s.learning_rate, s.warmup_steps, s.weight_decay, s.lr_scheduler_type) == (5e-5, 0, 0.0, "linear")
     assert not s.sparse_head
+    assert (s.short_row_length, s.tie_word_embeddings, s.dropout) == (0, True, 0.1)
+
+
+def test_every_preset_scores_the_same_held_out_texts() -> None:
+    """Eval settings do not follow training settings, so presets on one corpus compare."""
+    fields = ("eval_rows", "eval_max_length", "eval_mlm_probability", "eval_seed", "heldout_fraction")
+    assert len({tuple(getattr(preset(name), f) for f in fields) for name in PRESETS}) == 1
 
 
 def test_seed_shape_is_bert_base_at_the_recipe_batch() -> None:
@@ -49,10 +58,15 @@ def test_settings_are_frozen() -> None:
         ({"hidden_size": 30, "num_attention_heads": 4}, "not divisible"),
         ({"heldout_fraction": 1.0}, "heldout_fraction"),
         ({"not_a_field": 1}, "unknown setting"),
+        ({"eval_mlm_probability": 0.0}, "eval_mlm_probability must be in (0, 1)"),
+        ({"eval_max_length": 256}, "pass --eval_max_length 128 or less"),
+        ({"short_row_length": 128}, "short_row_length 128 must be in [0, max_length 128)"),
+        ({"short_row_fraction": 1.5}, "short_row_fraction must be in [0, 1]"),
+        ({"packing": False, "flatten": True}, "pass --short_row_length 0 or --flatten false"),
     ],
 )
 def test_bad_settings_are_refused_with_the_fix(changes: dict, message: str) -> None:
-    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(UsageError, match=re.escape(message)):
         Settings().replace(**changes)
 
 

@@ -1,4 +1,5 @@
-"""Evaluate: the metric is exact on models whose answer is known (uniform, oracle) and the baseline is a unigram."""
+"""Evaluate: exact on models whose answer is known (uniform, unigram, oracle, copier); the eval set's masks depend on
+the text and the eval settings alone; a model that only copies what it sees gains nothing from context."""
 
 from __future__ import annotations
 
@@ -8,59 +9,141 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mlm_bench.collate import build_collator
-from mlm_bench.evaluate import evaluate_mlm, unigram_log_probs
+from mlm_bench import contract
+from mlm_bench.config import preset
+from mlm_bench.encode import encode
+from mlm_bench.evaluate import build_eval_set, eval_settings, evaluate_mlm, unigram_log_probs
+from mlm_bench.model import build_model
 
 
 class _FixedLogits(torch.nn.Module):
-    """A stand-in model: uniform logits, or (oracle) a one-hot on the true token."""
+    """A stand-in model: `predict(input_ids) -> logits`, with what evaluate_mlm reads of a model."""
 
-    def __init__(self, vocab: int, oracle_ids: torch.Tensor | None = None) -> None:
+    def __init__(self, vocab: int, predict) -> None:
         super().__init__()
         self.embed = torch.nn.Embedding(vocab, 1)
-        self.vocab, self.oracle_ids = vocab, oracle_ids
+        self.predict = predict
         self.device = torch.device("cpu")
 
     def get_input_embeddings(self) -> torch.nn.Embedding:
         return self.embed
 
     def forward(self, input_ids: torch.Tensor, **_: torch.Tensor) -> SimpleNamespace:
-        logits = torch.zeros(*input_ids.shape, self.vocab)
-        if self.oracle_ids is not None:
-            logits.scatter_(-1, self.oracle_ids[: input_ids.shape[0]].unsqueeze(-1), 50.0)
-        return SimpleNamespace(logits=logits)
+        return SimpleNamespace(logits=self.predict(input_ids))
 
 
-def _evaluate(model, rows, tokenizer, settings):
-    unigram = unigram_log_probs(rows, tokenizer, len(tokenizer))
-    return evaluate_mlm(model, rows, build_collator(tokenizer, settings, seed=7), unigram, batch_size=len(rows))
+def _uniform(vocab: int) -> _FixedLogits:
+    return _FixedLogits(vocab, lambda ids: torch.zeros(*ids.shape, vocab))
 
 
-def test_uniform_model_scores_ln_v(heldout_rows, tokenizer, tiny_settings) -> None:
-    result = _evaluate(_FixedLogits(len(tokenizer)), heldout_rows, tokenizer, tiny_settings)
+def _copier(unigram: torch.Tensor) -> _FixedLogits:
+    """Token frequencies, plus a strong bet on the token it sees: right where it was kept, wrong where replaced."""
+    vocab = len(unigram)
+    return _FixedLogits(vocab, lambda ids: unigram.float() + 10.0 * torch.nn.functional.one_hot(ids, vocab).float())
+
+
+@pytest.fixture(scope="module")
+def eval_rows(corpus, tokenizer, tiny_settings):
+    texts = corpus.heldout.select(range(120))
+    return encode(texts, corpus.text_column, tokenizer, eval_settings(tiny_settings)), list(texts[corpus.text_column])
+
+
+@pytest.fixture(scope="module")
+def eval_set(eval_rows, tokenizer, tiny_settings):
+    return build_eval_set(*eval_rows, tokenizer, tiny_settings)
+
+
+@pytest.fixture(scope="module")
+def unigram(heldout_rows, tokenizer):
+    return unigram_log_probs(heldout_rows, tokenizer, len(tokenizer))
+
+
+def test_uniform_model_scores_ln_v_everywhere(eval_set, unigram, tokenizer) -> None:
+    result = evaluate_mlm(_uniform(len(tokenizer)), eval_set, unigram)
     assert result.loss == pytest.approx(math.log(len(tokenizer)), rel=1e-6)
     assert result.uniform_loss == pytest.approx(math.log(len(tokenizer)))
     assert result.perplexity == pytest.approx(len(tokenizer), rel=1e-5)
-    assert result.masked_tokens > 0.1 * sum(len(r) for r in heldout_rows["input_ids"])
+    assert all(part["loss"] == pytest.approx(result.loss) for part in result.by_treatment.values())
+    assert result.context_gain == pytest.approx(result.by_treatment["mask"]["unigram_loss"] - result.loss)
+    assert result.context_gain < -1.0  # worse than token frequencies
 
 
-def test_oracle_model_scores_perfect_accuracy(heldout_rows, tokenizer, tiny_settings) -> None:
-    oracle = torch.tensor(heldout_rows["input_ids"])
-    result = _evaluate(_FixedLogits(len(tokenizer), oracle), heldout_rows, tokenizer, tiny_settings)
+def test_unigram_model_gains_nothing_from_context(eval_set, unigram, tokenizer) -> None:
+    frequencies = _FixedLogits(len(tokenizer), lambda ids: unigram.float().expand(*ids.shape, -1))
+    result = evaluate_mlm(frequencies, eval_set, unigram)
+    assert result.context_gain == pytest.approx(0.0, abs=1e-5)
+    assert all(g["context_gain"] == pytest.approx(0.0, abs=1e-5) for g in result.context_gain_by_length.values())
+
+
+def test_copying_beats_the_unigram_overall_but_gains_nothing_at_mask(eval_set, unigram, tokenizer) -> None:
+    """The shortcut context gain exists for: copying the visible 10% makes the overall loss look like learning."""
+    copier = evaluate_mlm(_copier(unigram), eval_set, unigram)
+    assert copier.loss < copier.unigram_loss - 0.3
+    assert copier.by_treatment["kept"]["accuracy"] == 1.0
+    assert copier.context_gain == pytest.approx(0.0, abs=1e-5)
+
+
+def test_oracle_model_scores_perfect_accuracy(eval_set, unigram, tokenizer) -> None:
+    truth = {
+        tuple(ids.tolist()): torch.where(labels == -100, ids, labels)
+        for ids, labels in zip(eval_set.input_ids, eval_set.labels, strict=True)
+    }
+
+    def oracle(ids: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(truth[tuple(ids[0].tolist())], len(tokenizer))[None].float() * 50.0
+
+    result = evaluate_mlm(_FixedLogits(len(tokenizer), oracle), eval_set, unigram, batch_size=1)
     assert result.accuracy == 1.0
     assert result.loss < 1e-6
+    assert result.context_gain == pytest.approx(result.by_treatment["mask"]["unigram_loss"], rel=1e-6)
 
 
-def test_unigram_baseline_beats_uniform_and_ignores_specials(heldout_rows, tokenizer, tiny_settings) -> None:
-    log_probs = unigram_log_probs(heldout_rows, tokenizer, len(tokenizer))
-    assert log_probs.exp().sum().item() == pytest.approx(1.0)
-    assert math.isinf(log_probs[tokenizer.cls_token_id].item())
-    assert math.isfinite(log_probs[tokenizer.unk_token_id].item())
-    result = _evaluate(_FixedLogits(len(tokenizer)), heldout_rows, tokenizer, tiny_settings)
+def test_treatments_split_80_10_10(eval_set, unigram, tokenizer) -> None:
+    result = evaluate_mlm(_uniform(len(tokenizer)), eval_set, unigram)
+    parts = result.by_treatment
+    selected = sum(p["tokens"] for p in parts.values())
+    assert selected == result.selected_tokens == eval_set.description["selected_tokens"]
+    # A random draw hits [MASK] or the original token 1/V of the time, and then counts as mask or kept.
+    spill = 0.1 / len(tokenizer)
+    shares = {"mask": (0.8, 0.8 + spill), "kept": (0.1, 0.1 + spill), "random": (0.1 - 2 * spill, 0.1)}
+    for name, (p_low, p_high) in shares.items():
+        low, high = contract.binomial_interval(selected, p_low, p_high, alpha=1e-6 / 3)
+        assert low <= parts[name]["tokens"] <= high, (name, parts[name]["tokens"], low, high)
+    assert sum(g["tokens"] for g in result.context_gain_by_length.values()) == parts["mask"]["tokens"]
+
+
+def test_masks_depend_on_the_text_and_eval_settings_only(eval_rows, eval_set, tokenizer, tiny_settings) -> None:
+    rows, texts = eval_rows
+    training_layout = tiny_settings.replace(
+        batch_size=3, mlm_probability=0.4, packing=False, short_row_length=0, flatten=True, pad_to_multiple_of=8
+    )
+    again = build_eval_set(rows, texts, tokenizer, training_layout)
+    assert again.description == eval_set.description
+    fewer = build_eval_set(rows.select(range(50)), texts[:50], tokenizer, tiny_settings)
+    assert all(torch.equal(a, b) for a, b in zip(fewer.input_ids, eval_set.input_ids[:50], strict=False))
+    other_seed = build_eval_set(rows, texts, tokenizer, tiny_settings.replace(eval_seed=tiny_settings.eval_seed + 1))
+    assert other_seed.description["id"] != eval_set.description["id"]
+    assert other_seed.description["inputs_sha256"] != eval_set.description["inputs_sha256"]
+
+
+def test_scores_do_not_depend_on_how_texts_are_batched(eval_set, unigram, tokenizer) -> None:
+    torch.manual_seed(0)
+    model = build_model(preset("tiny-zh", hidden_size=32, num_hidden_layers=1, intermediate_size=64), tokenizer)
+    one = evaluate_mlm(model, eval_set, unigram, batch_size=1)
+    many = evaluate_mlm(model, eval_set, unigram, batch_size=64)
+    assert many.loss == pytest.approx(one.loss, abs=1e-5)
+    assert many.context_gain == pytest.approx(one.context_gain, abs=1e-5)
+
+
+def test_unigram_baseline_beats_uniform_and_ignores_specials(heldout_rows, eval_set, unigram, tokenizer) -> None:
+    assert unigram.exp().sum().item() == pytest.approx(1.0)
+    assert math.isinf(unigram[tokenizer.cls_token_id].item())
+    assert math.isfinite(unigram[tokenizer.unk_token_id].item())
+    result = evaluate_mlm(_uniform(len(tokenizer)), eval_set, unigram)
     assert result.unigram_loss < result.uniform_loss - 1.0
 
 
-def test_fixed_masking_seed_gives_identical_metrics(heldout_rows, tokenizer, tiny_settings) -> None:
-    model = _FixedLogits(len(tokenizer))
-    first = _evaluate(model, heldout_rows, tokenizer, tiny_settings)
-    assert _evaluate(model, heldout_rows, tokenizer, tiny_settings) == first
+def test_eval_set_refuses_rows_that_are_not_the_texts(eval_rows, tokenizer, tiny_settings) -> None:
+    rows, texts = eval_rows
+    with pytest.raises(ValueError, match="encode the texts unpacked"):
+        build_eval_set(rows, texts[:-1], tokenizer, tiny_settings)

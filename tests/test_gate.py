@@ -115,6 +115,33 @@ def test_metric_uses_absolute_tolerance(tmp_path: Path):
     assert verdict(tmp_path, [base], [bench("test_eval", 1.0, metrics={"eval_accuracy": 0.53})]).exit_code == 1
 
 
+def test_lost_context_gain_is_a_regression(tmp_path: Path):
+    """Context gain is a learning metric: a model that stopped learning context fails the gate."""
+    base = bench("test_evaluate", 1.0, metrics={"context_gain": 2.10})
+    assert verdict(tmp_path, [base], [bench("test_evaluate", 1.0, metrics={"context_gain": 2.105})]).exit_code == 0
+    lost = verdict(tmp_path, [base], [bench("test_evaluate", 1.0, metrics={"context_gain": 0.02})])
+    assert lost.exit_code == 1 and any("context_gain" in reason for reason in lost.regressions)
+
+
+EVAL_SET = {"id": "a1", "texts": 128, "texts_sha256": "t1", "max_length": 128, "inputs_sha256": "m1"}
+
+
+def test_runs_scored_on_different_eval_sets_are_refused(tmp_path: Path):
+    base = bench("test_evaluate", 1.0, eval_set=EVAL_SET)
+    for other in ({**EVAL_SET, "id": "b2", "max_length": 384}, None):
+        new = bench("test_evaluate", 1.0) if other is None else bench("test_evaluate", 1.0, eval_set=other)
+        with pytest.raises(UsageError, match=r"different evaluation sets.*do not compare"):
+            verdict(tmp_path, [base], [new])
+
+
+def test_same_eval_set_with_other_masked_inputs_is_a_regression(tmp_path: Path):
+    """Same texts and eval settings, other masked inputs: the tokenizer or the collator changed what is scored."""
+    base = bench("test_evaluate", 1.0, eval_set=EVAL_SET)
+    assert verdict(tmp_path, [base], [bench("test_evaluate", 1.0, eval_set=dict(EVAL_SET))]).exit_code == 0
+    changed = verdict(tmp_path, [base], [bench("test_evaluate", 1.0, eval_set={**EVAL_SET, "inputs_sha256": "m2"})])
+    assert changed.exit_code == 1 and "other masked inputs" in changed.regressions[0]
+
+
 def test_fingerprint_diff_names_changed_added_and_removed_keys():
     base = {"tokenizer": {"sha": "a", "size": 10}, "old": 1}
     new = {"tokenizer": {"sha": "b", "size": 10}, "added": 2}

@@ -72,7 +72,7 @@ def test_sparse_loss_runs_through_a_wrapper_forward(tokenizer, heldout_rows, tin
 def test_packed_rows_compute_as_if_alone(tokenizer, unpacked_rows, tiny_settings, texts_in, name: str) -> None:
     """With isolate_packed_rows, each text packed by flatten gets the logits (1e-5) and the batch the loss it gets
     alone in a padded row; without it the texts attend to those packed beside them, and their logits change."""
-    settings = tiny_settings.replace(packing=False, attn_implementation=name)
+    settings = tiny_settings.replace(packing=False, short_row_length=0, attn_implementation=name)
     examples = [dict(r) for r in unpacked_rows.select(range(16))]
     padded = build_collator(tokenizer, settings, seed=3)(examples)
     flat = build_collator(tokenizer, settings.replace(flatten=True), seed=3)(examples)

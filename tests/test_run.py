@@ -25,8 +25,8 @@ def test_seed_preset_runs_on_local_save_to_disk_data_and_pretrained_dir(tmp_path
     BertForMaskedLM(config).save_pretrained(str(model_dir))
     save_tokenizer(tokenizer, model_dir)
     settings = preset(
-        "seed", dataset=str(data), model_name_or_path=str(model_dir), train_rows=100, max_length=64, batch_size=8,
-        heldout_fraction=0.3, device="cpu", cloze_probes=1, logging_steps=5,
+        "seed", dataset=str(data), model_name_or_path=str(model_dir), train_rows=100, max_length=64, eval_max_length=64,
+        batch_size=8, heldout_fraction=0.3, device="cpu", cloze_probes=1, logging_steps=5,
     )  # fmt: skip
     results = run(settings, tmp_path / "run", log=lambda _: None)
     assert results["corpus"]["train_rows"] == 100
@@ -39,13 +39,16 @@ def test_seed_preset_runs_on_local_save_to_disk_data_and_pretrained_dir(tmp_path
 def test_flatten_run_reports_what_the_padded_run_reports(tmp_path: Path, tiny_settings) -> None:
     """A flatten run trains on the same rows with the same masks as the padded run: the same train and held-out
     losses (to float rounding), on fewer computed tokens; pad_to_multiple_of moves neither the training masks nor
-    the held-out ones."""
-    padded_settings = tiny_settings.replace(packing=False, train_rows=400)
+    the held-out ones. A packed run is scored on the same held-out texts and masks as both."""
+    padded_settings = tiny_settings.replace(packing=False, short_row_length=0, train_rows=400)
     padded = run(padded_settings, tmp_path / "padded", log=lambda _: None)
     # 48 rounds the 64-token batches of truncated rows up to 96, so masks drawn over the rounded batch would differ.
     flat_settings = padded_settings.replace(flatten=True, pad_to_multiple_of=48)
     flat = run(flat_settings, tmp_path / "flat", log=lambda _: None)
     assert math.isclose(flat["train"]["train_loss"], padded["train"]["train_loss"], rel_tol=1e-5)
     assert math.isclose(flat["eval"]["loss"], padded["eval"]["loss"], rel_tol=1e-5)
-    assert flat["eval"]["masked_tokens"] == padded["eval"]["masked_tokens"]
+    assert flat["eval"]["selected_tokens"] == padded["eval"]["selected_tokens"]
     assert flat["train"]["pad_fraction"] < padded["train"]["pad_fraction"]
+    packed = run(tiny_settings.replace(train_rows=400), tmp_path / "packed", log=lambda _: None)
+    assert packed["eval_set"] == flat["eval_set"] == padded["eval_set"]
+    assert packed["eval_set"]["texts"] == tiny_settings.eval_rows

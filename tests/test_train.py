@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import TrainingArguments
+from transformers import TrainerCallback, TrainingArguments
 
 from mlm_bench import contract
+from mlm_bench import train as train_module
 from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings, preset
 from mlm_bench.errors import UsageError
@@ -130,7 +131,7 @@ def test_group_by_length_reaches_the_sampler(tiny_settings: Settings, tmp_path: 
 def test_flatten_trains_exactly_as_padded_batches(tokenizer, unpacked_rows, tiny_settings, tmp_path: Path) -> None:
     """flatten repeats the padded run (same rows, masks, loss) in another layout: after six steps every weight
     agrees to float rounding (1e-5), and fewer tokens were computed."""
-    settings = tiny_settings.replace(packing=False, max_steps=STEPS, batch_size=16)
+    settings = tiny_settings.replace(packing=False, max_steps=STEPS, batch_size=16, short_row_length=0)
     runs = {}
     for flatten in (False, True):
         run = settings.replace(flatten=flatten)
@@ -146,3 +147,49 @@ def test_flatten_trains_exactly_as_padded_batches(tokenizer, unpacked_rows, tiny
         padded.nonpad_tokens_per_second * padded.runtime_seconds
     )
     assert flat.pad_fraction < padded.pad_fraction
+
+
+class _RowWidths(TrainerCallback):
+    """Width of the rows the model computed at each optimizer step (read by a forward pre-hook)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.seen: list[int] = []
+        self.widths: list[int] = []
+        model.bert.register_forward_pre_hook(self._see, with_kwargs=True)
+
+    def _see(self, _module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        ids = kwargs.get("input_ids")
+        self.seen.append((args[0] if ids is None else ids).shape[1])
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        self.widths.append(self.seen[-1])
+
+
+@pytest.mark.parametrize(
+    ("length", "fraction", "steps", "expected"),
+    [(8, 0.5, 4, [8, 8, 64, 64]), (16, 0.25, 8, [16, 16, 64, 64, 64, 64, 64, 64]), (0, 0.5, 2, [64, 64])],
+)
+def test_short_rows_come_first_then_whole_rows(
+    tokenizer, heldout_rows, tiny_settings, tmp_path, length, fraction, steps, expected
+) -> None:
+    """The sequence-length schedule: the first round(fraction x max_steps) steps compute rows of short_row_length,
+    the rest whole max_length rows, and the summary says how many were short."""
+    settings = tiny_settings.replace(short_row_length=length, short_row_fraction=fraction, max_steps=steps)
+    widths, summary = _row_widths(tokenizer, heldout_rows, settings, tmp_path)
+    assert widths == expected
+    assert summary.short_row_steps == expected.count(length)
+
+
+def test_schedule_check_fails_when_rows_are_not_cut(tokenizer, heldout_rows, tiny_settings, tmp_path, monkeypatch):
+    """The check above reports a trainer that keeps whole rows throughout."""
+    monkeypatch.setattr(train_module, "cut_rows", lambda batch, length: batch)
+    widths, _ = _row_widths(tokenizer, heldout_rows, tiny_settings, tmp_path)
+    assert widths != [8, 8, 64, 64]
+
+
+def _row_widths(tokenizer, rows, settings: Settings, tmp_path: Path) -> tuple[list[int], TrainSummary]:
+    seed_everything(settings.seed)
+    model = build_model(settings, tokenizer)
+    widths = _RowWidths(model)
+    summary = train(model, rows, build_collator(tokenizer, settings), settings, tmp_path, callbacks=[widths])
+    return widths.widths, summary

@@ -1,0 +1,126 @@
+"""The context workload: a tiny BERT learns the copy task through the project's Trainer, and fails it when
+self-attention is made causal, position ids are ignored or the attention mask is dropped (monkeypatched here).
+
+Thresholds (false-alarm rationale): trained 400 steps at seeds 0-9, the [MASK] loss ended at most 0.04 nats on
+transformers 4.57 and 5.x, and padding moved no log-probability by more than 2e-5 (README, "The context
+workload"); MAX_LOSS is over twice that loss and MAX_SHIFT fifty times that shift, while the broken models end
+above 1 nat (causal, positions ignored) or shift by more than 1 (mask dropped).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import Counter
+
+import pytest
+import torch
+from transformers.models.bert import modeling_bert
+
+from mlm_bench import context
+from mlm_bench.model import IGNORE_INDEX, build_model
+
+MAX_LOSS = 0.1  # nats at [MASK]; the unigram is ln 16 = 2.77
+MAX_SHIFT = 1e-3  # largest change of a log-probability at [MASK] when the batch is padded to twice its length
+
+
+@pytest.fixture(scope="module")
+def workload() -> context.Workload:
+    return context.load_workload()
+
+
+def assert_learns_context(workload: context.Workload, tmp_path) -> context.ContextScore:
+    """Train the workload from scratch and require near-zero [MASK] loss that padding does not move."""
+    _, summary, result = context.train_workload(workload, tmp_path)
+    assert summary.steps == context.WORKLOAD.max_steps
+    assert result.loss < MAX_LOSS, f"[MASK] loss {result.loss:.3f} nats >= {MAX_LOSS}: context not learned"
+    assert result.padding_shift < MAX_SHIFT, f"padding moved log-probabilities by {result.padding_shift:.2e}"
+    assert result.padded_loss < MAX_LOSS
+    return result
+
+
+def test_copy_texts_repeat_a_seeded_span() -> None:
+    texts = context.copy_texts(200, seed=7)
+    assert texts == context.copy_texts(200, seed=7) != context.copy_texts(200, seed=8)
+    assert all(len(t) == 2 * context.SPAN and t[: context.SPAN] == t[context.SPAN :] for t in texts)
+    counts = Counter("".join(texts))
+    assert set(counts) == set(context.SYMBOLS)
+
+
+def test_eval_masks_one_token_per_copy_and_leave_its_twin(workload: context.Workload) -> None:
+    batch, span = workload.eval_batch, context.SPAN
+    mask_id = workload.tokenizer.mask_token_id
+    selected = batch["labels"] != IGNORE_INDEX
+    assert selected.sum(dim=1).eq(2).all()
+    assert (batch["input_ids"][selected] == mask_id).all()
+    for row in range(len(selected)):
+        first, second = selected[row].nonzero().flatten().tolist()
+        assert 1 <= first <= span < second <= 2 * span
+        for position in (first, second):
+            twin = position + span if position <= span else position - span
+            assert batch["input_ids"][row, twin] == batch["labels"][row, position]
+
+
+def test_untrained_model_scores_near_the_unigram(workload: context.Workload) -> None:
+    """The check has room to fail: a fresh model is ~ln 16 at [MASK], far above MAX_LOSS."""
+    torch.manual_seed(0)
+    fresh = context.score(
+        build_model(context.WORKLOAD, workload.tokenizer), workload.eval_batch, workload.tokenizer.pad_token_id
+    )
+    assert fresh.loss > math.log(len(context.SYMBOLS)) - 0.5
+    assert fresh.padding_shift < MAX_SHIFT
+
+
+def test_tiny_bert_learns_the_context_workload(workload: context.Workload, tmp_path) -> None:
+    result = assert_learns_context(workload, tmp_path)
+    assert result.accuracy == 1.0
+
+
+def _causal(sdpa):
+    @functools.wraps(sdpa)
+    def attend(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
+        allowed = torch.ones(query.shape[-2], key.shape[-2], dtype=torch.bool, device=query.device).tril()
+        if attn_mask is None:
+            attn_mask = allowed
+        elif attn_mask.dtype == torch.bool:
+            attn_mask = attn_mask & allowed
+        else:
+            attn_mask = attn_mask.masked_fill(~allowed, torch.finfo(attn_mask.dtype).min)
+        return sdpa(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale, **kwargs)
+
+    return attend
+
+
+def _positions_ignored(forward):
+    @functools.wraps(forward)
+    def embed(self, *args, **kwargs):
+        ids = kwargs.get("input_ids")
+        ids = args[0] if ids is None else ids
+        kwargs["position_ids"] = torch.zeros_like(ids)
+        return forward(self, *args, **kwargs)
+
+    return embed
+
+
+def _mask_dropped(forward):
+    @functools.wraps(forward)
+    def encode(self, *args, **kwargs):
+        kwargs["attention_mask"] = None
+        return forward(self, *args, **kwargs)
+
+    return encode
+
+
+BREAKAGES = {
+    "causal self-attention": (torch.nn.functional, "scaled_dot_product_attention", _causal, "context not learned"),
+    "position ids ignored": (modeling_bert.BertEmbeddings, "forward", _positions_ignored, "context not learned"),
+    "attention mask dropped": (modeling_bert.BertModel, "forward", _mask_dropped, "padding moved"),
+}
+
+
+@pytest.mark.parametrize("breakage", list(BREAKAGES))
+def test_broken_attention_fails_the_workload(breakage: str, workload: context.Workload, monkeypatch, tmp_path) -> None:
+    owner, name, wrap, complaint = BREAKAGES[breakage]
+    monkeypatch.setattr(owner, name, wrap(getattr(owner, name)))
+    with pytest.raises(AssertionError, match=complaint):
+        assert_learns_context(workload, tmp_path)
