@@ -49,6 +49,16 @@ TINY = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """TrainingArguments(torch_compile=True) writes ACCELERATE_DYNAMO_* into os.environ (4.57 and 5.x), after which
+    every Trainer in the process compiles its model: each test leaves the environment as it found it."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def tiny_settings() -> Settings:
     """tiny-zh shrunk to a 1-layer, 32-wide model and 4 steps."""

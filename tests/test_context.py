@@ -1,10 +1,11 @@
 """The context workload: a tiny BERT learns the copy task through the project's Trainer, and fails it when
 self-attention is made causal, position ids are ignored or the attention mask is dropped (monkeypatched here).
 
-Thresholds (false-alarm rationale): trained 400 steps at seeds 0-9, the [MASK] loss ended at most 0.04 nats on
-transformers 4.57 and 5.x, and padding moved no log-probability by more than 2e-5 (README, "The context
-workload"); MAX_LOSS is over twice that loss and MAX_SHIFT fifty times that shift, while the broken models end
-above 1 nat (causal, positions ignored) or shift by more than 1 (mask dropped).
+Thresholds (false-alarm rationale, `python scripts/context_seeds.py --seeds 0-9`, README "The context workload"):
+trained 400 steps at seeds 0-9, the [MASK] loss ended at most 0.042 nats (5.24) and 0.037 (4.57), and padding moved
+no log-probability by more than 6.2e-6. The broken models end at 1.40 nats or more (causal, positions ignored) or
+shift by more than 1 (mask dropped). MAX_LOSS sits near the geometric middle of 0.042 and 1.40, six times the worst
+healthy seed; MAX_SHIFT is 160 times the largest healthy shift and a thousandth of the broken one.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from transformers.models.bert import modeling_bert
 from mlm_bench import context
 from mlm_bench.model import IGNORE_INDEX, build_model
 
-MAX_LOSS = 0.1  # nats at [MASK]; the unigram is ln 16 = 2.77
+MAX_LOSS = 0.25  # nats at [MASK]; the unigram is ln 16 = 2.77
 MAX_SHIFT = 1e-3  # largest change of a log-probability at [MASK] when the batch is padded to twice its length
 
 

@@ -88,7 +88,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(finished, text_path, tmp
     assert "holds an unfinished run (last complete checkpoint: step 4): pass --resume" in _message(
         _argv(text_path, out), capsys
     )
-    assert "started with different settings (learning_rate: 0.002 -> 0.001): resume with the original" in _message(
+    assert "started with different settings (learning_rate: 0.003 -> 0.001): resume with the original" in _message(
         _argv(text_path, out, "--resume", learning_rate=0.001), capsys
     )
     capsys.readouterr()
