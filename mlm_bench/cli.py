@@ -181,6 +181,9 @@ def cmd_gate(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--metric-tolerance", type=float, default=defaults.metric_atol, help="Absolute metric tolerance."
     )
+    parser.add_argument(
+        "--gain-tolerance", type=float, default=defaults.gain_atol, help="Absolute context-gain tolerance (nats)."
+    )
     parser.add_argument("--fingerprints", nargs=2, type=Path, metavar=("BASE", "NEW"), help="Fingerprint JSONs.")
     parser.add_argument("--junit", nargs=2, type=Path, metavar=("BASE", "NEW"), help="Contract-test junit XMLs.")
     parser.add_argument("--tests-exit-code", type=int, default=None, help="pytest exit code of the new env's tests.")
@@ -193,6 +196,7 @@ def cmd_gate(argv: Sequence[str]) -> int:
         min_rounds=args.min_rounds,
         loss_rtol=args.loss_tolerance,
         metric_atol=args.metric_tolerance,
+        gain_atol=args.gain_tolerance,
     )
     fingerprints = None
     if args.fingerprints:

@@ -41,11 +41,14 @@ class Thresholds:
     loss_rtol: float = 0.01
     # Absolute, for accuracies and scores in [0, 1].
     metric_atol: float = 0.01
+    # Absolute nats, for context gains (a difference of two losses): 4.57 and 5.x runs of the 20-step model differ by
+    # 0.013 (their inits differ), seeds of the default run by 0.05; broken attention loses over 1 nat.
+    gain_atol: float = 0.05
 
     def __post_init__(self) -> None:
         if self.stat not in STATS:
             raise UsageError(f"unknown statistic {self.stat!r}: pass --stat one of {list(STATS)}")
-        for name in ("slowdown", "noise_factor", "loss_rtol", "metric_atol", "min_rounds"):
+        for name in ("slowdown", "noise_factor", "loss_rtol", "metric_atol", "gain_atol", "min_rounds"):
             if not getattr(self, name) >= 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}: pass a non-negative value")
 
@@ -171,7 +174,8 @@ def _values(extra: dict[str, Any], group: str) -> dict[str, float]:
 def compare_quality(
     name: str, base: dict[str, Any], new: dict[str, Any], thresholds: Thresholds
 ) -> list[QualityChange]:
-    """Every loss (relative tolerance) and metric (absolute; relative when its name says loss) in either run."""
+    """Every loss (relative tolerance) and metric (absolute; relative when its name says loss, in nats when it says
+    gain) in either run."""
     out = []
     base_extra, new_extra = base.get("extra_info", {}), new.get("extra_info", {})
     for group, prefix in (("losses", "loss@"), ("metrics", "")):
@@ -181,6 +185,9 @@ def compare_quality(
             if group == "losses" or "loss" in key:
                 tolerance = f"rel {thresholds.loss_rtol:g}"
                 moved = old is not None and now is not None and abs(now - old) > thresholds.loss_rtol * abs(old)
+            elif "gain" in key:
+                tolerance = f"abs {thresholds.gain_atol:g} nats"
+                moved = old is not None and now is not None and abs(now - old) > thresholds.gain_atol
             else:
                 tolerance = f"abs {thresholds.metric_atol:g}"
                 moved = old is not None and now is not None and abs(now - old) > thresholds.metric_atol
@@ -383,7 +390,8 @@ def render_markdown(result: GateResult) -> str:
         f"- speed: time per call at the **{th.stat}** over rounds; slower/faster when the change exceeds "
         f"max({th.slowdown:.0%}, {th.noise_factor:g} x the larger IQR/median); benchmarks with fewer than "
         f"{th.min_rounds} rounds are shown but not gated",
-        f"- learning: losses within relative {th.loss_rtol:g}, metrics within absolute {th.metric_atol:g}",
+        f"- learning: losses within relative {th.loss_rtol:g}, context gains within {th.gain_atol:g} nats, other "
+        f"metrics within absolute {th.metric_atol:g}",
         "",
         "| benchmark | base s/call | new s/call | change | bar | samples/s (median) base -> new | speed | learning "
         "| verdict |",
