@@ -65,6 +65,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 
 def flags(changes: dict[str, Any]) -> str:
+    """The changes as `mlm-bench run` flags."""
     return " ".join(f"--{key} {value}" for key, value in changes.items())
 
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     train_rows = encode(corpus.train, corpus.text_column, tokenizer, base)
     heldout = encode(corpus.heldout, corpus.text_column, tokenizer, eval_settings(base))
     eval_set = build_eval_set(heldout, list(corpus.heldout[corpus.text_column]), tokenizer, base)
-    unigram = unigram_log_probs(train_rows, tokenizer, len(tokenizer))
+    unigram = unigram_log_probs(train_rows, tokenizer)
     print(
         f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}, {args.seconds:.0f} s of "
         f"training per variant, seed {args.seed}, eval set {eval_set.description['id']} "
@@ -122,7 +123,7 @@ def _seconds_per_step(settings: Settings, tokenizer: Any, rows: datasets.Dataset
     """Steady-state seconds per step, short-row and whole-row steps weighted as the full run weighs them."""
     clock = _StepClock()
     probe = settings.replace(max_steps=2 * PROBE_STEPS, warmup_steps=0, short_row_fraction=0.5)
-    _train(probe, tokenizer, rows, output_dir, callbacks=[clock])
+    _train(probe, tokenizer, rows, output_dir, callbacks=(clock,))
     short, whole = clock.ends[:PROBE_STEPS], clock.ends[PROBE_STEPS:]
     # The first steps of each half pay for warm-up and the switch of shapes: timed from the fifth on.
     per_short, per_whole = ((half[-1] - half[4]) / (len(half) - 5) for half in (short, whole))
@@ -131,7 +132,7 @@ def _seconds_per_step(settings: Settings, tokenizer: Any, rows: datasets.Dataset
 
 
 def _train(
-    settings: Settings, tokenizer: Any, rows: datasets.Dataset, output_dir: Path, callbacks: list[Any] = ()
+    settings: Settings, tokenizer: Any, rows: datasets.Dataset, output_dir: Path, callbacks: tuple[Any, ...] = ()
 ) -> tuple[float, torch.nn.Module]:
     """Train a fresh model: the seconds Trainer reports, and the model."""
     seed_everything(settings.seed)

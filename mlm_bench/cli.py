@@ -87,22 +87,21 @@ def report(results: dict[str, Any], output_dir: Path) -> str:
     return "\n".join(lines)
 
 
-# Below this many nats the model is, at [MASK], no better than token frequencies: the gain's standard error over a
-# thousand held-out texts (~10k [MASK]ed tokens) is about 0.02 nats.
-NO_CONTEXT_GAIN = 0.05
+# A gain within this many standard errors of zero is no evidence of context (one-sided, ~0.1% if none was learned).
+NO_CONTEXT_SIGMAS = 3.0
 
 
 def context_verdict(ev: dict[str, Any], eval_set: dict[str, Any]) -> str:
-    """One line: the context gain and what it means, plainly when there is none."""
-    gain, at_mask = ev["context_gain"], ev["by_treatment"]["mask"]
+    """One line: the context gain with its standard error, and plainly when it is no better than zero."""
+    gain, error, at_mask = ev["context_gain"], ev["context_gain_stderr"], ev["by_treatment"]["mask"]
     where = f"{at_mask['tokens']} [MASK]ed tokens of {eval_set['texts']} held-out texts"
-    if gain < NO_CONTEXT_GAIN:
+    if not gain > NO_CONTEXT_SIGMAS * error:  # also when either is NaN (no [MASK]ed token, or a single text)
         return (
-            f"NO CONTEXT LEARNED: context gain {gain:+.3f} nats over {where}; at [MASK] the model predicts no "
-            "better than token frequencies (train longer, or see the README's context ablation)"
+            f"NO CONTEXT LEARNED: context gain {gain:+.3f} ± {error:.3f} nats over {where}; at [MASK] the model "
+            "predicts no better than token frequencies (train longer, or see the README's context ablation)"
         )
     return (
-        f"context gain {gain:+.3f} nats over {where} (model {at_mask['loss']:.3f} vs unigram "
+        f"context gain {gain:+.3f} ± {error:.3f} nats over {where} (model {at_mask['loss']:.3f} vs unigram "
         f"{at_mask['unigram_loss']:.3f}), top-1 accuracy at [MASK] {at_mask['accuracy']:.3f}"
     )
 

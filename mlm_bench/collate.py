@@ -125,7 +125,11 @@ class FlatteningCollator:
 
 def cut_rows(batch: dict[str, Any], length: int) -> dict[str, Any]:
     """The batch's rows cut into rows of `length` tokens (the last piece of each padded), pieces without a real
-    token dropped: the same tokens, masks and labels in shorter rows, each numbering its positions from 0."""
+    token dropped: the same tokens, masks and labels in shorter rows, each numbering its positions from 0.
+
+    Flattened rows carry position ids: each piece numbers them from 0 again at its start and at every text start
+    inside it, so the texts it holds (or the parts of them) still attend only within themselves.
+    """
     mask = batch["attention_mask"]
     shape = mask.shape
     extra = -shape[1] % length
@@ -135,10 +139,19 @@ def cut_rows(batch: dict[str, Any], length: int) -> dict[str, Any]:
             # Padding added here is hidden by the attention mask and carries no label, so any id serves as filler.
             filler = -100 if key == "labels" else 0
             out[key] = F.pad(value, (0, extra), value=filler).reshape(-1, length)
+    if "position_ids" in out:
+        out["position_ids"] = _restart_positions(out["position_ids"])
     keep = out["attention_mask"].bool().any(dim=1)
     if keep.all():
         return out
     return {k: v[keep] if isinstance(v, torch.Tensor) and v.shape[:1] == keep.shape else v for k, v in out.items()}
+
+
+def _restart_positions(positions: torch.Tensor) -> torch.Tensor:
+    """Positions counted from each row's start and from every 0 in it (where a text starts)."""
+    index = torch.arange(positions.shape[1]).expand_as(positions)
+    starts = torch.where((positions == 0) | (index == 0), index, 0)
+    return index - starts.cummax(dim=1).values
 
 
 def _first_fit(lengths: list[int], capacity: int) -> list[list[int]]:

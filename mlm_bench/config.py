@@ -172,10 +172,10 @@ class Settings:
                 "does not take here: pass --attn_implementation sdpa or eager, or --flatten false"
             )
         self._check_short_rows()
-        if not 0 < self.eval_max_length <= self.max_length:
+        if not 8 <= self.eval_max_length <= self.max_length:
             raise UsageError(
-                f"eval_max_length {self.eval_max_length} must be in [1, max_length {self.max_length}]: the model never "
-                f"trains on positions past max_length; pass --eval_max_length {self.max_length} or less"
+                f"eval_max_length {self.eval_max_length} must be in [8, max_length {self.max_length}] (the model never "
+                f"trains on positions past max_length): pass --eval_max_length {min(self.max_length, 128)}"
             )
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of <= 0:
             raise UsageError(f"pad_to_multiple_of must be positive or None, got {self.pad_to_multiple_of}: pass e.g. 8")
@@ -186,17 +186,13 @@ class Settings:
             )
 
     def _check_short_rows(self) -> None:
+        """Refuse a short-row schedule that cannot run: a fraction outside [0, 1], pieces no shorter than a row."""
         if not 0.0 <= self.short_row_fraction <= 1.0:
             raise UsageError(f"short_row_fraction must be in [0, 1], got {self.short_row_fraction}: pass e.g. 0.5")
         if not 0 <= self.short_row_length < self.max_length:
             raise UsageError(
                 f"short_row_length {self.short_row_length} must be in [0, max_length {self.max_length}): pass e.g. "
                 "--short_row_length 8, or 0 for whole rows throughout"
-            )
-        if self.short_row_length and self.flatten:
-            raise UsageError(
-                "short_row_length and flatten both set: flatten packs whole texts, short rows cut them; pass "
-                "--short_row_length 0 or --flatten false"
             )
 
     def replace(self, **changes: Any) -> Settings:
@@ -251,7 +247,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast": {
         "packing": False,
         "flatten": True,
-        "short_row_length": 0,  # flatten trains whole texts
         "pad_to_multiple_of": 8,
         "sparse_head": True,
         "attn_implementation": "sdpa",

@@ -22,6 +22,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings
 from mlm_bench.encode import encode
+from mlm_bench.evaluate import unigram_log_probs
 from mlm_bench.model import IGNORE_INDEX, build_model
 from mlm_bench.seeding import seed_everything
 from mlm_bench.tokenizer import build_tokenizer
@@ -73,10 +74,11 @@ def copy_texts(count: int, seed: int, span: int = SPAN, symbols: str = SYMBOLS) 
 
 @dataclass(frozen=True)
 class Workload:
-    """The workload's tokenizer, encoded train rows and fixed eval batch."""
+    """The workload's tokenizer, encoded train rows, their unigram log-probabilities and the fixed eval batch."""
 
     tokenizer: PreTrainedTokenizerBase
     train_rows: datasets.Dataset
+    unigram: torch.Tensor
     eval_batch: dict[str, torch.Tensor]
 
 
@@ -85,7 +87,8 @@ def load_workload(settings: Settings = WORKLOAD) -> Workload:
     texts = copy_texts(TRAIN_TEXTS, seed=1)
     tokenizer = build_tokenizer(texts, model_max_length=settings.max_length)
     rows = encode(datasets.Dataset.from_dict({TEXT_COLUMN: texts}), TEXT_COLUMN, tokenizer, settings)
-    return Workload(tokenizer, rows, eval_batch(tokenizer, copy_texts(EVAL_TEXTS, seed=2), seed=3))
+    batch = eval_batch(tokenizer, copy_texts(EVAL_TEXTS, seed=2), seed=3)
+    return Workload(tokenizer, rows, unigram_log_probs(rows, tokenizer), batch)
 
 
 def eval_batch(tokenizer: PreTrainedTokenizerBase, texts: list[str], seed: int, span: int = SPAN) -> dict[str, Any]:
@@ -104,10 +107,13 @@ def eval_batch(tokenizer: PreTrainedTokenizerBase, texts: list[str], seed: int, 
 
 @dataclass(frozen=True)
 class ContextScore:
-    """[MASK] loss and accuracy on the eval batch, and how far padding moves the answers (it should not at all)."""
+    """[MASK] loss and accuracy on the eval batch, its context gain over the train rows' unigram (as
+    evaluate.EvalResult defines it), and how far padding moves the answers (it should not at all)."""
 
     loss: float
     accuracy: float
+    unigram_loss: float
+    context_gain: float
     padded_loss: float
     padding_shift: float
 
@@ -116,20 +122,25 @@ class ContextScore:
 
 
 @torch.no_grad()
-def score(model: PreTrainedModel, batch: dict[str, torch.Tensor], pad_id: int) -> ContextScore:
-    """Score the batch as it is and inside a batch padded to twice its length, where the padding must be invisible."""
+def score(model: PreTrainedModel, workload: Workload) -> ContextScore:
+    """Score the eval batch as it is and inside a batch padded to twice its length, where padding must be invisible."""
     model.eval()
+    batch = workload.eval_batch
     selected = batch["labels"] != IGNORE_INDEX
     targets = batch["labels"][selected]
     alone = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
     width = batch["input_ids"].shape[1]
-    padded_ids = F.pad(batch["input_ids"], (0, width), value=pad_id)
+    padded_ids = F.pad(batch["input_ids"], (0, width), value=workload.tokenizer.pad_token_id)
     padded_mask = F.pad(batch["attention_mask"], (0, width), value=0)
     padded = model(input_ids=padded_ids, attention_mask=padded_mask).logits.float()[:, :width]
     log_alone, log_padded = alone[selected].log_softmax(-1), padded[selected].log_softmax(-1)
+    loss = F.nll_loss(log_alone, targets).item()
+    unigram_loss = -workload.unigram[targets].mean().item()
     return ContextScore(
-        loss=F.nll_loss(log_alone, targets).item(),
+        loss=loss,
         accuracy=(log_alone.argmax(-1) == targets).float().mean().item(),
+        unigram_loss=unigram_loss,
+        context_gain=unigram_loss - loss,
         padded_loss=F.nll_loss(log_padded, targets).item(),
         padding_shift=(log_padded - log_alone).abs().max().item(),
     )
@@ -142,8 +153,9 @@ def train_workload(
     seed_everything(settings.seed)
     model = build_model(settings, workload.tokenizer)
     # 4.57 and 5.x draw the head's transform matrix at another point of the seeded stream; redrawn here in module
-    # order by the library's own initializer, both start from the same weights, so their curves compare step by step.
+    # order by the library's own initializer (a PreTrainedModel override point, stable since 4.x), both start from
+    # the same weights, so their curves compare step by step.
     torch.manual_seed(settings.seed)
     model.apply(model._init_weights)
     summary = train(model, workload.train_rows, build_collator(workload.tokenizer, settings), settings, output_dir)
-    return model, summary, score(model, workload.eval_batch, workload.tokenizer.pad_token_id)
+    return model, summary, score(model, workload)

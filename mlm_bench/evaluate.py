@@ -6,7 +6,7 @@ import hashlib
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import datasets
 import torch
@@ -38,6 +38,7 @@ class EvalSet:
 
 
 def _sha256(parts: list[bytes]) -> str:
+    """Short digest of a sequence of byte strings, each length-prefixed so that no two sequences collide."""
     digest = hashlib.sha256()
     for part in parts:
         digest.update(len(part).to_bytes(8, "little"))
@@ -50,11 +51,11 @@ def build_eval_set(
     texts: list[str],
     tokenizer: PreTrainedTokenizerBase,
     settings: Settings,
-    mask: str = "token",
+    mask: Literal["token", "wwm"] = "token",
 ) -> EvalSet:
     """Mask every encoded held-out text alone with the run's collator kind at eval_mlm_probability.
 
-    `rows` are `texts` encoded unpacked and truncated at eval_max_length (run.eval_encoding). The description
+    `rows` are `texts` encoded with eval_settings (unpacked, truncated at eval_max_length). The description
     names what was scored: the texts, the settings that chose the masks, and a digest of the masked inputs.
     """
     if len(rows) != len(texts):
@@ -117,6 +118,8 @@ class EvalResult:
     # Unigram NLL minus model NLL at [MASK]ed positions: what the model learned from context, in nats. Copying the
     # visible token (the "kept" 10%) cannot raise it.
     context_gain: float
+    # Standard error of context_gain with texts as the sampled units (positions within a text are not independent).
+    context_gain_stderr: float
     by_treatment: dict[str, dict[str, float]]
     context_gain_by_length: dict[str, dict[str, float]]
 
@@ -124,21 +127,23 @@ class EvalResult:
         return self.__dict__.copy()
 
 
-def unigram_log_probs(train: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> torch.Tensor:
-    """Log-probabilities of a model that learned only token frequencies (add-one smoothed).
+def unigram_log_probs(train: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+    """Log-probabilities over the tokenizer's vocabulary of a model that learned only token frequencies (add-one
+    smoothed), so runs whose models embed more ids than the tokenizer makes share one baseline.
 
     Specials other than [UNK] get probability 0: they are never masked, so never a target.
     """
-    counts = torch.zeros(vocab_size, dtype=torch.float64)
+    counts = torch.zeros(len(tokenizer), dtype=torch.float64)
     for batch in train.iter(batch_size=1000):
         ids = torch.tensor([i for row in batch["input_ids"] for i in row], dtype=torch.long)
-        counts += torch.bincount(ids, minlength=vocab_size).double()
+        counts += torch.bincount(ids, minlength=len(tokenizer)).double()
     counts += 1.0
     counts[[i for i in tokenizer.all_special_ids if i != tokenizer.unk_token_id]] = 0.0
     return (counts / counts.sum()).log()
 
 
-def _length_group(length: int) -> str:
+def length_group(length: int) -> str:
+    """Name of the text-length group (tokens, specials included) a text of `length` tokens falls in."""
     lower = 1
     for upper in LENGTH_GROUPS:
         if length <= upper:
@@ -147,24 +152,98 @@ def _length_group(length: int) -> str:
     return f"{lower}-"
 
 
+@dataclass
+class _Sums:
+    """Running sums over one group of scored positions."""
+
+    nll: float = 0.0
+    unigram: float = 0.0
+    correct: float = 0.0
+    count: int = 0
+
+    def add(self, nll: torch.Tensor, unigram: torch.Tensor, correct: torch.Tensor) -> None:
+        self.nll += nll.sum().item()
+        self.unigram += unigram.sum().item()
+        self.correct += correct.sum().item()
+        self.count += nll.numel()
+
+    def summary(self) -> dict[str, float]:
+        if not self.count:
+            return {"tokens": 0, "loss": math.nan, "unigram_loss": math.nan, "accuracy": math.nan}
+        n = self.count
+        return {"tokens": n, "loss": self.nll / n, "unigram_loss": self.unigram / n, "accuracy": self.correct / n}
+
+
+def _clustered_stderr(gains: list[float], counts: list[int]) -> float:
+    """Standard error of sum(gains) / sum(counts) with texts as clusters (the ratio estimator's)."""
+    total, n = sum(counts), len(counts)
+    if total == 0 or n < 2:
+        return math.nan
+    mean = sum(gains) / total
+    spread = sum((g - mean * c) ** 2 for g, c in zip(gains, counts, strict=True))
+    return math.sqrt(n / (n - 1) * spread) / total
+
+
 class _Tally:
-    """Sums of model NLL, unigram NLL, correct top-1 and count, per named group."""
+    """What evaluate_mlm accumulates: sums per treatment and per text-length group, and each text's gain at [MASK]."""
 
     def __init__(self) -> None:
-        self.sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+        self.groups: dict[str, _Sums] = defaultdict(_Sums)
+        self.by_length: dict[str, _Sums] = defaultdict(_Sums)
+        self.text_gains: list[float] = []
+        self.text_masks: list[int] = []
 
-    def add(self, group: str, nll: torch.Tensor, unigram: torch.Tensor, correct: torch.Tensor) -> None:
-        entry = self.sums[group]
-        entry[0] += nll.sum().item()
-        entry[1] += unigram.sum().item()
-        entry[2] += correct.sum().item()
-        entry[3] += nll.numel()
+    def add(
+        self,
+        seen: torch.Tensor,
+        targets: torch.Tensor,
+        scores: torch.Tensor,
+        base: torch.Tensor,
+        text: torch.Tensor,
+        groups: list[str],
+        mask_id: int,
+    ) -> None:
+        """Positions of one batch: what the model saw, the answers, its logits, the unigram NLL, each one's text
+        (row in the batch) and each row's length group."""
+        nll = F.cross_entropy(scores, targets, reduction="none")
+        correct = scores.argmax(-1) == targets
+        treatment = {"mask": seen == mask_id, "kept": seen == targets}
+        treatment["random"] = ~(treatment["mask"] | treatment["kept"])
+        self.groups["all"].add(nll, base, correct)
+        for name, where in treatment.items():
+            self.groups[name].add(nll[where], base[where], correct[where])
+        masked = treatment["mask"]
+        nll, base, correct, text = nll[masked], base[masked], correct[masked], text[masked]
+        per_text = torch.zeros(len(groups), dtype=torch.float64, device=nll.device)
+        self.text_gains += per_text.index_add_(0, text, (base - nll).double()).tolist()
+        self.text_masks += torch.bincount(text, minlength=len(groups)).tolist()
+        for name in set(groups):
+            rows = torch.tensor([r for r, group in enumerate(groups) if group == name], device=text.device)
+            where = torch.isin(text, rows)
+            self.by_length[name].add(nll[where], base[where], correct[where])
 
-    def summary(self, group: str) -> dict[str, float]:
-        nll, unigram, correct, count = self.sums[group]
-        if not count:
-            return {"tokens": 0, "loss": math.nan, "unigram_loss": math.nan, "accuracy": math.nan}
-        return {"tokens": int(count), "loss": nll / count, "unigram_loss": unigram / count, "accuracy": correct / count}
+    def result(self, uniform_loss: float) -> EvalResult:
+        overall = self.groups["all"].summary()
+        if not overall["tokens"]:
+            raise ValueError("no held-out token was selected: the held-out set is empty or too small")
+        by_treatment = {name: self.groups[name].summary() for name in TREATMENTS}
+        at_mask = by_treatment["mask"]
+        by_length = {}
+        for name in sorted(self.by_length, key=lambda g: int(g.split("-")[0])):
+            entry = self.by_length[name].summary()
+            by_length[name] = {"tokens": entry["tokens"], "context_gain": entry["unigram_loss"] - entry["loss"]}
+        return EvalResult(
+            loss=overall["loss"],
+            accuracy=overall["accuracy"],
+            perplexity=math.exp(overall["loss"]),
+            selected_tokens=overall["tokens"],
+            unigram_loss=overall["unigram_loss"],
+            uniform_loss=uniform_loss,
+            context_gain=at_mask["unigram_loss"] - at_mask["loss"],
+            context_gain_stderr=_clustered_stderr(self.text_gains, self.text_masks),
+            by_treatment=by_treatment,
+            context_gain_by_length=by_length,
+        )
 
 
 @torch.no_grad()
@@ -176,7 +255,7 @@ def evaluate_mlm(
     model.eval()
     device = model.device
     unigram = unigram.to(device)
-    tally, by_length = _Tally(), _Tally()
+    tally = _Tally()
     order = sorted(range(len(eval_set.input_ids)), key=lambda i: len(eval_set.input_ids[i]))
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
@@ -186,38 +265,9 @@ def evaluate_mlm(
         ids, labels, attention = ids.to(device), labels.to(device), attention.to(device)
         logits = model(input_ids=ids, attention_mask=attention).logits
         selected = labels != IGNORE_INDEX
-        targets, seen = labels[selected], ids[selected]
-        scores = logits[selected].float()
-        nll = F.cross_entropy(scores, targets, reduction="none")
-        base = -unigram[targets]
-        correct = scores.argmax(-1) == targets
-        treatment = {"mask": seen == eval_set.mask_id, "kept": seen == targets}
-        treatment["random"] = ~(treatment["mask"] | treatment["kept"])
-        tally.add("all", nll, base, correct)
-        for name, where in treatment.items():
-            tally.add(name, nll[where], base[where], correct[where])
-        lengths = attention.sum(dim=1, keepdim=True).expand_as(labels)[selected]
-        masked = treatment["mask"]
-        for length in lengths[masked].unique().tolist():
-            where = masked & (lengths == length)
-            by_length.add(_length_group(length), nll[where], base[where], correct[where])
-    overall = tally.summary("all")
-    if not overall["tokens"]:
-        raise ValueError("no held-out token was selected: the held-out set is empty or too small")
-    by_treatment = {name: tally.summary(name) for name in TREATMENTS}
-    at_mask = by_treatment["mask"]
-    gains = {}
-    for group in sorted(by_length.sums, key=lambda g: int(g.split("-")[0])):
-        entry = by_length.summary(group)
-        gains[group] = {"tokens": entry["tokens"], "context_gain": entry["unigram_loss"] - entry["loss"]}
-    return EvalResult(
-        loss=overall["loss"],
-        accuracy=overall["accuracy"],
-        perplexity=math.exp(overall["loss"]),
-        selected_tokens=overall["tokens"],
-        unigram_loss=overall["unigram_loss"],
-        uniform_loss=math.log(model.get_input_embeddings().num_embeddings),
-        context_gain=at_mask["unigram_loss"] - at_mask["loss"],
-        by_treatment=by_treatment,
-        context_gain_by_length=gains,
-    )
+        text = torch.arange(len(chunk), device=device)[:, None].expand_as(labels)[selected]
+        # Each text's own length, not the padded width of its batch.
+        groups = [length_group(n) for n in attention.sum(dim=1).tolist()]
+        targets = labels[selected]
+        tally.add(ids[selected], targets, logits[selected].float(), -unigram[targets], text, groups, eval_set.mask_id)
+    return tally.result(uniform_loss=math.log(model.get_input_embeddings().num_embeddings))

@@ -364,6 +364,7 @@ def _eval_inputs_differ(name: str, base: BenchmarkRun, new: BenchmarkRun) -> boo
 
 
 def _describe_eval_set(found: dict[str, Any] | None) -> str:
+    """The eval set's identifying fields, for the refusal message."""
     if found is None:
         return "none recorded"
     keys = ("id", "texts", "texts_sha256", "max_length", "mlm_probability", "seed", "mask")

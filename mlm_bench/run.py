@@ -177,7 +177,7 @@ def _evaluate(settings: Settings, prepared: Prepared, model: PreTrainedModel) ->
     """`eval` under per-token masking (every run, so token and wwm runs compare), `eval_wwm` too for a wwm run,
     and `eval_set`, naming the texts and masks both were scored on."""
     tokenizer, heldout = prepared.tokenizer, prepared.heldout_rows
-    unigram = unigram_log_probs(prepared.train_rows, tokenizer, model.get_input_embeddings().num_embeddings)
+    unigram = unigram_log_probs(prepared.train_rows, tokenizer)
     texts = list(prepared.corpus.heldout[prepared.corpus.text_column])
     token_rows = heldout.remove_columns([WORD_IDS]) if WORD_IDS in heldout.column_names else heldout
     token_set = build_eval_set(token_rows, texts, tokenizer, settings)

@@ -193,6 +193,7 @@ def _finished(model: PreTrainedModel, checkpoint: Path, state: dict[str, Any]) -
 
 
 def _short_rows(settings: Settings) -> tuple[int, float] | None:
+    """(length, fraction) of the short-row phase, or None without one."""
     if not settings.short_row_length:
         return None
     return settings.short_row_length, settings.short_row_fraction

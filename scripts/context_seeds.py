@@ -21,6 +21,7 @@ from mlm_bench.results import versions
 
 
 def seed_range(text: str) -> list[int]:
+    """Seeds from "A-B" (inclusive) or "A"."""
     first, _, last = text.partition("-")
     return list(range(int(first), int(last or first) + 1))
 

@@ -32,7 +32,7 @@ def test_run_writes_a_run_that_a_fresh_process_can_fill_masks_with(tmp_path: Pat
     done = _cli("run", "--dataset", str(text_file), "--heldout_fraction", "0.2", *TINY_ARGS, "--output-dir", str(out))
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.strip()]
-    summary = lines[lines.index(next(line for line in lines if "CONTEXT" in line or "context gain" in line)) :]
+    summary = lines[lines.index(next(line for line in lines if line.startswith("steps "))) - 1 :]
     assert summary[0].startswith(("context gain", "NO CONTEXT LEARNED"))  # the summary leads with context gain
     for expected in ("at [MASK]", "at kept token", "held-out MLM loss", "ln V", "fill-mask 今天[MASK]情很好"):
         assert expected in done.stdout
@@ -118,13 +118,21 @@ def test_help_lists_commands_and_fields(capsys: pytest.CaptureFixture[str]) -> N
     assert "--mlm_probability" in capsys.readouterr().out
 
 
-def _scores(gain: float) -> tuple[dict, dict]:
+def _scores(gain: float, error: float = 0.02) -> tuple[dict, dict]:
     at_mask = {"tokens": 900, "loss": 6.0 - gain, "unigram_loss": 6.0, "accuracy": 0.1}
-    return {"context_gain": gain, "by_treatment": {"mask": at_mask}}, {"texts": 1000}
+    return {"context_gain": gain, "context_gain_stderr": error, "by_treatment": {"mask": at_mask}}, {"texts": 1000}
 
 
 @pytest.mark.parametrize(
-    ("gain", "verdict"), [(0.01, "NO CONTEXT LEARNED"), (-0.2, "NO CONTEXT LEARNED"), (1.2, "context gain +1.200")]
+    ("gain", "error", "verdict"),
+    [
+        (-0.2, 0.02, "NO CONTEXT LEARNED"),
+        (0.06, 0.02, "NO CONTEXT LEARNED"),  # within 3 standard errors of zero
+        (0.07, 0.02, "context gain +0.070 ± 0.020"),
+        (1.2, 0.02, "context gain +1.200"),
+        (float("nan"), float("nan"), "NO CONTEXT LEARNED"),  # no [MASK]ed token to score
+        (0.5, float("nan"), "NO CONTEXT LEARNED"),  # a single text: no error, no claim
+    ],
 )
-def test_context_verdict_says_plainly_when_there_is_none(gain: float, verdict: str) -> None:
-    assert context_verdict(*_scores(gain)).startswith(verdict)
+def test_context_verdict_says_plainly_when_there_is_none(gain: float, error: float, verdict: str) -> None:
+    assert context_verdict(*_scores(gain, error)).startswith(verdict)

@@ -14,7 +14,7 @@ from strategies import (
     tokenizer_of_size,
 )
 
-from mlm_bench import contract
+from mlm_bench import collate, contract
 from mlm_bench.collate import FlatteningCollator, MlmCollator, build_collator, cut_rows
 from mlm_bench.run import unk_rate
 
@@ -175,3 +175,33 @@ def test_cut_rows_check_fails_on_a_cut_that_drops_a_piece(real_rows, tokenizer, 
     short = cut_rows(batch, 8)
     lossy = {key: value.reshape(8, -1, 8)[:, :-1].reshape(-1, 8) for key, value in short.items()}
     assert _real_tokens(lossy) != _real_tokens(batch)
+
+
+def _assert_cut_keeps_the_texts(batch, short, texts_in):
+    """Every text segment of the cut batch is a piece of one text of the flattened batch, and together they hold
+    every real token in order."""
+    whole = [ids for ids, _ in texts_in(batch)]
+    pieces = [ids for ids, _ in texts_in(short)]
+    assert sum(map(len, pieces)) == int(batch["attention_mask"].sum())
+    for ids in pieces:
+        assert any(ids == text[i : i + len(ids)] for text in whole for i in range(len(text) - len(ids) + 1))
+    assert _real_tokens(short) == _real_tokens(batch)
+
+
+def test_cut_rows_restarts_positions_in_flattened_rows(unpacked_rows, tokenizer, tiny_settings, texts_in):
+    """Cutting flattened rows numbers positions from 0 at each piece's start and at each text start in it, so the
+    block-diagonal mask (model.isolate_packed_rows) keeps every piece of a text apart from the others."""
+    settings = tiny_settings.replace(packing=False, flatten=True)
+    batch = build_collator(tokenizer, settings, seed=3)([dict(r) for r in unpacked_rows.select(range(16))])
+    short = cut_rows(batch, 8)
+    _assert_cut_keeps_the_texts(batch, short, texts_in)
+
+
+def test_flattened_cut_check_fails_without_restarted_positions(unpacked_rows, tokenizer, tiny_settings, texts_in,
+                                                                monkeypatch):  # fmt: skip
+    """The check above reports a cut that copies the position ids as they were."""
+    monkeypatch.setattr(collate, "_restart_positions", lambda positions: positions)
+    settings = tiny_settings.replace(packing=False, flatten=True)
+    batch = build_collator(tokenizer, settings, seed=3)([dict(r) for r in unpacked_rows.select(range(16))])
+    with pytest.raises(AssertionError):
+        _assert_cut_keeps_the_texts(batch, cut_rows(batch, 8), texts_in)

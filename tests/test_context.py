@@ -5,7 +5,7 @@ Thresholds (false-alarm rationale, `python scripts/context_seeds.py --seeds 0-9`
 trained 400 steps at seeds 0-9, the [MASK] loss ended between 0.011 and 0.017 nats, the same on transformers 4.57 and
 5.x, and padding moved no log-probability by more than 4.8e-6. The broken models end at 1.399 nats (causal) and
 1.899 (positions ignored), or shift by 0.570 (mask dropped). MAX_LOSS is 14 times the worst healthy seed and a
-sixth of the smallest broken loss; MAX_SHIFT is 200 times the largest healthy shift and under a five-hundredth of
+5.6th of the smallest broken loss; MAX_SHIFT is 200 times the largest healthy shift and under a five-hundredth of
 the broken one.
 """
 
@@ -66,10 +66,10 @@ def test_eval_masks_one_token_per_copy_and_leave_its_twin(workload: context.Work
 def test_untrained_model_scores_near_the_unigram(workload: context.Workload) -> None:
     """The check has room to fail: a fresh model is ~ln 16 at [MASK], far above MAX_LOSS."""
     torch.manual_seed(0)
-    fresh = context.score(
-        build_model(context.WORKLOAD, workload.tokenizer), workload.eval_batch, workload.tokenizer.pad_token_id
-    )
+    fresh = context.score(build_model(context.WORKLOAD, workload.tokenizer), workload)
     assert fresh.loss > math.log(len(context.SYMBOLS)) - 0.5
+    assert fresh.unigram_loss == pytest.approx(math.log(len(context.SYMBOLS)), abs=0.01)  # uniform symbols
+    assert abs(fresh.context_gain) < 0.5
     assert fresh.padding_shift < MAX_SHIFT
 
 

@@ -12,7 +12,7 @@ import torch
 from mlm_bench import contract
 from mlm_bench.config import preset
 from mlm_bench.encode import encode
-from mlm_bench.evaluate import build_eval_set, eval_settings, evaluate_mlm, unigram_log_probs
+from mlm_bench.evaluate import EvalSet, build_eval_set, eval_settings, evaluate_mlm, length_group, unigram_log_probs
 from mlm_bench.model import build_model
 
 
@@ -54,8 +54,10 @@ def eval_set(eval_rows, tokenizer, tiny_settings):
 
 
 @pytest.fixture(scope="module")
-def unigram(heldout_rows, tokenizer):
-    return unigram_log_probs(heldout_rows, tokenizer, len(tokenizer))
+def unigram(corpus, tokenizer, tiny_settings):
+    """Token frequencies of (the first 2,000) train rows, encoded as training encodes them."""
+    rows = encode(corpus.train.select(range(2000)), corpus.text_column, tokenizer, tiny_settings)
+    return unigram_log_probs(rows, tokenizer)
 
 
 def test_uniform_model_scores_ln_v_everywhere(eval_set, unigram, tokenizer) -> None:
@@ -75,7 +77,7 @@ def test_unigram_model_gains_nothing_from_context(eval_set, unigram, tokenizer) 
     assert all(g["context_gain"] == pytest.approx(0.0, abs=1e-5) for g in result.context_gain_by_length.values())
 
 
-def test_copying_beats_the_unigram_overall_but_gains_nothing_at_mask(eval_set, unigram, tokenizer) -> None:
+def test_copying_beats_the_unigram_overall_but_gains_nothing_at_mask(eval_set, unigram) -> None:
     """The shortcut context gain exists for: copying the visible 10% makes the overall loss look like learning."""
     copier = evaluate_mlm(_copier(unigram), eval_set, unigram)
     assert copier.loss < copier.unigram_loss - 0.3
@@ -126,6 +128,43 @@ def test_masks_depend_on_the_text_and_eval_settings_only(eval_rows, eval_set, to
     assert other_seed.description["inputs_sha256"] != eval_set.description["inputs_sha256"]
 
 
+def test_eval_texts_are_cut_at_eval_max_length_whatever_the_training_rows(corpus, tokenizer, tiny_settings) -> None:
+    """A run training on 128-token rows and one on 64-token rows score the same texts and positions."""
+    texts = corpus.heldout.select(range(20))
+    described = []
+    for max_length in (64, 128):
+        settings = tiny_settings.replace(max_length=max_length, eval_max_length=64)
+        rows = encode(texts, corpus.text_column, tokenizer, eval_settings(settings))
+        assert max(len(ids) for ids in rows["input_ids"]) == 64  # some held-out texts are longer
+        described.append(build_eval_set(rows, list(texts[corpus.text_column]), tokenizer, settings).description)
+    assert described[0] == described[1]
+
+
+def test_context_gain_is_grouped_by_each_text_length(eval_set, unigram, tokenizer) -> None:
+    """The [MASK] tokens in each length group are those of texts of that length, not of the batches' widths."""
+    expected: dict[str, int] = {}
+    for ids, labels in zip(eval_set.input_ids, eval_set.labels, strict=True):
+        masked = int(((labels != -100) & (ids == eval_set.mask_id)).sum())
+        if masked:
+            group = length_group(len(ids))
+            expected[group] = expected.get(group, 0) + masked
+    result = evaluate_mlm(_uniform(len(tokenizer)), eval_set, unigram)
+    assert {group: entry["tokens"] for group, entry in result.context_gain_by_length.items()} == expected
+    assert len(expected) > 1
+
+
+def test_context_gain_standard_error_shrinks_with_more_texts(eval_set, unigram, tokenizer) -> None:
+    """Texts are the sampled units: a quarter of them gives about twice the standard error."""
+    torch.manual_seed(0)
+    model = build_model(preset("tiny-zh", hidden_size=32, num_hidden_layers=1, intermediate_size=64), tokenizer)
+    quarter = EvalSet(
+        eval_set.input_ids[:10], eval_set.labels[:10], eval_set.pad_id, eval_set.mask_id, eval_set.description
+    )
+    whole, part = evaluate_mlm(model, eval_set, unigram), evaluate_mlm(model, quarter, unigram)
+    assert 0 < whole.context_gain_stderr < part.context_gain_stderr
+    assert 1.2 < part.context_gain_stderr / whole.context_gain_stderr < 4
+
+
 def test_scores_do_not_depend_on_how_texts_are_batched(eval_set, unigram, tokenizer) -> None:
     torch.manual_seed(0)
     model = build_model(preset("tiny-zh", hidden_size=32, num_hidden_layers=1, intermediate_size=64), tokenizer)
@@ -135,7 +174,7 @@ def test_scores_do_not_depend_on_how_texts_are_batched(eval_set, unigram, tokeni
     assert many.context_gain == pytest.approx(one.context_gain, abs=1e-5)
 
 
-def test_unigram_baseline_beats_uniform_and_ignores_specials(heldout_rows, eval_set, unigram, tokenizer) -> None:
+def test_unigram_baseline_beats_uniform_and_ignores_specials(eval_set, unigram, tokenizer) -> None:
     assert unigram.exp().sum().item() == pytest.approx(1.0)
     assert math.isinf(unigram[tokenizer.cls_token_id].item())
     assert math.isfinite(unigram[tokenizer.unk_token_id].item())

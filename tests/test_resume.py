@@ -22,7 +22,8 @@ from mlm_bench.results import RESULTS_FILE
 from mlm_bench.resume import CHECKPOINTS, RUN_FILE, checkpoints, claim, is_complete, last_complete_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = {"max_steps": 8, "save_steps": 2}
+# Short rows for steps 0-5: the run resumes from step 4, inside the short-row phase, and crosses the switch again.
+STEPS = {"max_steps": 8, "save_steps": 2, "short_row_fraction": 0.75}
 KILL_AT = 6
 
 # Runs the real CLI, SIGKILLing itself while checkpoint-N is half-written: weights, optimizer and scheduler
