@@ -52,3 +52,15 @@ def test_flatten_run_reports_what_the_padded_run_reports(tmp_path: Path, tiny_se
     packed = run(tiny_settings.replace(train_rows=400), tmp_path / "packed", log=lambda _: None)
     assert packed["eval_set"] == flat["eval_set"] == padded["eval_set"]
     assert packed["eval_set"]["texts"] == tiny_settings.eval_rows
+
+
+def test_wwm_run_scores_token_and_whole_word_masking_on_the_same_texts(tmp_path: Path, tiny_settings) -> None:
+    """A wwm run reports `eval` (per-token masking, comparable with token runs) and `eval_wwm`, each with context
+    gain and treatments, on the same held-out texts."""
+    results = run(tiny_settings.replace(mask="wwm", train_rows=400), tmp_path / "wwm", log=lambda _: None)
+    token_set, wwm_set = results["eval_set"], results["eval_wwm_set"]
+    assert (token_set["mask"], wwm_set["mask"]) == ("token", "wwm")
+    assert token_set["texts_sha256"] == wwm_set["texts_sha256"] and token_set["id"] != wwm_set["id"]
+    for scores in (results["eval"], results["eval_wwm"]):
+        assert {"context_gain", "context_gain_stderr", "by_treatment", "context_gain_by_length"} <= set(scores)
+        assert sum(part["tokens"] for part in scores["by_treatment"].values()) == scores["selected_tokens"]
