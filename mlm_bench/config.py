@@ -112,14 +112,21 @@ class Settings:
     # auto leaves it off on CPU: on 2 cores the compile time outweighs a short run's gain.
     torch_compile: Literal["off", "on", "auto"] = _help("torch.compile the model through Trainer.", default="off")
     fused_adamw: bool = _help("Fused AdamW (the Trainer's default optimizer); false: the for-each AdamW.", default=True)
-    batch_size: int = _help("Per-device train batch size.", default=32)
+    batch_size: int = _help("Per-device train batch size (of each accumulated micro-batch).", default=32)
+    gradient_accumulation_steps: int = _help(
+        "Micro-batches of batch_size accumulated into one optimizer step (the loss is normalised over all of them).",
+        default=1,
+    )
     num_train_epochs: float = _help("Epochs over the train rows (ignored when max_steps > 0).", default=1.0)
     # Sized so the default run ends in under 3 minutes on 2 CPU cores (README has the measurement).
     max_steps: int = _help("Stop after this many optimizer steps; -1: train num_train_epochs.", default=1500)
     # A 1M-parameter model from scratch needs a far higher lr than the library's fine-tuning default 5e-5.
     learning_rate: float = _help("Peak learning rate (the library's default is 5e-5).", default=3e-3)
     warmup_steps: int = _help("Linear warmup steps.", default=100)
-    weight_decay: float = _help("AdamW weight decay.", default=0.0)
+    weight_decay: float = _help("AdamW weight decay (never applied to biases and LayerNorm weights).", default=0.0)
+    max_grad_norm: float = _help(
+        "Clip the gradient to this global norm before each step (the library's 1.0); 0: off.", default=1.0
+    )
     lr_scheduler_type: str = _help("Trainer scheduler name.", default="linear")
     logging_steps: int = _help("Log the training loss every N steps.", default=10)
     # ~18 s of the default CPU run between checkpoints: a kill loses at most that much.
@@ -144,6 +151,12 @@ class Settings:
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise UsageError(f"{name} must be in (0, 1), got {value}: pass e.g. --{name} 0.15")
+        if self.gradient_accumulation_steps < 1:
+            raise UsageError(
+                f"gradient_accumulation_steps must be at least 1, got {self.gradient_accumulation_steps}: pass e.g. 2"
+            )
+        if self.max_grad_norm < 0:
+            raise UsageError(f"max_grad_norm must be >= 0 (0: no clipping), got {self.max_grad_norm}: pass e.g. 1.0")
         if self.batch_size <= 0:
             raise UsageError(f"batch_size must be positive, got {self.batch_size}: pass e.g. --batch_size 32")
         if self.max_length < 8:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from mlm_bench.config import Settings
 from mlm_bench.errors import UsageError
 
 IGNORE_INDEX = -100
-# Attribute of the MLM head holding the positions the sparse loss needs; None outside sparse_mlm_loss.
+# Attribute of the MLM head holding the positions the sparse loss needs; None outside `selecting`.
 SELECTED = "_mlm_bench_selected"
 # Marks an encoder that already carries the block-mask hook, so a second train() does not stack another.
 ISOLATING = "_mlm_bench_isolating"
@@ -152,29 +154,49 @@ def _block_diagonal_mask(
     return args, kwargs
 
 
-def sparse_mlm_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """BERT's MLM loss with the vocabulary projection applied only at labelled positions.
-
-    Same value as BertForMaskedLM's dense loss; at 15% masking it skips ~85% of the head's compute,
-    which dominates a small model's step. transformers has no such option for BERT, hence this.
-    The call goes through `model` itself (not model.bert), so DDP and torch.compile wrappers still act.
-    """
+@contextlib.contextmanager
+def selecting(model: torch.nn.Module, labels: torch.Tensor) -> Iterator[None]:
+    """Within the block, the MLM head of `model` (or of the model a DDP/DataParallel wrapper holds) projects only
+    the labelled positions: BERT's loss at a sixth of the head's compute at 15% masking, which transformers has no
+    option for. The call still goes through `model` itself, so DDP and torch.compile wrappers act."""
     core = extract_model_from_parallel(model)
     if not hasattr(core, "cls") or not hasattr(core, "bert"):
         raise UsageError(
             f"--sparse_head supports BERT-family masked LMs, not {type(core).__name__}: pass --sparse_head false"
         )
-    labels = inputs["labels"]
-    selected = labels != IGNORE_INDEX
     if not hasattr(core.cls, SELECTED):
         # Registered once, not per call: a new hook each step would make torch.compile recompile every step.
         core.cls.register_forward_pre_hook(_keep_selected)
-    setattr(core.cls, SELECTED, selected)
+    setattr(core.cls, SELECTED, labels != IGNORE_INDEX)
     try:
-        logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+        yield
     finally:
         setattr(core.cls, SELECTED, None)
-    return F.cross_entropy(logits.float(), labels[selected])
+
+
+def masked_lm_loss(
+    outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None
+) -> torch.Tensor:
+    """Cross-entropy at the labelled positions: of the dense logits, or of the sparse head's (one row per labelled
+    position). Given Trainer's count of labelled tokens over the accumulated micro-batches, it is the sum over this
+    one divided by that count, so gradient accumulation adds up to the full batch's mean on every version.
+
+    Trainer's `compute_loss_func`: BertForMaskedLM accepts num_items_in_batch through **kwargs on 5.x but drops it,
+    so its own loss is k times too large under k-step accumulation (mlm_bench.defects, bert-mlm-ga-loss).
+    """
+    logits = outputs.logits if hasattr(outputs, "logits") else outputs[0]
+    targets = labels[labels != IGNORE_INDEX]
+    scores = logits if logits.dim() == 2 else logits[labels != IGNORE_INDEX]
+    if num_items_in_batch is None:
+        return F.cross_entropy(scores.float(), targets)
+    return F.cross_entropy(scores.float(), targets, reduction="sum") / num_items_in_batch
+
+
+def sparse_mlm_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """BERT's MLM loss with the vocabulary projection applied only at labelled positions (the same value)."""
+    with selecting(model, inputs["labels"]):
+        outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+    return masked_lm_loss(outputs, inputs["labels"])
 
 
 def _keep_selected(head: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:

@@ -16,7 +16,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 from mlm_bench.collate import BatchSeededCollator, cut_rows
 from mlm_bench.config import Settings
 from mlm_bench.errors import RunError, UsageError
-from mlm_bench.model import isolate_packed_rows, sparse_mlm_loss
+from mlm_bench.model import isolate_packed_rows, masked_lm_loss, selecting
 
 CUDA_OPTIONS = ("bf16", "tf32", "torch_compile")
 # torch.compile works on CPU too, so only these are refused there.
@@ -58,6 +58,8 @@ def training_arguments(settings: Settings, output_dir: Path) -> TrainingArgument
     return TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        max_grad_norm=settings.max_grad_norm,
         num_train_epochs=settings.num_train_epochs,
         max_steps=settings.max_steps,
         learning_rate=settings.learning_rate,
@@ -99,12 +101,13 @@ class NonFiniteLossError(RunError):
 
 
 class MlmTrainer(Trainer):
-    """Trainer that counts the tokens it trains on, stops on a non-finite loss, and can use the sparse MLM head."""
+    """Trainer that counts the tokens it trains on, stops on a non-finite loss, can use the sparse MLM head, and
+    computes the masked-LM loss itself (`model.masked_lm_loss`), right under gradient accumulation on 4.57 and 5.x."""
 
     def __init__(
         self, *args: Any, sparse_head: bool = False, short_rows: tuple[int, float] | None = None, **kwargs: Any
     ) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, compute_loss_func=masked_lm_loss, **kwargs)
         self.sparse_head = sparse_head
         self.short_rows = short_rows
         self.counts = TokenCounts()
@@ -138,9 +141,40 @@ class MlmTrainer(Trainer):
             mask = inputs["attention_mask"]
             self.counts.tokens += mask.numel()
             self.counts.nonpad_tokens += int(mask.sum())
-        if self.sparse_head and not return_outputs:
-            return sparse_mlm_loss(model, inputs)
-        return super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+        if not self.sparse_head or return_outputs:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+        with selecting(model, inputs["labels"]):
+            return super().compute_loss(model, inputs, **kwargs)
+
+
+def resolved_optimizer(trainer: Trainer) -> dict[str, Any]:
+    """What Trainer made of the settings and its own defaults: the optimizer's class and hyperparameters, which
+    parameters it decays, clipping, schedule and accumulation. Recorded, so a changed library default shows."""
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps it
+    names = {id(p): name for name, p in trainer.model.named_parameters()}
+    undecayed = sorted(
+        {_kind(names[id(p)]) for group in optimizer.param_groups if not group["weight_decay"] for p in group["params"]}
+    )
+    first, args = optimizer.param_groups[0], trainer.args
+    return {
+        "class": type(optimizer).__name__,
+        "learning_rate": first.get("initial_lr", first["lr"]),
+        "betas": list(first.get("betas", [])),
+        "eps": first.get("eps"),
+        "weight_decay": max(group["weight_decay"] for group in optimizer.param_groups),
+        "undecayed_parameters": undecayed,
+        "fused": first.get("fused"),
+        "max_grad_norm": args.max_grad_norm,
+        "lr_scheduler": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+        "warmup_steps": args.warmup_steps,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+    }
+
+
+def _kind(name: str) -> str:
+    """A parameter's kind, its name without the layer it sits in: "LayerNorm.weight", "bias", ..."""
+    parts = name.split(".")
+    return ".".join(parts[-2:]) if "LayerNorm" in name else parts[-1]
 
 
 @dataclass(frozen=True)
@@ -160,6 +194,7 @@ class TrainSummary:
     world_size: int = 1
     short_row_steps: int = 0
     speed_options: dict[str, bool] = field(default_factory=dict)
+    optimizer: dict[str, Any] = field(default_factory=dict)
     loss_curve: list[dict[str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -260,4 +295,5 @@ def train(
         world_size=trainer.args.world_size,
         short_row_steps=trainer.short_row_steps,
         speed_options=speed_options(settings),
+        optimizer=resolved_optimizer(trainer),
     )

@@ -59,6 +59,8 @@ def test_settings_are_frozen() -> None:
         ({"heldout_fraction": 1.0}, "heldout_fraction"),
         ({"not_a_field": 1}, "unknown setting"),
         ({"eval_mlm_probability": 0.0}, "eval_mlm_probability must be in (0, 1)"),
+        ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps must be at least 1"),
+        ({"max_grad_norm": -1.0}, "max_grad_norm must be >= 0 (0: no clipping)"),
         ({"eval_max_length": 256}, "eval_max_length 256 must be in [8, max_length 128]"),
         ({"eval_max_length": 4}, "eval_max_length 4 must be in [8, max_length 128]"),
         ({"short_row_length": 128}, "short_row_length 128 must be in [0, max_length 128)"),

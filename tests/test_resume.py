@@ -136,15 +136,15 @@ def test_checkpoint_missing_or_cut_off_file_is_incomplete(damage, how, finished,
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(text_path, tmp_path, capsys, monkeypatch):
-    real_loss = train_module.sparse_mlm_loss
+    real_loss = train_module.masked_lm_loss
     calls = []
 
-    def loss_turning_nan(model, inputs):
+    def loss_turning_nan(outputs, labels, num_items_in_batch=None):
         calls.append(1)
-        loss = real_loss(model, inputs)
+        loss = real_loss(outputs, labels, num_items_in_batch)
         return loss * float("nan") if len(calls) >= 5 else loss
 
-    monkeypatch.setattr(train_module, "sparse_mlm_loss", loss_turning_nan)
+    monkeypatch.setattr(train_module, "masked_lm_loss", loss_turning_nan)
     out = tmp_path / "run"
     assert cli.main(_argv(text_path, out)) == cli.EXIT_FAILED
     message = error_line(capsys.readouterr().err, "mlm-bench: run failed: ")
