@@ -22,7 +22,7 @@ from mlm_bench.evaluate import evaluate_mlm, unigram_log_probs
 from mlm_bench.infer import fill_mask
 from mlm_bench.model import build_model
 from mlm_bench.seeding import seed_everything
-from mlm_bench.train import TrainSummary, train
+from mlm_bench.train import TrainSummary, resolved_optimizer, train
 
 STEP_ROUNDS = 8  # timed optimizer steps; the losses they see are recorded too
 TRAIN_RUN_ROUNDS = 2  # each round is a whole 20-step run (seconds on 2 cores); 2 give the gate a spread
@@ -93,6 +93,8 @@ def test_train_step(
         tokens=tokens,
         nonpad_tokens=nonpad,
         losses={f"call_{i}": loss for i, loss in enumerate(seen)},
+        # Compared exactly by the gate: a library default that changes (eps, betas, clipping, decay groups) shows.
+        exact={"tokenizer_size": len(tokenizer), "optimizer": resolved_optimizer(trainer)},
         trainer_flops_per_step=trainer.floating_point_ops(batches[0]),
         params=model.num_parameters(),
     )

@@ -123,11 +123,17 @@ def cmd_fingerprint(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="mlm-bench fingerprint",
         description="Record what the installed transformers/tokenizers/torch make of fixed inputs, check the "
-        "masking contract on them, and list changes against the fingerprints of other versions.",
+        "masking contract on them, and list changes against the fingerprints of other versions: exit 1 while a "
+        "change is not recorded as reviewed in the accept file (--accept).",
     )
     parser.add_argument("--dir", type=Path, default=Path("results") / "fingerprints", help="Fingerprint directory.")
     parser.add_argument("--force", action="store_true", help="Replace a stored fingerprint of these same versions.")
+    parser.add_argument(
+        "--accept", metavar="WHY", default=None, help="Record every change against other versions as reviewed, "
+        "with this reason, in the accept file."
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    from mlm_bench import accepted
     from mlm_bench import fingerprint as fp
 
     key = fp.version_key()
@@ -147,16 +153,31 @@ def cmd_fingerprint(argv: Sequence[str]) -> int:
         print(f"{key}: matches {args.dir / key}.json")
     else:
         print(f"wrote {fp.save(current, args.dir)}")
+    unaccepted = 0
     for other, payload in known.items():
-        if other != key:
-            changes = fp.diff(payload, current)
-            print(f"changes against {other}: {len(changes) or 'none'}")
-            print("\n".join(f"  {line}" for line in changes))
+        if other == key:
+            continue
+        found = fp.changes(payload, current)
+        if args.accept and found:
+            print(f"accepted in {fp.accept(args.dir, other, found, args.accept)}")
+        entries = accepted.load(args.dir / fp.ACCEPTED)
+        print(f"changes against {other}: {len(found) or 'none'}")
+        for change in found:
+            reviewed = accepted.is_accepted(change, (other, key), entries)
+            unaccepted += not reviewed
+            print(f"  {change}  [{'accepted' if reviewed else 'NOT ACCEPTED'}]")
+    if unaccepted:
+        print(
+            f"mlm-bench: {unaccepted} change(s) against other versions are not accepted: review them, then record "
+            f"them with `mlm-bench fingerprint --accept WHY` (file {args.dir / fp.ACCEPTED})",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return 0
 
 
 def cmd_gate(argv: Sequence[str]) -> int:
-    from mlm_bench import gate
+    from mlm_bench import accepted, gate
 
     defaults = gate.Thresholds()
     parser = argparse.ArgumentParser(
@@ -184,6 +205,11 @@ def cmd_gate(argv: Sequence[str]) -> int:
         "--gain-tolerance", type=float, default=defaults.gain_atol, help="Absolute context-gain tolerance (nats)."
     )
     parser.add_argument("--fingerprints", nargs=2, type=Path, metavar=("BASE", "NEW"), help="Fingerprint JSONs.")
+    parser.add_argument(
+        "--accepted", type=Path, default=None,
+        help="Accept file of reviewed fingerprint changes (results/fingerprints/accepted.json); without it every "
+        "fingerprint change is a regression.",
+    )  # fmt: skip
     parser.add_argument("--junit", nargs=2, type=Path, metavar=("BASE", "NEW"), help="Contract-test junit XMLs.")
     parser.add_argument("--tests-exit-code", type=int, default=None, help="pytest exit code of the new env's tests.")
     parser.add_argument("--report", type=Path, default=None, help="Write report.md and PNG plots to this directory.")
@@ -203,8 +229,15 @@ def cmd_gate(argv: Sequence[str]) -> int:
     junit = (
         [] if not args.junit else [(s, gate.junit_outcome(p)) for s, p in zip(("base", "new"), args.junit, strict=True)]
     )
+    entries = accepted.load(args.accepted) if args.accepted else []
     result = gate.compare(
-        gate.load_run(args.base), gate.load_run(args.new), thresholds, fingerprints, junit, args.tests_exit_code
+        gate.load_run(args.base),
+        gate.load_run(args.new),
+        thresholds,
+        fingerprints,
+        accepted_entries=entries,
+        junit=junit,
+        tests_exit_code=args.tests_exit_code,
     )
     print(gate.render_markdown(result))
     if args.report:

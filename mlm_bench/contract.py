@@ -207,6 +207,28 @@ def count_masking(batch: Mapping[str, torch.Tensor], ref: Reference, mask_token_
     )
 
 
+def pool_size(p: float, q: float, alpha: float = ALPHA) -> int:
+    """Fewest eligible tokens for which the exact 1 - alpha intervals of Binomial(n, p) and Binomial(n, q) do not
+    overlap: pooled that much, check_binomial at p passes a right rate with probability >= 1 - alpha and rejects
+    rate q with probability >= 1 - alpha / 2."""
+
+    def apart(n: int) -> bool:
+        (_, high_p), (low_q, _) = (
+            binomial_interval(n, min(p, q), alpha=alpha),
+            binomial_interval(n, max(p, q), alpha=alpha),
+        )
+        return high_p < low_q
+
+    high = 1024
+    while not apart(high):
+        high *= 2
+    low = high // 2
+    while high - low > max(1, low // 100):  # to 1%: each probe builds an interval over n + 1 counts
+        middle = (low + high) // 2
+        low, high = (low, middle) if apart(middle) else (middle, high)
+    return high
+
+
 def check_selection_rate(counts: MaskCounts, mlm_probability: float, alpha: float = ALPHA) -> None:
     """Selected tokens ~ Binomial(eligible, mlm_probability)."""
     check_binomial("selected tokens", counts.selected, counts.eligible, mlm_probability, alpha=alpha)

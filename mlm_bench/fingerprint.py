@@ -1,7 +1,8 @@
 """Fingerprint: what the installed transformers/tokenizers/torch make of fixed inputs, stored per version set.
 
-A fingerprint that changes between version sets is a change someone must look at, not by itself a failure; the
-same version set must reproduce its stored fingerprint exactly, and a contract violation always fails.
+The same version set must reproduce its stored fingerprint exactly, and a contract violation always fails. A field
+that differs between two version sets fails too, until a reviewed entry in the accept file (ACCEPTED, beside the
+fingerprints) says what changed and why it is fine, as snapshot tests work.
 """
 
 from __future__ import annotations
@@ -9,26 +10,29 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import datasets
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 from mlm_bench import contract
+from mlm_bench.accepted import KEY_PACKAGES, Change, field_changes, record, version_set_key
 from mlm_bench.collate import build_collator
 from mlm_bench.config import preset
 from mlm_bench.corpus import load_corpus
 from mlm_bench.encode import encode
 from mlm_bench.model import build_model
-from mlm_bench.results import flatten, versions, write_json_atomic
+from mlm_bench.results import versions, write_json_atomic
 from mlm_bench.seeding import seed_everything
 from mlm_bench.tokenizer import build_tokenizer
+from mlm_bench.train import resolved_optimizer
 
 FINGERPRINT_DIR = Path("results") / "fingerprints"
-KEY_PACKAGES = ("transformers", "tokenizers", "torch")
+# Reviewed changes between version sets (mlm_bench.accepted), beside the fingerprints.
+ACCEPTED = "accepted.json"
 # The inputs: the tests' tiny settings (tests/conftest.py TINY), so the suite can fingerprint its own fixtures. The
 # recipe's masking and BERT's tied embedding are pinned: tuning tiny-zh must not change what a version is keyed on.
 SETTINGS = preset(
@@ -76,14 +80,9 @@ MODEL_SEED = 42
 BATCH_ROWS = 8
 
 
-class FingerprintChange(UserWarning):
-    """The running versions make something else of the fixed inputs than another version set did."""
-
-
 def version_key() -> str:
     """File stem naming the running (transformers, tokenizers, torch) versions."""
-    found = versions()
-    return "_".join(f"{name}-{found[name]}" for name in KEY_PACKAGES)
+    return version_set_key(versions())
 
 
 def fingerprint_inputs() -> tuple[PreTrainedTokenizerBase, datasets.Dataset, datasets.Dataset]:
@@ -144,21 +143,34 @@ def fingerprint(
         "collator": token,
         "wwm_collator": wwm,
         "model": {"seed": MODEL_SEED, "initial_loss": loss},
+        "training_defaults": training_defaults(model),
     }
 
 
-def diff(stored: dict[str, Any], current: dict[str, Any], rel: float = 1e-5) -> list[str]:
-    """Fields that differ (floats beyond `rel`), one `field: stored -> current` line each; versions are ignored."""
-    old = flatten({k: v for k, v in stored.items() if k != "versions"})
-    new = flatten({k: v for k, v in current.items() if k != "versions"})
-    changes = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
-        if isinstance(a, float) and isinstance(b, float) and math.isclose(a, b, rel_tol=rel):
-            continue
-        if a != b:
-            changes.append(f"{key}: {a} -> {b}")
-    return changes
+def training_defaults(model: torch.nn.Module) -> dict[str, Any]:
+    """The optimizer, clipping and schedule a Trainer built with default TrainingArguments resolves to."""
+    with tempfile.TemporaryDirectory() as scratch:
+        arguments = TrainingArguments(output_dir=scratch, report_to="none", use_cpu=True)
+        trainer = Trainer(model=model, args=arguments)
+        trainer.create_optimizer_and_scheduler(num_training_steps=10)
+        return resolved_optimizer(trainer)
+
+
+def changes(stored: dict[str, Any], current: dict[str, Any]) -> list[Change]:
+    """Fields that differ between two fingerprints (floats beyond 1e-5 relative); versions are ignored."""
+    return field_changes(
+        {k: v for k, v in stored.items() if k != "versions"}, {k: v for k, v in current.items() if k != "versions"}
+    )
+
+
+def diff(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """`field: stored -> current` for every field that differs."""
+    return [str(change) for change in changes(stored, current)]
+
+
+def accept(directory: Path, other: str, found: list[Change], why: str) -> Path:
+    """Record `found` (changes from version set `other` to the running one) as reviewed, with the reason."""
+    return record(directory / ACCEPTED, other, version_key(), found, why)
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -167,8 +179,8 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def stored(directory: Path) -> dict[str, dict[str, Any]]:
-    """Every stored fingerprint, by version key."""
-    return {path.stem: load(path) for path in sorted(directory.glob("*.json"))}
+    """Every stored fingerprint, by version key (the accept file is not one)."""
+    return {path.stem: load(path) for path in sorted(directory.glob("*.json")) if path.name != ACCEPTED}
 
 
 def save(payload: dict[str, Any], directory: Path) -> Path:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlm_bench import defects
+from mlm_bench.accepted import field_changes, is_accepted, version_set_key
 from mlm_bench.errors import UsageError
 from mlm_bench.results import flatten
 
@@ -160,8 +162,8 @@ class QualityChange:
 
     benchmark: str
     key: str
-    base: float | None
-    new: float | None
+    base: Any
+    new: Any
     tolerance: str
     changed: bool
 
@@ -193,6 +195,10 @@ def compare_quality(
                 moved = old is not None and now is not None and abs(now - old) > thresholds.metric_atol
             missing = old is None or now is None or math.isnan(old) != math.isnan(now)
             out.append(QualityChange(name, prefix + key, old, now, tolerance, moved or missing))
+    # Resolved settings (optimizer, schedule, tokenizer size): any difference is a changed default.
+    b, n = flatten(base_extra.get("exact") or {}), flatten(new_extra.get("exact") or {})
+    for key in sorted(set(b) | set(n)):
+        out.append(QualityChange(name, key, b.get(key), n.get(key), "exact", b.get(key) != n.get(key)))
     return out
 
 
@@ -203,17 +209,31 @@ def _natural(key: str) -> tuple[int, str]:
 
 @dataclass(frozen=True)
 class FingerprintDiff:
-    """A fingerprint key whose value differs (None on a side where the key is absent)."""
+    """A fingerprint field whose value differs (None on a side where it is absent), and whether a reviewed entry
+    of the accept file covers the change."""
 
     key: str
     base: Any
     new: Any
+    accepted: bool = False
 
 
-def diff_fingerprints(base: dict[str, Any], new: dict[str, Any]) -> list[FingerprintDiff]:
-    """Keys added, removed or changed between two fingerprint objects of any shape."""
-    b, n = flatten(base), flatten(new)
-    return [FingerprintDiff(k, b.get(k), n.get(k)) for k in sorted(set(b) | set(n)) if b.get(k) != n.get(k)]
+def diff_fingerprints(
+    base: dict[str, Any], new: dict[str, Any], entries: list[dict[str, Any]] = ()
+) -> list[FingerprintDiff]:
+    """Fields added, removed or changed between two fingerprint objects of any shape (their `versions` aside),
+    each marked accepted when an entry covers it between the two version sets."""
+    keys = (version_set_key(base.get("versions", {})), version_set_key(new.get("versions", {})))
+    strip = [{k: v for k, v in side.items() if k != "versions"} for side in (base, new)]
+    return [
+        FingerprintDiff(
+            c.field,
+            None if c.stored == "<absent>" else c.stored,
+            None if c.current == "<absent>" else c.current,
+            is_accepted(c, keys, list(entries)),
+        )
+        for c in field_changes(*strip)
+    ]
 
 
 def load_fingerprint(path: Path) -> dict[str, Any]:
@@ -291,6 +311,11 @@ class GateResult:
             for name in self.eval_inputs_changed
         ]
         reasons += [
+            f"fingerprint {d.key}: {_cell(d.base)} -> {_cell(d.new)} (not in the accept file)"
+            for d in self.fingerprints or []
+            if not d.accepted
+        ]
+        reasons += [
             f"contract tests ({side}) failed: {t.source}" for side, t in self.tests if side == "new" and not t.passed
         ]
         if self.tests_exit_code:
@@ -306,8 +331,10 @@ def short_name(fullname: str) -> str:
     return fullname.rsplit("::", 1)[-1]
 
 
-def _fmt(value: float | None) -> str:
-    return "missing" if value is None else f"{value:.4g}"
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "missing"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def compare(
@@ -315,6 +342,7 @@ def compare(
     new: BenchmarkRun,
     thresholds: Thresholds,
     fingerprints: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    accepted_entries: list[dict[str, Any]] = (),
     junit: Iterable[tuple[str, TestOutcome]] = (),
     tests_exit_code: int | None = None,
 ) -> GateResult:
@@ -341,7 +369,7 @@ def compare(
         quality=quality,
         only_base=sorted(set(base.benchmarks) - set(new.benchmarks)),
         only_new=sorted(set(new.benchmarks) - set(base.benchmarks)),
-        fingerprints=None if fingerprints is None else diff_fingerprints(*fingerprints),
+        fingerprints=None if fingerprints is None else diff_fingerprints(*fingerprints, accepted_entries),
         tests=list(junit),
         tests_exit_code=tests_exit_code,
         eval_inputs_changed=eval_inputs_changed,
@@ -428,7 +456,8 @@ def render_markdown(result: GateResult) -> str:
             "|---|---|---:|---:|---:|---|---|",
         ]
         for q in result.quality:
-            delta = "-" if q.base is None or q.new is None else f"{q.new - q.base:+.4g}"
+            numeric = isinstance(q.base, (int, float)) and isinstance(q.new, (int, float))
+            delta = f"{q.new - q.base:+.4g}" if numeric else "-"
             flag = "CHANGED" if q.changed else "same"
             cells = [short_name(q.benchmark), q.key, _fmt(q.base), _fmt(q.new), delta, q.tolerance, flag]
             lines.append("| " + " | ".join(cells) + " |")
@@ -438,8 +467,16 @@ def render_markdown(result: GateResult) -> str:
     elif not result.fingerprints:
         lines.append("Identical.")
     else:
-        lines += ["| key | base | new |", "|---|---|---|"]
-        lines += [f"| {d.key} | {_cell(d.base)} | {_cell(d.new)} |" for d in result.fingerprints]
+        lines += ["| key | base | new | |", "|---|---|---|---|"]
+        lines += [
+            f"| {d.key} | {_cell(d.base)} | {_cell(d.new)} | {'accepted' if d.accepted else 'NOT ACCEPTED'} |"
+            for d in result.fingerprints
+        ]
+    lines += ["", "## Known upstream defects", ""]
+    for side, run in (("base", result.base), ("new", result.new)):
+        found = defects.active(run.versions) if run.versions else []
+        named = "; ".join(f"{d.key} ({d.upstream or 'no upstream issue'}): {d.breaks}" for d in found)
+        lines.append(f"- {side}: {named or 'none registered for these versions'}")
     lines += ["", "## Contract tests", ""]
     if not result.tests and result.tests_exit_code is None:
         lines.append("Not given: pass `--junit BASE.xml NEW.xml` or `--tests-exit-code N`.")

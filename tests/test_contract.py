@@ -134,6 +134,48 @@ def test_selection_rate_passes_at_015_and_fails_at_020(tokenizer, heldout_rows):
         contract.check_selection_rate(bad, 0.15)
 
 
+class SelectsAt16(MlmCollator):
+    """Selects 16% of tokens whatever it was configured with: one point off."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.mlm_probability = 0.16
+
+
+def pooled_rate(collator_for_seed, rows, tokenizer, eligible: int) -> contract.MaskCounts:
+    """Tallies of seeded collations of all rows (seeds 0, 1, ...) until at least `eligible` tokens are pooled."""
+    examples = [dict(r) for r in rows]
+    length = max(len(e["input_ids"]) for e in examples)
+    ref = contract.reference(examples, tokenizer, length)
+    counts, seed = contract.MaskCounts(), 0
+    while counts.eligible < eligible:
+        counts += contract.count_masking(collator_for_seed(seed)(examples), ref, tokenizer.mask_token_id)
+        seed += 1
+    return counts
+
+
+def test_pooled_rate_check_tells_016_from_015(tokenizer, heldout_rows):
+    """Pooled over contract.pool_size(0.15, 0.16) eligible tokens (~126k), the rate check passes the library at 0.15
+    (false alarm <= 1e-6) and rejects a collator selecting at 0.16 (missed <= 5e-7)."""
+    needed = contract.pool_size(0.15, 0.16)
+    good = pooled_rate(lambda s: MlmCollator(tokenizer, mlm_probability=0.15, seed=s), heldout_rows, tokenizer, needed)
+    contract.check_selection_rate(good, 0.15)
+    bad = pooled_rate(lambda s: SelectsAt16(tokenizer, mlm_probability=0.15, seed=s), heldout_rows, tokenizer, needed)
+    with pytest.raises(AssertionError, match="selected tokens"):
+        contract.check_selection_rate(bad, 0.15)
+
+
+def test_pool_size_follows_the_binomial_intervals():
+    """Pooled that much, the two intervals are apart; a hundredth fewer, they overlap (the search is to 1%)."""
+    n = contract.pool_size(0.15, 0.16)
+    _, high = contract.binomial_interval(n, 0.15)
+    low, _ = contract.binomial_interval(n, 0.16)
+    assert high < low
+    _, high = contract.binomial_interval(int(n * 0.98), 0.15)
+    low, _ = contract.binomial_interval(int(n * 0.98), 0.16)
+    assert high >= low
+
+
 def test_split_check_reports_90_5_5(tokenizer, heldout_rows):
     """The 80/10/10 check reports a collator configured 90/5/5."""
     counts, _ = tally(

@@ -1,14 +1,15 @@
-"""Version fingerprints: the same versions reproduce theirs exactly; changes against other versions are reported."""
+"""Version fingerprints: the same versions reproduce theirs exactly; changes against other versions fail unless a
+reviewed entry of the accept file covers them."""
 
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
+from mlm_bench import accepted
 from mlm_bench import fingerprint as fp
 from mlm_bench.cli import main
 from mlm_bench.collate import MlmCollator
@@ -33,15 +34,16 @@ def test_fingerprint_reproduces_for_these_versions(current):
     assert not changes, f"same versions, different behaviour: {changes}"
 
 
-def test_changes_against_other_versions_are_reported(current):
-    """Every stored fingerprint has the current layout; what differs from other versions is reported as a
-    FingerprintChange warning (someone must look), not as a failure."""
+def test_changes_against_other_versions_are_accepted(current):
+    """Every stored fingerprint has the current layout, and every field that differs from another version set is
+    in the reviewed accept file; an unreviewed change fails (record it with `mlm-bench fingerprint --accept WHY`)."""
+    entries = accepted.load(FINGERPRINTS / fp.ACCEPTED)
     others = {k: v for k, v in fp.stored(FINGERPRINTS).items() if k != fp.version_key()}
     for key, payload in others.items():
         assert sorted(payload) == sorted(current), f"{key}.json has sections {sorted(payload)}"
-        changes = fp.diff(payload, current)
-        if changes:
-            warnings.warn(fp.FingerprintChange(f"against {key}: {'; '.join(changes)}"), stacklevel=1)
+        pair = (key, fp.version_key())
+        unreviewed = [str(c) for c in fp.changes(payload, current) if not accepted.is_accepted(c, pair, entries)]
+        assert not unreviewed, f"changes against {key} not in {fp.ACCEPTED}: {unreviewed}"
 
 
 def test_diff_names_changed_fields(current):
@@ -63,6 +65,20 @@ def test_diff_names_changed_fields(current):
 def fixture_inputs(monkeypatch, tokenizer, heldout_rows, wwm_rows):
     """`mlm-bench fingerprint` fed the suite's fixtures instead of rebuilding corpus and tokenizer."""
     monkeypatch.setattr(fp, "fingerprint_inputs", lambda: (tokenizer, heldout_rows, wwm_rows))
+
+
+@pytest.mark.usefixtures("fixture_inputs")
+def test_cli_fails_on_an_unaccepted_change_until_it_is_accepted(tmp_path, capsys, current):
+    """Against another version set's fingerprint, a changed field exits 1 until `--accept WHY` records it."""
+    other = json.loads(json.dumps(current))
+    other["model"]["initial_loss"] += 0.5
+    (tmp_path / "transformers-0.0_tokenizers-0.0_torch-0.0.json").write_text(json.dumps(other), encoding="utf-8")
+    assert main(["fingerprint", "--dir", str(tmp_path)]) == 1
+    assert "NOT ACCEPTED" in capsys.readouterr().out
+    assert main(["fingerprint", "--dir", str(tmp_path), "--accept", "a test change"]) == 0
+    assert main(["fingerprint", "--dir", str(tmp_path)]) == 0
+    assert "[accepted]" in capsys.readouterr().out
+    assert accepted.load(tmp_path / fp.ACCEPTED)[0]["why"] == "a test change"
 
 
 @pytest.mark.usefixtures("fixture_inputs")

@@ -142,6 +142,41 @@ def test_same_eval_set_with_other_masked_inputs_is_a_regression(tmp_path: Path):
     assert changed.exit_code == 1 and "other masked inputs" in changed.regressions[0]
 
 
+FP_BASE = {"versions": {"transformers": "4.57.6", "tokenizers": "0.22.2", "torch": "2.13.0"}, "model": {"loss": 8.4576}}
+FP_NEW = {"versions": {"transformers": "5.24.0", "tokenizers": "0.23.3", "torch": "2.13.0"}, "model": {"loss": 8.4596}}
+
+
+def test_fingerprint_change_is_a_regression_until_accepted(tmp_path: Path):
+    a, b = write(tmp_path / "a.json", bench("test_step", 1.0)), write(tmp_path / "b.json", bench("test_step", 1.0))
+    runs = (gate.load_run(a), gate.load_run(b), gate.Thresholds())
+    refused = gate.compare(*runs, fingerprints=(FP_BASE, FP_NEW))
+    assert refused.exit_code == 1 and "fingerprint model.loss: 8.4576 -> 8.4596 (not in the accept file)" in (
+        refused.regressions
+    )
+    keys = [gate.version_set_key(side["versions"]) for side in (FP_BASE, FP_NEW)]
+    entry = {"field": "model.loss", "versions": keys, "values": [8.4576, 8.4596], "why": "init order"}
+    assert gate.compare(*runs, fingerprints=(FP_BASE, FP_NEW), accepted_entries=[entry]).exit_code == 0
+    other = {**entry, "values": [8.4576, 8.5]}
+    assert gate.compare(*runs, fingerprints=(FP_BASE, FP_NEW), accepted_entries=[other]).exit_code == 1
+
+
+def test_report_lists_the_known_defects_of_each_side(tmp_path: Path):
+    old = bench("test_step", 1.0, versions={"transformers": "4.57.6"})
+    new = bench("test_step", 1.0, versions={"transformers": "5.24.0"})
+    report = gate.render_markdown(verdict(tmp_path, [old], [new]))
+    defects_section = report.split("## Known upstream defects")[1]
+    assert "- base: collator-seed-zero" in defects_section and "- new: bert-mlm-ga-loss" in defects_section
+
+
+def test_changed_resolved_setting_is_a_regression(tmp_path: Path):
+    """`exact` values (the resolved optimizer, the tokenizer size) must not change at all."""
+    base = bench("test_step", 1.0, exact={"optimizer": {"eps": 1e-8, "betas": [0.9, 0.999]}, "tokenizer_size": 4669})
+    assert verdict(tmp_path, [base], [base]).exit_code == 0
+    changed = bench("test_step", 1.0, exact={"optimizer": {"eps": 1e-6, "betas": [0.9, 0.999]}, "tokenizer_size": 4669})
+    result = verdict(tmp_path, [base], [changed])
+    assert result.exit_code == 1 and any("optimizer.eps" in reason for reason in result.regressions)
+
+
 def test_fingerprint_diff_names_changed_added_and_removed_keys():
     base = {"tokenizer": {"sha": "a", "size": 10}, "old": 1}
     new = {"tokenizer": {"sha": "b", "size": 10}, "added": 2}
