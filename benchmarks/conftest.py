@@ -1,11 +1,12 @@
 """Benchmark fixtures: the tiny-zh workload on the builtin corpus, what every benchmark records, and planted faults.
 
-The planted faults (`--plant-slowdown`, `--plant-lr-factor`) exist only so the gate's calibration can prove it
-catches a slowdown and a learning change; an ordinary run never sets them.
+The planted faults (`--plant-slowdown`, `--plant-forward-slowdown`, `--plant-lr-factor`) exist only so the gate's
+calibration can prove it catches a slowdown and a learning change; an ordinary run never sets them.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import datasets
 import pytest
 import torch
+from transformers.models.bert import modeling_bert
 
 from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings, preset
@@ -60,6 +62,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=float,
         default=0.0,
         help="Make the collator this fraction slower (0.2: wait 20%% of each call's own time).",
+    )
+    group.addoption(
+        "--plant-forward-slowdown",
+        type=float,
+        default=0.0,
+        help="Make BertForMaskedLM.forward this fraction slower (0.1: wait 10%% of each call's own time).",
     )
     group.addoption(
         "--plant-lr-factor",
@@ -112,6 +120,35 @@ def eval_set(corpus: Corpus, tokenizer, cpu_settings: Settings) -> EvalSet:
     return build_eval_set(rows, list(texts[corpus.text_column]), tokenizer, cpu_settings)
 
 
+def _spin(fraction: float, started: float) -> None:
+    """Busy-wait `fraction` of the time since `started`. Spin, not sleep: a sub-millisecond sleep overshoots
+    (measured +30% for a planted 20%)."""
+    until = time.perf_counter() + fraction * (time.perf_counter() - started)
+    while time.perf_counter() < until:
+        pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def planted_forward(request: pytest.FixtureRequest):
+    """BertForMaskedLM.forward made slower when a calibration plants it (--plant-forward-slowdown)."""
+    fraction = request.config.getoption("--plant-forward-slowdown")
+    if fraction <= 0:
+        yield
+        return
+    forward = modeling_bert.BertForMaskedLM.forward
+
+    @functools.wraps(forward)
+    def slowed(self, *args, **kwargs):
+        started = time.perf_counter()
+        output = forward(self, *args, **kwargs)
+        _spin(fraction, started)
+        return output
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(modeling_bert.BertForMaskedLM, "forward", slowed)
+        yield
+
+
 @pytest.fixture
 def collator_for(request: pytest.FixtureRequest, tokenizer) -> Callable[..., Any]:
     """`collator_for(settings, seed)`: the library's collator, slowed down only when a calibration plants it."""
@@ -125,10 +162,7 @@ def collator_for(request: pytest.FixtureRequest, tokenizer) -> Callable[..., Any
         def slowed(rows: list[dict[str, Any]]) -> Any:
             started = time.perf_counter()
             batch = collator(rows)
-            # Spin, not sleep: a sub-millisecond sleep overshoots (measured +30% for a planted 20%).
-            until = time.perf_counter() + fraction * (time.perf_counter() - started)
-            while time.perf_counter() < until:
-                pass
+            _spin(fraction, started)
             return batch
 
         return slowed

@@ -26,6 +26,8 @@ from mlm_bench.train import TrainSummary, resolved_optimizer, train
 
 STEP_ROUNDS = 8  # timed optimizer steps; the losses they see are recorded too
 TRAIN_RUN_ROUNDS = 2  # each round is a whole 20-step run (seconds on 2 cores); 2 give the gate a spread
+FORWARD_ROUNDS = 60  # ~50 ms each: a bootstrap interval of the median a few percent wide on a quiet machine
+EVAL_ROUNDS = 5  # the gate's minimum for an interval
 
 
 def token_counts(rows: dict[str, Any] | datasets.Dataset) -> tuple[int, int]:
@@ -131,6 +133,26 @@ def test_train_run(benchmark, record, collator_for, train_rows, tokenizer, cpu_s
     )
 
 
+def test_forward(benchmark, record, train_rows, tokenizer, cpu_settings: Settings):
+    """Tokens/s of the model's forward alone (eval, no grad) on 32 packed rows: enough rounds to gate a few-percent
+    change of BERT's own compute."""
+    seed_everything(cpu_settings.seed)
+    model = build_model(cpu_settings, tokenizer).eval()
+    batch = build_collator(tokenizer, cpu_settings, seed=cpu_settings.seed)(
+        [dict(r) for r in train_rows.select(range(32))]
+    )
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+    def forward() -> torch.Tensor:
+        with torch.no_grad():
+            return model(**inputs).logits
+
+    logits = benchmark.pedantic(forward, rounds=FORWARD_ROUNDS, warmup_rounds=3)
+    assert torch.isfinite(logits).all()
+    tokens, nonpad = token_counts(batch)
+    record(samples=len(batch["input_ids"]), tokens=tokens, nonpad_tokens=nonpad)
+
+
 @pytest.fixture(scope="session")
 def trained(train_rows, tokenizer, cpu_settings: Settings, tmp_path_factory: pytest.TempPathFactory):
     """The model after the same fixed-seed 20-step run, with its summary."""
@@ -145,7 +167,7 @@ def test_evaluate(benchmark, record, headline, trained, eval_set, train_rows, to
     """Held-out loss, accuracy and context gain of the 20-step model on texts masked as every run masks them."""
     model, summary = trained
     unigram = unigram_log_probs(train_rows, tokenizer)
-    result = benchmark.pedantic(evaluate_mlm, args=(model, eval_set, unigram), rounds=3)
+    result = benchmark.pedantic(evaluate_mlm, args=(model, eval_set, unigram), rounds=EVAL_ROUNDS)
     assert 0.0 <= result.accuracy <= 1.0 and result.selected_tokens == eval_set.description["selected_tokens"]
     lengths = [len(ids) for ids in eval_set.input_ids]
     at_mask = result.by_treatment["mask"]

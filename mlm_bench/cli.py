@@ -183,16 +183,17 @@ def cmd_gate(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="mlm-bench gate",
         description="Compare two `pytest benchmarks/ --benchmark-json` files (old, new environment). "
-        "Exit 0: no regression; 1: regression; 2: unusable input.",
+        "Exit 0: no regression; 1: regression; 2: unusable input; 3: no regression, but some speed changes are "
+        "too noisy to call.",
     )
     parser.add_argument("base", type=Path, help="Benchmark JSON of the old environment.")
     parser.add_argument("new", type=Path, help="Benchmark JSON of the new environment.")
     parser.add_argument("--stat", choices=gate.STATS, default=defaults.stat, help="Timing statistic compared.")
     parser.add_argument(
-        "--threshold", type=float, default=defaults.slowdown, help="Slowdown that counts (0.1 = 10%% more time)."
+        "--threshold", type=float, default=defaults.slowdown, help="Slowdown that counts (0.05 = 5%% more time)."
     )
     parser.add_argument(
-        "--noise-factor", type=float, default=defaults.noise_factor, help="Raise the bar to this x the IQR/median."
+        "--confidence", type=float, default=defaults.confidence, help="Confidence of the change's interval."
     )
     parser.add_argument(
         "--min-rounds", type=int, default=defaults.min_rounds, help="Gate speed only with at least this many rounds."
@@ -217,7 +218,7 @@ def cmd_gate(argv: Sequence[str]) -> int:
     thresholds = gate.Thresholds(
         slowdown=args.threshold,
         stat=args.stat,
-        noise_factor=args.noise_factor,
+        confidence=args.confidence,
         min_rounds=args.min_rounds,
         loss_rtol=args.loss_tolerance,
         metric_atol=args.metric_tolerance,

@@ -1,8 +1,10 @@
 """Gate: compare two pytest-benchmark JSON files (old and new environment) and say whether speed or learning changed.
 
-Timing statistics are pytest-benchmark's own (median, min, IQR over rounds, as written by `--benchmark-json`);
-the gate only compares them. Learning is compared through the `losses` and `metrics` each benchmark stores in
-`extra_info`: with the same seed and data, a difference beyond tolerance means the computation changed.
+Speed: the relative change of a timing statistic (median by default) with a seeded bootstrap confidence interval
+over the rounds pytest-benchmark recorded (`stats.data`). Slower only when the whole interval lies above the
+threshold; the same when it lies within it; inconclusive when it straddles it (too noisy to say, exit 3).
+Learning is compared through the `losses` and `metrics` each benchmark stores in `extra_info`: with the same seed
+and data, a difference beyond tolerance means the computation changed.
 """
 
 from __future__ import annotations
@@ -15,29 +17,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mlm_bench import defects
 from mlm_bench.accepted import field_changes, is_accepted, version_set_key
 from mlm_bench.errors import UsageError
 from mlm_bench.results import flatten
 
 STATS = ("median", "min", "mean")
-EXIT_OK, EXIT_REGRESSION = 0, 1
+EXIT_OK, EXIT_REGRESSION, EXIT_INCONCLUSIVE = 0, 1, 3
+BOOTSTRAP_RESAMPLES = 2000
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """When a difference counts: a slowdown beyond max(slowdown, noise), a loss or metric change beyond tolerance."""
+    """When a difference counts: a slowdown whose confidence interval clears the threshold, a loss or metric change
+    beyond tolerance (README, "Calibration", has the measurements behind each default)."""
 
-    # Calibrated (results/calibration): with the min, the ms-scale collate stage varied by under 5% across reruns on
-    # a loaded 2-core machine, so 10% catches a planted 20% slowdown there without false alarms.
-    slowdown: float = 0.10
-    # pytest-benchmark's own advice for comparisons: the min is the run least disturbed by other processes.
-    stat: str = "min"
-    # The bar rises to noise_factor x the larger relative IQR (IQR / median) of the two runs. Off by default:
-    # preemption inflates a short stage's IQR (to 9x its median here) while its min stays put, so the IQR
-    # hid the planted slowdown in calibration.
-    noise_factor: float = 0.0
-    # Fewer rounds than this give no robust statistic (a 2-round median is a mean): speed is shown, not gated.
+    slowdown: float = 0.05
+    stat: str = "median"
+    # Two-sided confidence of the bootstrap interval of the change.
+    confidence: float = 0.99
+    # Fewer rounds than this give no interval worth the name (a 2-round median is a mean): shown, not gated.
     min_rounds: int = 5
     # Relative: reruns of one version at one seed agreed within 0.08% (results/calibration); 1% is >10x that.
     loss_rtol: float = 0.01
@@ -50,9 +51,11 @@ class Thresholds:
     def __post_init__(self) -> None:
         if self.stat not in STATS:
             raise UsageError(f"unknown statistic {self.stat!r}: pass --stat one of {list(STATS)}")
-        for name in ("slowdown", "noise_factor", "loss_rtol", "metric_atol", "gain_atol", "min_rounds"):
+        for name in ("slowdown", "loss_rtol", "metric_atol", "gain_atol", "min_rounds"):
             if not getattr(self, name) >= 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}: pass a non-negative value")
+        if not 0 < self.confidence < 1:
+            raise UsageError(f"confidence must be in (0, 1), got {self.confidence}: pass e.g. 0.99")
 
 
 @dataclass(frozen=True)
@@ -111,13 +114,15 @@ def load_run(path: Path) -> BenchmarkRun:
 
 @dataclass(frozen=True)
 class SpeedChange:
-    """Time per call at one statistic in both runs, and whether the change clears the noise-aware bar."""
+    """Time per call at one statistic in both runs, the change's confidence interval, and the verdict."""
 
     base: float
     new: float
-    base_spread: float
-    new_spread: float
-    bar: float
+    low: float  # confidence interval of the relative change (new / base - 1)
+    high: float
+    base_noise: float  # IQR / median of the rounds
+    new_noise: float
+    threshold: float
     rounds: int
     min_rounds: int
     base_throughput: float | None
@@ -130,26 +135,50 @@ class SpeedChange:
 
     @property
     def verdict(self) -> str:
-        if self.rounds < self.min_rounds:
+        if self.rounds < self.min_rounds or math.isnan(self.low):
             return "not gated"
-        if self.change > self.bar:
+        if self.low > self.threshold:
             return "slower"
-        if self.change < -self.bar:
+        if self.high < -self.threshold:
             return "faster"
-        return "same"
+        if -self.threshold <= self.low and self.high <= self.threshold:
+            return "same"
+        return "inconclusive"
+
+
+def change_interval(
+    base: list[float], new: list[float], stat: str, confidence: float, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of stat(new) / stat(base) - 1 over the rounds (seeded: the same files give
+    the same verdict)."""
+    reduce = {"median": np.median, "min": np.min, "mean": np.mean}[stat]
+    rng = np.random.default_rng(seed)
+    b, n = np.asarray(base, dtype=float), np.asarray(new, dtype=float)
+    base_stats = reduce(b[rng.integers(0, len(b), (BOOTSTRAP_RESAMPLES, len(b)))], axis=1)
+    new_stats = reduce(n[rng.integers(0, len(n), (BOOTSTRAP_RESAMPLES, len(n)))], axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(new_stats / base_stats - 1, [tail, 1 - tail])
+    return float(low), float(high)
 
 
 def compare_speed(base: dict[str, Any], new: dict[str, Any], thresholds: Thresholds) -> SpeedChange:
-    """Compare one benchmark's timing in two runs at the chosen statistic, with a bar raised by their IQRs."""
+    """Compare one benchmark's timing in two runs: the change at the chosen statistic and its interval (NaN where a
+    file holds no per-round data)."""
     b, n = base["stats"], new["stats"]
-    base_spread, new_spread = b["iqr"] / b["median"], n["iqr"] / n["median"]
+    rounds = min(b.get("rounds", 0), n.get("rounds", 0))
+    if b.get("data") and n.get("data") and rounds >= 2:
+        low, high = change_interval(b["data"], n["data"], thresholds.stat, thresholds.confidence)
+    else:
+        low = high = math.nan
     return SpeedChange(
         base=b[thresholds.stat],
         new=n[thresholds.stat],
-        base_spread=base_spread,
-        new_spread=new_spread,
-        bar=max(thresholds.slowdown, thresholds.noise_factor * max(base_spread, new_spread)),
-        rounds=min(b.get("rounds", 0), n.get("rounds", 0)),
+        low=low,
+        high=high,
+        base_noise=b["iqr"] / b["median"],
+        new_noise=n["iqr"] / n["median"],
+        threshold=thresholds.slowdown,
+        rounds=rounds,
         min_rounds=thresholds.min_rounds,
         base_throughput=base.get("extra_info", {}).get("samples_per_second"),
         new_throughput=new.get("extra_info", {}).get("samples_per_second"),
@@ -299,7 +328,8 @@ class GateResult:
     def regressions(self) -> list[str]:
         """One line per reason to fail the gate; empty means no regression."""
         reasons = [
-            f"{short_name(name)}: {speed.change:+.1%} time per call (bar {speed.bar:.1%})"
+            f"{short_name(name)}: {speed.change:+.1%} time per call ({speed.low:+.1%} to {speed.high:+.1%}, above the "
+            f"{speed.threshold:.0%} threshold)"
             for name, speed in self.speed.items()
             if speed.verdict == "slower"
         ]
@@ -323,8 +353,15 @@ class GateResult:
         return reasons
 
     @property
+    def inconclusive(self) -> list[str]:
+        """Benchmarks whose speed change the noise leaves undecided."""
+        return [short_name(name) for name, speed in self.speed.items() if speed.verdict == "inconclusive"]
+
+    @property
     def exit_code(self) -> int:
-        return EXIT_REGRESSION if self.regressions else EXIT_OK
+        if self.regressions:
+            return EXIT_REGRESSION
+        return EXIT_INCONCLUSIVE if self.inconclusive else EXIT_OK
 
 
 def short_name(fullname: str) -> str:
@@ -410,21 +447,22 @@ def _extra_fingerprint(run: BenchmarkRun) -> dict[str, Any] | None:
 def render_markdown(result: GateResult) -> str:
     """The verdict as markdown: one row per benchmark, then the learning, fingerprint and test details."""
     th = result.thresholds
-    verdict = "REGRESSION" if result.regressions else "no regression"
+    verdict = "REGRESSION" if result.regressions else ("INCONCLUSIVE speed" if result.inconclusive else "no regression")
     lines = [
         f"# Upgrade gate: {verdict}",
         "",
         f"- base: `{result.base.path}` ({result.base.label})",
         f"- new: `{result.new.path}` ({result.new.label})",
-        f"- speed: time per call at the **{th.stat}** over rounds; slower/faster when the change exceeds "
-        f"max({th.slowdown:.0%}, {th.noise_factor:g} x the larger IQR/median); benchmarks with fewer than "
-        f"{th.min_rounds} rounds are shown but not gated",
+        f"- speed: change of the **{th.stat}** time per call, with its {th.confidence:.0%} bootstrap interval over "
+        f"the rounds; slower when the interval lies wholly above +{th.slowdown:.0%}, same when wholly within "
+        f"±{th.slowdown:.0%}, inconclusive (too noisy to say) when it straddles the threshold; noise is IQR/median; "
+        f"benchmarks with fewer than {th.min_rounds} rounds are shown but not gated",
         f"- learning: losses within relative {th.loss_rtol:g}, context gains within {th.gain_atol:g} nats, other "
-        f"metrics within absolute {th.metric_atol:g}",
+        f"metrics within absolute {th.metric_atol:g}, resolved settings exactly",
         "",
-        "| benchmark | base s/call | new s/call | change | bar | samples/s (median) base -> new | speed | learning "
-        "| verdict |",
-        "|---|---:|---:|---:|---:|---:|---|---|---|",
+        "| benchmark | base s/call | new s/call | change | interval | noise base / new | samples/s (median) "
+        "base -> new | speed | learning | verdict |",
+        "|---|---:|---:|---:|---|---|---:|---|---|---|",
     ]
     for name, s in result.speed.items():
         changed = result.learning_changes(name)
@@ -432,17 +470,16 @@ def render_markdown(result: GateResult) -> str:
         learning = (
             f"CHANGED ({len(changed)}/{len(compared)})" if changed else (f"same ({len(compared)})" if compared else "-")
         )
-        row_verdict = (
-            "REGRESSION" if s.verdict == "slower" or changed else ("faster" if s.verdict == "faster" else "ok")
-        )
+        row_verdict = "REGRESSION" if s.verdict == "slower" or changed else s.verdict if s.verdict != "same" else "ok"
         throughput = (
             f"{s.base_throughput:.4g} -> {s.new_throughput:.4g}"
             if s.base_throughput is not None and s.new_throughput is not None
             else "-"
         )
+        interval = "-" if math.isnan(s.low) else f"{s.low:+.1%} to {s.high:+.1%}"
         lines.append(
-            f"| {short_name(name)} | {s.base:.4g} (IQR {s.base_spread:.0%}) | {s.new:.4g} (IQR {s.new_spread:.0%}) | "
-            f"{s.change:+.1%} | {s.bar:.0%} | {throughput} | {s.verdict} | {learning} | {row_verdict} |"
+            f"| {short_name(name)} | {s.base:.4g} | {s.new:.4g} | {s.change:+.1%} | {interval} | "
+            f"{s.base_noise:.0%} / {s.new_noise:.0%} | {throughput} | {s.verdict} | {learning} | {row_verdict} |"
         )
     for title, names in (("Only in base", result.only_base), ("Only in new", result.only_new)):
         if names:
@@ -490,6 +527,11 @@ def render_markdown(result: GateResult) -> str:
         lines.append(f"- new: pytest exit code {result.tests_exit_code}")
     lines += ["", "## Verdict", ""]
     lines += [f"- {reason}" for reason in result.regressions] or ["No regression."]
+    if result.inconclusive:
+        lines.append(
+            f"- inconclusive speed (exit {EXIT_INCONCLUSIVE} without a regression): {', '.join(result.inconclusive)}; "
+            "rerun both environments on a quiet machine, or interleaved"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -141,6 +141,8 @@ class MlmTrainer(Trainer):
             mask = inputs["attention_mask"]
             self.counts.tokens += mask.numel()
             self.counts.nonpad_tokens += int(mask.sum())
+        # A copy: Trainer's compute_loss pops `labels` from the dict it is given, and a caller may reuse its batch.
+        inputs = dict(inputs)
         if not self.sparse_head or return_outputs:
             return super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
         with selecting(model, inputs["labels"]):

@@ -1,9 +1,11 @@
-"""Calibrate `mlm-bench gate`: its false-alarm rate over reruns of one environment, and planted faults it must catch.
+"""Calibrate `mlm-bench gate`: false alarms between reruns of one environment, idle and beside a CPU hog, and the
+planted faults it must catch on an idle machine.
 
-Runs the CPU benchmarks N times unchanged, once with the collator made 20% slower (--plant-slowdown) and once
-with the learning rate halved (--plant-lr-factor), then gates every ordered pair of clean runs (a flag there is a
-false alarm) and every clean run against each planted run (a miss there is a failure to detect), for several
-thresholds.
+Runs the CPU benchmarks N times unchanged on an idle machine, N times while `--hogs` busy-looping processes run
+beside them, N times with the collator made 20% slower, N times with the model's forward made 10% slower, and
+once with the learning rate halved. Then it gates every ordered pair of clean runs of each set (any slower or
+learning verdict is a false alarm; inconclusive is not) and clean run i against planted run i (a miss is a
+failure to detect), for each setting in the grid.
 
     python scripts/calibrate_gate.py --runs 5 --out results/calibration
 """
@@ -11,11 +13,13 @@ thresholds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,127 +27,165 @@ sys.path.insert(0, str(ROOT))
 
 from mlm_bench.gate import BenchmarkRun, Thresholds, compare, load_run, short_name  # noqa: E402
 
+# Planted faults and the benchmark each must be caught on (by its name's start).
 PLANTS = {
-    "slowdown": ["--plant-slowdown", "0.2"],  # the collator takes 20% longer per call
-    "loss": ["--plant-lr-factor", "0.5"],  # half the learning rate: the same seed learns less in 30 steps
+    "collate": (["--plant-slowdown", "0.2"], "test_collate"),  # the collator takes 20% longer per call
+    "forward": (["--plant-forward-slowdown", "0.1"], "test_forward"),  # the model's forward 10% longer
 }
-PLANTED_STAGE = "test_collate"
+LOSS_PLANT = ["--plant-lr-factor", "0.5"]  # half the learning rate: the same seed learns less
+HOG = "while True: pass"
 
 
-def run_benchmarks(python: str, out: Path, extra: list[str]) -> Path:
+def run_benchmarks(python: str, out: Path, extra: list[str], select: str) -> Path:
     """One `pytest benchmarks/test_cpu.py` run into out (skipped when out already exists, so analysis can be redone)."""
     if out.exists():
         return out
-    cmd = [python, "-m", "pytest", "benchmarks/test_cpu.py", "-q", f"--benchmark-json={out}"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    print("$", " ".join(cmd + extra), flush=True)
-    subprocess.run(cmd + extra, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    cmd = [python, "-m", "pytest", "benchmarks/test_cpu.py", "-q", f"--benchmark-json={out}", *extra]
+    if select:
+        cmd += ["-k", select]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True, stdout=subprocess.DEVNULL)
     return out
 
 
-def flagged(base: BenchmarkRun, new: BenchmarkRun, thresholds: Thresholds) -> dict[str, list[str]]:
-    """Benchmarks the gate calls slower, and those whose learning it calls changed."""
+@contextlib.contextmanager
+def hogs(count: int) -> Iterator[None]:
+    """`count` busy-looping processes for the duration of the block."""
+    procs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def verdicts(base: BenchmarkRun, new: BenchmarkRun, thresholds: Thresholds) -> dict[str, list[str]]:
+    """Benchmarks the gate calls slower or inconclusive, and those whose learning it calls changed."""
     result = compare(base, new, thresholds)
     return {
         "slower": [short_name(n) for n, s in result.speed.items() if s.verdict == "slower"],
+        "inconclusive": result.inconclusive,
         "learning": sorted({short_name(q.benchmark) for q in result.quality if q.changed}),
     }
 
 
-def analyse(clean: list[BenchmarkRun], planted: dict[str, BenchmarkRun], grid: list[Thresholds]) -> list[dict]:
-    """False alarms over clean pairs and detections of each plant, per threshold setting."""
+def alarms(runs: list[BenchmarkRun], thresholds: Thresholds) -> dict:
+    """Over every ordered pair of clean runs: pairs with a false alarm, by benchmark, and inconclusive pairs."""
+    found = [verdicts(a, b, thresholds) for a, b in itertools.permutations(runs, 2)]
+    by_bench: dict[str, int] = {}
+    for f in found:
+        for name in f["slower"] + f["learning"]:
+            by_bench[name] = by_bench.get(name, 0) + 1
+    return {
+        "pairs": len(found),
+        "false_alarm_pairs": sum(bool(f["slower"] or f["learning"]) for f in found),
+        "inconclusive_pairs": sum(bool(f["inconclusive"]) for f in found),
+        "by_benchmark": by_bench,
+    }
+
+
+def analyse(runs: dict[str, list[BenchmarkRun]], loss: BenchmarkRun, grid: list[Thresholds]) -> list[dict]:
     rows = []
-    # Both orders: load on a shared machine drifts over time, so one order alone would hide alarms.
-    pairs = list(itertools.permutations(clean, 2))
     for th in grid:
-        alarms = [flagged(a, b, th) for a, b in pairs]
-        alarm_pairs = sum(bool(f["slower"] or f["learning"]) for f in alarms)
-        per_bench: dict[str, int] = {}
-        for f in alarms:
-            for name in f["slower"]:
-                per_bench[name] = per_bench.get(name, 0) + 1
-        slow = [flagged(c, planted["slowdown"], th) for c in clean]
-        loss = [flagged(c, planted["loss"], th) for c in clean]
-        rows.append(
-            {
-                "stat": th.stat,
-                "threshold": th.slowdown,
-                "noise_factor": th.noise_factor,
-                "min_rounds": th.min_rounds,
-                "pairs": len(pairs),
-                "false_alarm_pairs": alarm_pairs,
-                "false_alarms_by_benchmark": per_bench,
-                "slowdown_detected": sum(any(n.startswith(PLANTED_STAGE) for n in f["slower"]) for f in slow),
-                "slowdown_flags": [f["slower"] for f in slow],
-                "loss_detected": sum(bool(f["learning"]) for f in loss),
-                "comparisons": len(clean),
+        row = {"stat": th.stat, "threshold": th.slowdown, "confidence": th.confidence}
+        row["idle"] = alarms(runs["idle"], th)
+        row["loaded"] = alarms(runs["loaded"], th)
+        for plant, (_, stage) in PLANTS.items():
+            found = [verdicts(c, p, th) for c, p in zip(runs["idle"], runs[plant], strict=True)]
+            row[plant] = {
+                "caught": sum(any(n.startswith(stage) for n in f["slower"]) for f in found),
+                "comparisons": len(found),
             }
-        )
+        row["loss_caught"] = sum(bool(verdicts(c, loss, th)["learning"]) for c in runs["idle"])
+        rows.append(row)
     return rows
 
 
-def collate_changes(clean: list[BenchmarkRun], planted: BenchmarkRun, stat: str) -> list[str]:
-    """The planted stage's measured change against each clean run, to show the plant really costs ~20%."""
-    out = []
-    for name, bench in planted.benchmarks.items():
-        if short_name(name).startswith(PLANTED_STAGE):
-            changes = [bench["stats"][stat] / c.benchmarks[name]["stats"][stat] - 1 for c in clean]
-            out.append(f"{short_name(name)}: " + ", ".join(f"{x:+.1%}" for x in changes))
+def measured_changes(runs: dict[str, list[BenchmarkRun]], plant: str, stat: str) -> list[str]:
+    """The planted stage's change against its clean run, to show what each plant really costs."""
+    stage, out = PLANTS[plant][1], []
+    for clean, planted in zip(runs["idle"], runs[plant], strict=True):
+        for name, bench in planted.benchmarks.items():
+            if short_name(name).startswith(stage):
+                out.append(
+                    f"{short_name(name)} {bench['stats'][stat] / clean.benchmarks[name]['stats'][stat] - 1:+.1%}"
+                )
     return out
 
 
-def render(rows: list[dict], clean: list[BenchmarkRun], planted: dict[str, BenchmarkRun], note: str) -> str:
+def render(rows: list[dict], runs: dict[str, list[BenchmarkRun]], note: str) -> str:
+    n = len(runs["idle"])
     lines = [
         "# Gate calibration",
         "",
         note,
         "",
-        f"{len(clean)} clean runs -> {rows[0]['pairs']} ordered pairs (false alarm: the gate flags any benchmark of a "
-        "pair); "
-        f"each planted run is gated against all {len(clean)} clean runs.",
+        f"{n} clean runs idle and {n} beside the CPU hog -> {rows[0]['idle']['pairs']} ordered pairs each (a false "
+        "alarm: any slower or changed-learning verdict in a pair; inconclusive is reported, not an alarm); each "
+        f"planted run i is gated against clean idle run i ({n} comparisons per plant).",
         "",
-        "| stat | threshold | noise factor | false alarms (pairs) | rate | planted 20% collate slowdown caught "
-        "| planted loss change caught | false alarms by benchmark |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| stat | threshold | confidence | false alarms idle | inconclusive idle | false alarms under load "
+        "| inconclusive under load | 20% collate slowdown caught | 10% forward slowdown caught | loss change caught |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        by_bench = ", ".join(f"{k} {v}" for k, v in sorted(r["false_alarms_by_benchmark"].items())) or "-"
-        lines.append(
-            f"| {r['stat']} | {r['threshold']:.0%} | {r['noise_factor']:g} | {r['false_alarm_pairs']}/{r['pairs']} | "
-            f"{r['false_alarm_pairs'] / r['pairs']:.0%} | {r['slowdown_detected']}/{r['comparisons']} | "
-            f"{r['loss_detected']}/{r['comparisons']} | {by_bench} |"
-        )
+        cells = [r["stat"], f"{r['threshold']:.0%}", f"{r['confidence']:.0%}"]
+        for where in ("idle", "loaded"):
+            pairs = r[where]["pairs"]
+            cells += [f"{r[where]['false_alarm_pairs']}/{pairs}", f"{r[where]['inconclusive_pairs']}/{pairs}"]
+        cells += [f"{r[plant]['caught']}/{r[plant]['comparisons']}" for plant in PLANTS]
+        lines.append("| " + " | ".join([*cells, f"{r['loss_caught']}/{n}"]) + " |")
+    for r in rows:
+        for where in ("idle", "loaded"):
+            if r[where]["by_benchmark"]:
+                named = ", ".join(f"{k} {v}" for k, v in sorted(r[where]["by_benchmark"].items()))
+                lines.append(f"\nFalse alarms {where}, {r['stat']} at {r['threshold']:.0%}: {named}")
     for stat in sorted({r["stat"] for r in rows}):
-        lines += ["", f"Planted slowdown, measured change of the collate stage ({stat}) vs each clean run:"]
-        lines += [f"- {line}" for line in collate_changes(clean, planted["slowdown"], stat)]
+        for plant in PLANTS:
+            lines.append(
+                f"\nPlanted {plant}, measured change ({stat}): " + ", ".join(measured_changes(runs, plant, stat))
+            )
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5, help="Clean reruns of the same environment (>= 2).")
+    parser.add_argument("--runs", type=int, default=5, help="Runs per set (>= 2).")
+    parser.add_argument("--hogs", type=int, default=1, help="Busy-looping processes beside the loaded runs.")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "calibration")
     parser.add_argument("--python", default=sys.executable, help="Interpreter of the environment to calibrate.")
-    parser.add_argument("--thresholds", default="0.05,0.1,0.15,0.2", help="Comma-separated slowdown thresholds.")
+    parser.add_argument("--thresholds", default="0.03,0.05,0.1", help="Comma-separated slowdown thresholds.")
     parser.add_argument("--stats", default="median,min", help="Comma-separated timing statistics.")
-    parser.add_argument("--noise-factors", default="0,1", help="Comma-separated IQR multipliers.")
-    parser.add_argument("--min-rounds", type=int, default=5, help="Gate speed only with this many rounds.")
+    parser.add_argument("--confidence", type=float, default=0.99, help="Confidence of the change's interval.")
+    parser.add_argument(
+        "--select", default="not train_run and not context_run", help="pytest -k of the benchmarks to run "
+        "(the default leaves out the two-round training runs, which are shown but never gated)."
+    )  # fmt: skip
     parser.add_argument("--note", default="", help="Machine conditions to print in the summary.")
     args = parser.parse_args()
     if args.runs < 2:
         parser.error("--runs must be at least 2: false alarms are counted over pairs of clean runs")
     args.out.mkdir(parents=True, exist_ok=True)
-    clean = [load_run(run_benchmarks(args.python, args.out / f"clean-{i}.json", [])) for i in range(args.runs)]
-    planted = {k: load_run(run_benchmarks(args.python, args.out / f"planted-{k}.json", v)) for k, v in PLANTS.items()}
+
+    def batch(name: str, extra: list[str]) -> list[BenchmarkRun]:
+        return [load_run(run_benchmarks(args.python, args.out / f"{name}-{i}.json", extra, args.select))
+                for i in range(args.runs)]  # fmt: skip
+
+    runs = {"idle": batch("idle", [])}
+    with hogs(args.hogs):
+        runs["loaded"] = batch("loaded", [])
+    for plant, (extra, _) in PLANTS.items():
+        runs[plant] = batch(f"planted-{plant}", extra)
+    loss = load_run(run_benchmarks(args.python, args.out / "planted-loss.json", LOSS_PLANT, args.select))
     grid = [
-        Thresholds(slowdown=float(t), stat=s, noise_factor=float(f), min_rounds=args.min_rounds)
+        Thresholds(slowdown=float(t), stat=s, confidence=args.confidence)
         for s in args.stats.split(",")
-        for f in args.noise_factors.split(",")
         for t in args.thresholds.split(",")
     ]
-    rows = analyse(clean, planted, grid)
+    rows = analyse(runs, loss, grid)
     (args.out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-    text = render(rows, clean, planted, args.note)
+    text = render(rows, runs, args.note)
     (args.out / "summary.md").write_text(text, encoding="utf-8")
     print(text)
     return 0

@@ -19,13 +19,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def bench(
-    name: str, median: float, iqr: float = 0.0, losses: dict | None = None, rounds: int = 10, **extra: Any
+    name: str, median: float, noise: float = 0.01, losses: dict | None = None, rounds: int = 10, **extra: Any
 ) -> dict[str, Any]:
-    """One benchmark entry shaped as pytest-benchmark 5 writes it (the stats the gate reads, and extra_info)."""
+    """One benchmark entry shaped as pytest-benchmark 5 writes it: per-round times spread evenly over
+    median x (1 ± noise), the stats the gate reads, and extra_info."""
+    data = [median * (1 + noise * (2 * i / (rounds - 1) - 1)) for i in range(rounds)] if rounds > 1 else [median]
+    ordered = sorted(data)
+    stats = {"min": ordered[0], "mean": sum(data) / len(data), "median": median, "rounds": rounds, "data": data}
+    stats["iqr"] = ordered[(3 * rounds) // 4] - ordered[rounds // 4] if rounds > 1 else 0.0
     return {
         "name": name,
         "fullname": f"benchmarks/test_cpu.py::{name}",
-        "stats": {"min": median * 0.95, "mean": median, "median": median, "iqr": iqr, "rounds": rounds},
+        "stats": stats,
         "extra_info": {"losses": losses or {}, "metrics": {}, "samples_per_call": 32, **extra},
     }
 
@@ -48,45 +53,59 @@ def test_identical_runs_pass(tmp_path: Path):
     assert result.exit_code == gate.EXIT_OK and result.regressions == []
 
 
+def _speed(result: gate.GateResult, name: str = "test_step") -> gate.SpeedChange:
+    return result.speed[f"benchmarks/test_cpu.py::{name}"]
+
+
 def test_slowdown_beyond_threshold_is_a_regression(tmp_path: Path):
-    result = verdict(tmp_path, [bench("test_step", 1.0)], [bench("test_step", 1.2)], slowdown=0.1)
-    assert result.speed["benchmarks/test_cpu.py::test_step"].verdict == "slower"
+    result = verdict(tmp_path, [bench("test_step", 1.0)], [bench("test_step", 1.2)], slowdown=0.05)
+    speed = _speed(result)
+    assert speed.verdict == "slower" and speed.low > 0.05
     assert result.exit_code == gate.EXIT_REGRESSION
 
 
-def test_slowdown_within_threshold_passes(tmp_path: Path):
-    assert verdict(tmp_path, [bench("test_step", 1.0)], [bench("test_step", 1.08)], slowdown=0.1).exit_code == 0
+def test_change_within_threshold_is_the_same(tmp_path: Path):
+    result = verdict(tmp_path, [bench("test_step", 1.0)], [bench("test_step", 1.02)], slowdown=0.05)
+    assert _speed(result).verdict == "same" and result.exit_code == gate.EXIT_OK
 
 
-def test_slowdown_within_noise_passes(tmp_path: Path):
-    """A 20% change inside a 30% IQR is not called slower: the bar rises to the noise."""
-    result = verdict(
-        tmp_path,
-        [bench("test_step", 1.0, iqr=0.3)],
-        [bench("test_step", 1.2)],
-        slowdown=0.1,
-        stat="median",
-        noise_factor=1.0,
-    )
-    speed = result.speed["benchmarks/test_cpu.py::test_step"]
-    assert speed.bar == pytest.approx(0.3) and speed.verdict == "same" and result.exit_code == 0
+def test_noisy_change_is_inconclusive_not_a_regression(tmp_path: Path):
+    """An 8% change measured with ±30% spread in the rounds: the interval straddles the threshold, exit 3."""
+    result = verdict(tmp_path, [bench("test_step", 1.0, noise=0.3)], [bench("test_step", 1.08, noise=0.3)])
+    speed = _speed(result)
+    assert speed.low < 0.05 < speed.high and speed.verdict == "inconclusive"
+    assert result.regressions == [] and result.exit_code == gate.EXIT_INCONCLUSIVE
+    assert "inconclusive speed" in gate.render_markdown(result)
+
+
+def test_interval_is_seeded_and_brackets_the_change(tmp_path: Path):
+    first = _speed(verdict(tmp_path, [bench("test_step", 1.0, noise=0.1)], [bench("test_step", 1.1, noise=0.1)]))
+    again = _speed(verdict(tmp_path, [bench("test_step", 1.0, noise=0.1)], [bench("test_step", 1.1, noise=0.1)]))
+    assert (first.low, first.high) == (again.low, again.high)
+    assert first.low < first.change < first.high
 
 
 def test_too_few_rounds_are_not_gated(tmp_path: Path):
     result = verdict(tmp_path, [bench("test_run", 1.0, rounds=2)], [bench("test_run", 2.0, rounds=2)], min_rounds=5)
-    assert result.speed["benchmarks/test_cpu.py::test_run"].verdict == "not gated" and result.exit_code == 0
+    assert _speed(result, "test_run").verdict == "not gated" and result.exit_code == 0
+
+
+def test_files_without_round_data_are_not_gated(tmp_path: Path):
+    base, new = bench("test_step", 1.0), bench("test_step", 2.0)
+    del base["stats"]["data"]
+    assert _speed(verdict(tmp_path, [base], [new])).verdict == "not gated"
 
 
 def test_speedup_is_not_a_regression(tmp_path: Path):
     result = verdict(tmp_path, [bench("test_step", 1.0)], [bench("test_step", 0.5)])
-    assert result.speed["benchmarks/test_cpu.py::test_step"].verdict == "faster" and result.exit_code == 0
+    assert _speed(result).verdict == "faster" and result.exit_code == 0
 
 
-def test_min_statistic_is_used_when_asked(tmp_path: Path):
-    base, new = bench("test_step", 1.0), bench("test_step", 1.0)
-    new["stats"]["min"] = 1.5
-    assert verdict(tmp_path, [base], [new], stat="median").exit_code == 0
-    assert verdict(tmp_path, [base], [new], stat="min").exit_code == 1
+def test_the_chosen_statistic_is_compared(tmp_path: Path):
+    base, new = bench("test_step", 1.0, noise=0.2), bench("test_step", 1.3, noise=0.05)
+    for stat in gate.STATS:
+        speed = _speed(verdict(tmp_path, [base], [new], stat=stat))
+        assert (speed.base, speed.new) == (base["stats"][stat], new["stats"][stat])
 
 
 def test_loss_change_beyond_tolerance_is_a_regression(tmp_path: Path):
