@@ -24,10 +24,10 @@ from mlm_bench.model import build_model
 from mlm_bench.seeding import seed_everything
 from mlm_bench.train import TrainSummary, resolved_optimizer, train
 
-STEP_ROUNDS = 8  # timed optimizer steps; the losses they see are recorded too
+STEP_ROUNDS = 20  # timed optimizer steps (enough for the gate's interval); the losses they see are recorded too
 TRAIN_RUN_ROUNDS = 2  # each round is a whole 20-step run (seconds on 2 cores); 2 give the gate a spread
 FORWARD_ROUNDS = 60  # ~50 ms each: a bootstrap interval of the median a few percent wide on a quiet machine
-EVAL_ROUNDS = 5  # the gate's minimum for an interval
+EVAL_ROUNDS = 15  # ~0.2 s each: enough rounds for an interval of a few percent
 
 
 def token_counts(rows: dict[str, Any] | datasets.Dataset) -> tuple[int, int]:
@@ -45,7 +45,7 @@ def losses_by_step(summary: TrainSummary) -> dict[str, float]:
 def test_tokenize(benchmark, record, train_texts: datasets.Dataset, corpus: Corpus, tokenizer, cpu_settings: Settings):
     """Rows/s of encode(): tokenize and pack the train texts."""
     rows = benchmark.pedantic(
-        encode, args=(train_texts, corpus.text_column, tokenizer, cpu_settings), rounds=5, warmup_rounds=1
+        encode, args=(train_texts, corpus.text_column, tokenizer, cpu_settings), rounds=10, warmup_rounds=1
     )
     assert len(rows) > 0 and all(len(ids) == cpu_settings.max_length for ids in rows["input_ids"])
     tokens, nonpad = token_counts(rows)
@@ -236,7 +236,7 @@ def test_fill_mask(benchmark, record, trained, tokenizer, cpu_settings: Settings
     """Latency of one fill-mask probe through pipeline('fill-mask'), as the recipe calls it."""
     model, _ = trained
     probe = cpu_settings.fill_mask_probe
-    predictions = benchmark.pedantic(fill_mask, args=(model, tokenizer, [probe]), rounds=20, warmup_rounds=2)
+    predictions = benchmark.pedantic(fill_mask, args=(model, tokenizer, [probe]), rounds=100, warmup_rounds=2)
     top = predictions[0][0]
     assert len(predictions[0]) == 5
     length = len(tokenizer(probe)["input_ids"])

@@ -183,8 +183,8 @@ def cmd_gate(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="mlm-bench gate",
         description="Compare two `pytest benchmarks/ --benchmark-json` files (old, new environment). "
-        "Exit 0: no regression; 1: regression; 2: unusable input; 3: no regression, but some speed changes are "
-        "too noisy to call.",
+        "Exit 0: no regression; 1: regression; 2: unusable input; 3 (with --fail-inconclusive): no regression, but "
+        "a speed change too noisy to call.",
     )
     parser.add_argument("base", type=Path, help="Benchmark JSON of the old environment.")
     parser.add_argument("new", type=Path, help="Benchmark JSON of the new environment.")
@@ -198,6 +198,10 @@ def cmd_gate(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--min-rounds", type=int, default=defaults.min_rounds, help="Gate speed only with at least this many rounds."
     )
+    parser.add_argument(
+        "--fail-inconclusive", action="store_true", help="Exit 3 when nothing regressed but a speed change is too "
+        "noisy to call."
+    )  # fmt: skip
     parser.add_argument("--loss-tolerance", type=float, default=defaults.loss_rtol, help="Relative loss tolerance.")
     parser.add_argument(
         "--metric-tolerance", type=float, default=defaults.metric_atol, help="Absolute metric tolerance."
@@ -239,6 +243,7 @@ def cmd_gate(argv: Sequence[str]) -> int:
         accepted_entries=entries,
         junit=junit,
         tests_exit_code=args.tests_exit_code,
+        fail_inconclusive=args.fail_inconclusive,
     )
     print(gate.render_markdown(result))
     if args.report:
