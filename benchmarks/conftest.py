@@ -6,9 +6,11 @@ calibration can prove it catches a slowdown and a learning change; an ordinary r
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import datasets
@@ -35,6 +37,16 @@ EVAL_TEXTS = 128
 HEADLINES = pytest.StashKey[list[str]]()
 # The short training run: long enough that the loss falls clearly (8.4 -> ~7), short enough for a CPU suite.
 CPU_OVERRIDES = {"device": "cpu", "max_steps": 20, "warmup_steps": 4, "logging_steps": 4}
+# glibc mallopt parameters: allocations below the mmap threshold come from the heap, which is trimmed back to the
+# OS only above the trim threshold.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+WARM_HEAP_BYTES = 1 << 30
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Python's collector paused 2 of every 10 tokenize rounds (each twice as long): time the call, not the
+    # collector (pytest-benchmark's --benchmark-disable-gc, recorded in each benchmark's "options").
+    config.option.benchmark_disable_gc = True
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,7 +67,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--bench-threads",
         type=int,
         default=1,
-        help="torch threads in test_speedup (1: a loaded machine's other tenants cannot stall an OpenMP barrier).",
+        help="torch threads of every CPU benchmark (1: a loaded machine's other tenants cannot stall an OpenMP "
+        "barrier; measured 2 threads 1.7-2x slower and 65%% IQR beside one busy core, 1 thread unchanged).",
+    )
+    parser.addoption(
+        "--cold-heap",
+        action="store_true",
+        help="Leave glibc's allocator at its defaults: every call then page-faults its large tensors afresh "
+        "(measured 25%% of the tiny-zh forward, bimodal between rounds).",
     )
     group.addoption(
         "--plant-slowdown",
@@ -75,6 +94,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=1.0,
         help="Multiply the learning rate of the training run and the evaluated model (changes the losses).",
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torch_threads(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Every benchmark at --bench-threads torch threads, restored after the session."""
+    before, wanted = torch.get_num_threads(), request.config.getoption("--bench-threads")
+    torch.set_num_threads(wanted)
+    yield wanted
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def heap(request: pytest.FixtureRequest) -> str:
+    """'warm' when freed memory stays in the process for the next round, so timings measure compute, not the
+    kernel's page faults: glibc hands the 80 MB tiny-zh logits back to the OS after every call by default, and
+    the forward then ran 76 or 95 ms by the kernel's mood (65 ms warm)."""
+    if request.config.getoption("--cold-heap") or platform.libc_ver()[0] != "glibc":
+        return "default"
+    libc = ctypes.CDLL(None)
+    if not (libc.mallopt(M_MMAP_THRESHOLD, WARM_HEAP_BYTES) and libc.mallopt(M_TRIM_THRESHOLD, 2 * WARM_HEAP_BYTES)):
+        raise pytest.UsageError("glibc refused mallopt for a warm heap; pass --cold-heap to measure without it")
+    return "warm"
 
 
 @pytest.fixture(scope="session")
@@ -206,7 +247,7 @@ def optimizer_step(
 
 
 @pytest.fixture
-def record(benchmark) -> Callable[..., None]:
+def record(benchmark, heap: str) -> Callable[..., None]:
     """`record(samples=, tokens=, nonpad_tokens=, ...)`: extra_info with throughput at the median, and provenance."""
 
     def fill(
@@ -225,6 +266,7 @@ def record(benchmark) -> Callable[..., None]:
                 "versions": versions(),
                 "command": command_line(),
                 "device": device_info(device or torch.device("cpu")),
+                "heap": heap,
                 **extra,
             }
         )

@@ -40,17 +40,8 @@ def workload() -> Workload:
     return load_workload()
 
 
-@pytest.fixture
-def threads(request: pytest.FixtureRequest):
-    """Both styles measured with the same torch thread count (--bench-threads), restored afterwards."""
-    before, wanted = torch.get_num_threads(), request.config.getoption("--bench-threads")
-    torch.set_num_threads(wanted)
-    yield wanted
-    torch.set_num_threads(before)
-
-
 def test_fast_vs_seed(
-    benchmark, headline, workload: Workload, tmp_path: Path, threads: int, request: pytest.FixtureRequest
+    benchmark, headline, workload: Workload, tmp_path: Path, torch_threads: int, request: pytest.FixtureRequest
 ) -> None:
     """`fast` trains on the seed-style run's rows >=4x faster per non-pad token, to an eval loss no worse.
 
@@ -89,7 +80,7 @@ def test_fast_vs_seed(
             "steps_seed": seed_summary.steps,
             "settings_fast": quick.to_dict(),
             "settings_seed": seed.to_dict(),
-            "torch_threads": threads,
+            "torch_threads": torch_threads,
             "load_average_1m": os.getloadavg()[0],
             "versions": versions(),
             "device": device_info(torch.device("cpu")),

@@ -1,11 +1,11 @@
 """Calibrate `mlm-bench gate`: false alarms between reruns of one environment, idle and beside a CPU hog, and the
 planted faults it must catch on an idle machine.
 
-Runs the CPU benchmarks N times unchanged on an idle machine, N times while `--hogs` busy-looping processes run
-beside them, N times with the collator made 20% slower, N times with the model's forward made 10% slower, and
-once with the learning rate halved. Then it gates every ordered pair of clean runs of each set (any slower or
-learning verdict is a false alarm; inconclusive is not) and clean run i against planted run i (a miss is a
-failure to detect), for each setting in the grid.
+Runs the CPU benchmarks N times unchanged on an idle machine, each followed at once by a run with the collator
+made 20% slower and one with the model's forward made 10% slower; then N times unchanged while `--hogs`
+busy-looping processes run beside them, and once with the learning rate halved. Then it gates every ordered pair
+of clean runs of each set (any slower or learning verdict is a false alarm; inconclusive is not) and clean run i
+against planted run i (a miss is a failure to detect), for each setting in the grid.
 
     python scripts/calibrate_gate.py --runs 5 --out results/calibration
 """
@@ -168,15 +168,18 @@ def main() -> int:
         parser.error("--runs must be at least 2: false alarms are counted over pairs of clean runs")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    def batch(name: str, extra: list[str]) -> list[BenchmarkRun]:
-        return [load_run(run_benchmarks(args.python, args.out / f"{name}-{i}.json", extra, args.select))
-                for i in range(args.runs)]  # fmt: skip
+    def one(name: str, i: int, extra: list[str]) -> BenchmarkRun:
+        return load_run(run_benchmarks(args.python, args.out / f"{name}-{i}.json", extra, args.select))
 
-    runs = {"idle": batch("idle", [])}
+    # Clean run i and its planted runs back to back, so a plant is measured against the minute it ran in (as
+    # interleaved environments are), while the clean runs, minutes apart, still see the machine drift.
+    runs: dict[str, list[BenchmarkRun]] = {"idle": [], **{plant: [] for plant in PLANTS}}
+    for i in range(args.runs):
+        runs["idle"].append(one("idle", i, []))
+        for plant, (extra, _) in PLANTS.items():
+            runs[plant].append(one(f"planted-{plant}", i, extra))
     with hogs(args.hogs):
-        runs["loaded"] = batch("loaded", [])
-    for plant, (extra, _) in PLANTS.items():
-        runs[plant] = batch(f"planted-{plant}", extra)
+        runs["loaded"] = [one("loaded", i, []) for i in range(args.runs)]
     loss = load_run(run_benchmarks(args.python, args.out / "planted-loss.json", LOSS_PLANT, args.select))
     grid = [
         Thresholds(slowdown=float(t), stat=s, confidence=args.confidence)

@@ -1,0 +1,80 @@
+"""Run the CPU benchmarks of two environments interleaved (A, B, A, B, ...) and merge each one's rounds.
+
+Interleaving spreads whatever else the machine does over both environments alike, so a slowdown the gate sees is
+the environments', not the minute's. Each environment's runs are merged into one pytest-benchmark JSON: per
+benchmark, the per-round times of all its runs pooled and the statistics the gate reads recomputed; the learning
+values come from the first run (they are fixed by the seed).
+
+    python scripts/interleave.py .tox/tf4/bin/python .tox/tf5/bin/python --repeat 3 --out results/interleaved
+    mlm-bench gate results/interleaved/base.json results/interleaved/new.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+THROUGHPUTS = ("samples_per_second", "tokens_per_second", "nonpad_tokens_per_second")
+
+
+def merged(paths: list[Path]) -> dict:
+    """The first file, with each benchmark's rounds pooled over all files and its statistics recomputed."""
+    runs = [json.loads(path.read_text(encoding="utf-8")) for path in paths]
+    out = runs[0]
+    for bench in out["benchmarks"]:
+        first_median = bench["stats"]["median"]
+        data = [x for run in runs for b in run["benchmarks"] if b["fullname"] == bench["fullname"] for x in
+                b["stats"]["data"]]  # fmt: skip
+        quartiles = statistics.quantiles(data, n=4) if len(data) > 1 else [data[0]] * 3
+        bench["stats"].update(
+            data=data,
+            rounds=len(data),
+            min=min(data),
+            max=max(data),
+            mean=statistics.fmean(data),
+            median=statistics.median(data),
+            q1=quartiles[0],
+            q3=quartiles[2],
+            iqr=quartiles[2] - quartiles[0],
+        )
+        for key in THROUGHPUTS:  # recorded at the first run's median: restate them at the pooled one
+            if key in bench.get("extra_info", {}):
+                bench["extra_info"][key] *= first_median / bench["stats"]["median"]
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("base_python", help="Interpreter of the old environment.")
+    parser.add_argument("new_python", help="Interpreter of the new environment.")
+    parser.add_argument("--repeat", type=int, default=3, help="Runs per environment, alternating.")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "interleaved")
+    parser.add_argument("--select", default="", help="pytest -k of the benchmarks to run.")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, list[Path]] = {"base": [], "new": []}
+    for i in range(args.repeat):
+        for side, python in (("base", args.base_python), ("new", args.new_python)):
+            path = args.out / f"{side}-{i}.json"
+            files[side].append(path)
+            if path.exists():  # kept from an earlier call, so the merge can be redone without rerunning
+                continue
+            cmd = [python, "-m", "pytest", "benchmarks/test_cpu.py", "-q", f"--benchmark-json={path}"]
+            cmd += ["-k", args.select] if args.select else []
+            print("$", " ".join(cmd), flush=True)
+            env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+            subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    for side, paths in files.items():
+        (args.out / f"{side}.json").write_text(json.dumps(merged(paths)), encoding="utf-8")
+        print(f"wrote {args.out / f'{side}.json'} ({len(paths)} runs merged)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
