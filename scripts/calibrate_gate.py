@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from interleave import merged  # noqa: E402  (this script's own directory)
+
 from mlm_bench.gate import BenchmarkRun, Thresholds, compare, load_run, short_name  # noqa: E402
 
 # Planted faults and the benchmark each must be caught on (by its name's start).
@@ -162,24 +164,44 @@ def main() -> int:
         "--select", default="not train_run and not context_run", help="pytest -k of the benchmarks to run "
         "(the default leaves out the two-round training runs, which are shown but never gated)."
     )  # fmt: skip
+    parser.add_argument(
+        "--pool", type=int, default=1, help="Processes per run, alternated and merged (scripts/interleave.py's mode)."
+    )
     parser.add_argument("--note", default="", help="Machine conditions to print in the summary.")
     args = parser.parse_args()
     if args.runs < 2:
         parser.error("--runs must be at least 2: false alarms are counted over pairs of clean runs")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    def one(name: str, i: int, extra: list[str]) -> BenchmarkRun:
-        return load_run(run_benchmarks(args.python, args.out / f"{name}-{i}.json", extra, args.select))
+    def run_set(name: str, i: int, extra: list[str], j: int) -> None:
+        path = args.out / (f"{name}-{i}.json" if args.pool == 1 else f"{name}-{i}.{j}.json")
+        run_benchmarks(args.python, path, extra, args.select)
 
-    # Clean run i and its planted runs back to back, so a plant is measured against the minute it ran in (as
-    # interleaved environments are), while the clean runs, minutes apart, still see the machine drift.
+    def pooled(name: str, i: int) -> BenchmarkRun:
+        """Run i of a set: one process, or --pool processes with their rounds merged as interleave.py merges."""
+        path = args.out / f"{name}-{i}.json"
+        if args.pool > 1:
+            parts = [args.out / f"{name}-{i}.{j}.json" for j in range(args.pool)]
+            path.write_text(json.dumps(merged(parts)), encoding="utf-8")
+        return load_run(path)
+
+    # Clean run i and its planted runs back to back (process by process when pooled), so a plant is measured
+    # against the minute it ran in, as interleaved environments are, while clean runs minutes apart still see
+    # the machine drift.
+    kinds = [("idle", []), *((f"planted-{plant}", extra) for plant, (extra, _) in PLANTS.items())]
     runs: dict[str, list[BenchmarkRun]] = {"idle": [], **{plant: [] for plant in PLANTS}}
     for i in range(args.runs):
-        runs["idle"].append(one("idle", i, []))
-        for plant, (extra, _) in PLANTS.items():
-            runs[plant].append(one(f"planted-{plant}", i, extra))
+        for j in range(args.pool):
+            for name, extra in kinds:
+                run_set(name, i, extra, j)
+        runs["idle"].append(pooled("idle", i))
+        for plant in PLANTS:
+            runs[plant].append(pooled(f"planted-{plant}", i))
     with hogs(args.hogs):
-        runs["loaded"] = [one("loaded", i, []) for i in range(args.runs)]
+        for i in range(args.runs):
+            for j in range(args.pool):
+                run_set("loaded", i, [], j)
+        runs["loaded"] = [pooled("loaded", i) for i in range(args.runs)]
     loss = load_run(run_benchmarks(args.python, args.out / "planted-loss.json", LOSS_PLANT, args.select))
     grid = [
         Thresholds(slowdown=float(t), stat=s, confidence=args.confidence)
