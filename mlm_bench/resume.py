@@ -113,7 +113,7 @@ class RunDir:
     lock: IO[str]
     resumed: bool
     resume_from: Path | None
-    discarded: list[Path]  # half-written checkpoints found and deleted when resuming
+    discarded: list[Path]  # half-written checkpoints and temp files found and deleted when resuming
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -159,15 +159,20 @@ def _refuse_existing(path: Path) -> UsageError:
     return UsageError(f"{path} exists and is not empty: pass --force to overwrite it, or a new --output-dir")
 
 
-def _check_resumable(path: Path, record: dict[str, Any]) -> None:
+def _started_record(path: Path) -> dict[str, Any]:
+    """What an unfinished run in path was started with; refused when path holds a finished run or none."""
     if (path / RESULTS_FILE).exists():
         raise UsageError(f"{path} holds a finished run, nothing to resume: drop --resume, or pass --force to redo it")
     try:
-        started = json.loads((path / RUN_FILE).read_text(encoding="utf-8"))
+        return json.loads((path / RUN_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise UsageError(
             f"{path} holds no run to resume (no readable {RUN_FILE}): drop --resume to start a new run there"
         ) from None
+
+
+def _check_resumable(path: Path, record: dict[str, Any]) -> None:
+    started = _started_record(path)
     # Any of these changed mid-run would make results.json describe a run that never happened.
     for key in ("settings", "corpus_fingerprint", "versions"):
         old, new = started.get(key), record.get(key)
@@ -179,19 +184,36 @@ def _check_resumable(path: Path, record: dict[str, Any]) -> None:
             )
 
 
-def claim(path: Path, record: dict[str, Any], force: bool = False, resume: bool = False) -> RunDir:
-    """Lock the run directory and decide: start fresh (empty, or --force), continue (--resume), or refuse."""
+def preflight(path: Path, force: bool = False, resume: bool = False) -> None:
+    """claim()'s refusals that need no data, made before any is loaded, so they come at once rather than after
+    the corpus, tokenizer and model have loaded; claim() decides again under the lock."""
     if force and resume:
         raise UsageError("--force (start over) and --resume (continue) contradict each other: pass one of them")
     if path.exists() and not path.is_dir():
         raise UsageError(f"{path} is a file, not a directory: pass a directory as --output-dir")
+    if resume:
+        _started_record(path)
+    elif path.is_dir() and not force and any(p.name != LOCK_FILE for p in path.iterdir()):
+        raise _refuse_existing(path)
+    nearest = next(p for p in (path, *path.parents) if p.exists())
+    if not nearest.is_dir():
+        raise UsageError(f"cannot create {path}: {nearest} is a file, not a directory: pass another --output-dir")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to {nearest} (read-only or not permitted): pass a writable --output-dir")
+    if path.is_dir():
+        _lock(path).close()  # refused now if another run holds it
+
+
+def claim(path: Path, record: dict[str, Any], force: bool = False, resume: bool = False) -> RunDir:
+    """Lock the run directory and decide: start fresh (empty, or --force), continue (--resume), or refuse."""
+    preflight(path, force=force, resume=resume)
     created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
     lock = _lock(path)
     try:
         if resume:
             _check_resumable(path, record)
-            discarded = remove_incomplete_checkpoints(path)
+            discarded = remove_incomplete_checkpoints(path) + _remove_temp_files(path)
             _remove_staging(path)  # a kill during the final save leaves its staging directory
             return RunDir(path, lock, resumed=True, resume_from=last_complete_checkpoint(path), discarded=discarded)
         contents = [p for p in path.iterdir() if p.name != LOCK_FILE]
@@ -209,6 +231,14 @@ def claim(path: Path, record: dict[str, Any], force: bool = False, resume: bool 
             shutil.rmtree(path, ignore_errors=True)
         raise
     return RunDir(path, lock, resumed=False, resume_from=None, discarded=[])
+
+
+def _remove_temp_files(run_dir: Path) -> list[Path]:
+    """Delete the temp files of atomic writes (results.json, run.json) that a kill cut short."""
+    removed = sorted(run_dir.glob(".*.tmp"))
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 def _remove_staging(run_dir: Path) -> None:

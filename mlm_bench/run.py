@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,13 +23,16 @@ from mlm_bench.evaluate import build_eval_set, eval_settings, evaluate_mlm, unig
 from mlm_bench.infer import cloze_sentences, fill_mask
 from mlm_bench.model import build_model, check_compatible, load_model
 from mlm_bench.results import RESULTS_FILE, command_line, device_info, versions, write_json_atomic
-from mlm_bench.resume import RunDir, claim, follow, publish, staging_dir
+from mlm_bench.resume import RunDir, claim, follow, preflight, publish, staging_dir
 from mlm_bench.seeding import seed_everything
 from mlm_bench.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
 from mlm_bench.train import speed_options, train
 from mlm_bench.wwm import WORD_IDS
 
 SCHEMA_VERSION = 2
+# Fewer held-out [MASK] positions than this and the accuracy's standard error passes 0.01 (at accuracy 0.3,
+# sqrt(0.21 / 2000) = 0.010): differences between runs are then mostly noise.
+MIN_MASK_POSITIONS = 2000
 Log = Callable[[str], None]
 
 
@@ -55,9 +59,11 @@ def prepare(settings: Settings, log: Log) -> Prepared:
     seed_everything(settings.seed, allow_tf32=speed_options(settings)["tf32"])
     corpus = load_corpus(settings)
     if len(corpus.heldout) == 0:
+        distinct = len(set(corpus.train[corpus.text_column]))
         raise UsageError(
-            f"no held-out rows to evaluate on ({len(corpus.train)} train rows, heldout_fraction "
-            f"{settings.heldout_fraction}): raise --heldout_fraction or give more rows"
+            f"no held-out rows to evaluate on: none of the corpus's {distinct} distinct texts fell on the held-out "
+            f"side at --heldout_fraction {settings.heldout_fraction} (each goes to one side by its hash, so about "
+            f"1/fraction distinct texts are needed for one to): give more rows, or raise --heldout_fraction"
         )
     log(
         f"corpus: {settings.dataset} - {len(corpus.train)} train rows, {len(corpus.heldout)} held-out rows, "
@@ -94,10 +100,14 @@ def unk_rate(rows: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> floa
 
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# A write that failed with less free space than this is taken for a full disk: torch's zip writer reports a short
+# write as RuntimeError("[enforce fail at inline_container.cc] ... unexpected pos ...") with no errno.
+NEARLY_FULL_BYTES = 1 << 20
 
 
-def _disk_full(err: BaseException) -> bool:
-    """True when err, or what caused it, is a full disk: torch.save and safetensors re-wrap the OSError."""
+def _disk_full(err: BaseException, output_dir: Path) -> bool:
+    """True when err, or what caused it, is a full disk (torch.save and safetensors re-wrap the OSError), or when a
+    write error leaves the output's disk all but full. Call it before cleaning up, which frees space again."""
     seen: BaseException | None = err
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno in _DISK_FULL:
@@ -105,7 +115,12 @@ def _disk_full(err: BaseException) -> bool:
         if "No space left on device" in str(seen) or "StorageFull" in str(seen):
             return True
         seen = seen.__cause__ or seen.__context__
-    return False
+    if not isinstance(err, OSError | RuntimeError) or isinstance(err, RunError):
+        return False
+    try:
+        return shutil.disk_usage(output_dir).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
 
 
 def _left_behind(output_dir: Path, kept: Path | None) -> str:
@@ -125,6 +140,7 @@ def run(
     started = time.perf_counter()
     if not is_main_process(settings):
         return _follow(settings, output_dir, resume)
+    preflight(output_dir, force=force, resume=resume)
     prepared = prepare(settings, log)
     record = {
         "settings": settings.to_dict(),
@@ -142,9 +158,10 @@ def run(
         results["wall_seconds"] = time.perf_counter() - started
         write_json_atomic(output_dir / RESULTS_FILE, results)
     except BaseException as err:
+        full = _disk_full(err, output_dir)
         kept = run_dir.abandon()
         left = _left_behind(output_dir, kept)
-        if _disk_full(err):
+        if full:
             raise UsageError(
                 f"no space left on the device while writing to {output_dir}: free some space or pass an "
                 f"--output-dir on another disk; {left}" + (", continue with --resume" if kept else "")
@@ -171,6 +188,17 @@ def _follow(settings: Settings, output_dir: Path, resume: bool) -> dict[str, Any
 
 def _quiet(_message: str) -> None:
     """The log of non-main ranks: one copy of each line is enough."""
+
+
+def eval_warnings(scores: dict[str, Any]) -> list[str]:
+    """What makes the held-out figures unreliable, said in results.json and at the end of the run."""
+    positions = scores["eval"]["by_treatment"]["mask"]["tokens"]
+    if positions >= MIN_MASK_POSITIONS:
+        return []
+    return [
+        f"only {positions} held-out positions were scored as [MASK] (fewer than {MIN_MASK_POSITIONS:,}): the eval "
+        "figures are noise at this size; give more held-out text (--heldout_fraction, --eval_rows)"
+    ]
 
 
 def _evaluate(settings: Settings, prepared: Prepared, model: PreTrainedModel) -> dict[str, Any]:
@@ -201,6 +229,9 @@ def _train_and_report(
     collator = build_collator(tokenizer, settings)
     summary = train(model, prepared.train_rows, collator, settings, run_dir.checkpoint_dir, run_dir.resume_from)
     scores = _evaluate(settings, prepared, model)
+    warnings = eval_warnings(scores)
+    for warning in warnings:
+        log(f"warning: {warning}")
     heldout_texts = list(corpus.heldout[column])
     cloze = cloze_sentences(heldout_texts, settings.cloze_probes, tokenizer.mask_token)
     probes = [(settings.fill_mask_probe, ""), *cloze]
@@ -236,6 +267,7 @@ def _train_and_report(
         "model_parameters": model.num_parameters(),
         "train": summary.to_dict(),
         **scores,
+        "warnings": warnings,
         "fill_mask": [
             {"text": text, "answer": answer or None, "predictions": preds}
             for (text, answer), preds in zip(probes, predictions, strict=True)

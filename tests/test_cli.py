@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from transformers import HfArgumentParser
 
+from mlm_bench import cli
 from mlm_bench.cli import context_verdict, main
+from mlm_bench.config import PRESETS
 from mlm_bench.tokenizer import build_tokenizer, save_tokenizer
 
 TINY_ARGS = [
@@ -101,6 +104,44 @@ def test_bad_input_exits_2_with_one_clear_line_and_leaves_nothing(
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--max-step", "10"], "unknown option --max-step: did you mean --max_steps?"),
+        (["run", "--batch", "8"], "unknown option --batch: did you mean --batch_size?"),
+        (["run", "--lr", "1e-3"], "unknown option --lr: did you mean --learning_rate?"),
+        (["run", "--output_dir", "x"], "unknown option --output_dir: did you mean --output-dir?"),
+        (["run", "--max_steps", "ten"], "invalid int value: 'ten'"),
+        (["run", "--max_steps", "10", "extra"], "unexpected argument 'extra'"),
+        (["gate", "a.json", "b.json", "--treshold", "0.1"], "unknown option --treshold: did you mean --threshold?"),
+        (["fingerprint", "--dirr", "x"], "unknown option --dirr: did you mean --dir?"),
+        (["gaet"], "unknown command 'gaet': choose one of run, export-corpus, fingerprint, gate"),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_fix(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(args) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mlm-bench: error: ") and message in lines[0], lines
+
+
+def test_abbreviation_check_fails_when_argparse_guesses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check above can fail: with argparse's default prefix matching, --max-step silently sets max_steps."""
+    monkeypatch.setattr(cli.SettingsParser, "__init__", HfArgumentParser.__init__)
+    settings, _ = cli.parse_settings(["--max-step", "10"])
+    assert settings.max_steps == 10
+
+
+def test_resume_command_continues_the_same_run() -> None:
+    assert cli.resume_command(["--max_steps", "3", "--force"], Path("runs/x")) == (
+        "mlm-bench run --max_steps 3 --output-dir runs/x --resume"
+    )
+    assert cli.resume_command(["--output-dir=a b", "--resume"], Path("a b")) == (
+        "mlm-bench run '--output-dir=a b' --resume"
+    )
+
+
 def test_existing_run_is_not_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "results.json").write_text("{}", encoding="utf-8")
@@ -109,13 +150,17 @@ def test_existing_run_is_not_overwritten(tmp_path: Path, capsys: pytest.CaptureF
     assert (tmp_path / "run" / "results.json").read_text(encoding="utf-8") == "{}"
 
 
-def test_help_lists_commands_and_fields(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_lists_commands_and_fields(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse would break "seed-shape" at its hyphen
     assert main(["--help"]) == 0
     assert "run" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--help"])
     assert exit_info.value.code == 0
-    assert "--mlm_probability" in capsys.readouterr().out
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--mlm_probability" in help_text
+    assert all(name in help_text for name in PRESETS)
+    assert "--no_packing, --no-packing Set packing false" in help_text
 
 
 def _scores(gain: float, error: float = 0.02) -> tuple[dict, dict]:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import datasets
 import pytest
@@ -15,6 +16,7 @@ from conftest import error_line
 from transformers import BertConfig, BertForMaskedLM
 
 from mlm_bench import cli
+from mlm_bench import run as run_module
 from mlm_bench.config import Settings
 from mlm_bench.corpus import Corpus
 from mlm_bench.encode import encode
@@ -195,6 +197,24 @@ def test_disk_full_while_saving(fail_at, kept, tmp_path, run_argv, capsys, monke
     assert [p.name for p in checkpoints(out)] == kept
     assert all(is_complete(p) for p in checkpoints(out))
     assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoints", "run.json"]
+
+
+def test_disk_full_without_an_errno_is_still_a_full_disk(tmp_path, run_argv, capsys, monkeypatch):
+    """torch's zip writer reports a full disk as a RuntimeError with no errno: the free space tells."""
+    real_save = torch.save
+
+    def save_on_a_full_disk(obj, f, *args, **kwargs):
+        if str(f).endswith("optimizer.pt"):
+            Path(f).write_bytes(b"PK")  # the start of the zip it could not finish
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_on_a_full_disk)
+    monkeypatch.setattr(run_module.shutil, "disk_usage", lambda path: SimpleNamespace(total=2**30, used=2**30, free=0))
+    out = tmp_path / "run"
+    message = _refused(run_argv(out, max_steps=2, save_steps=1), capsys)
+    assert f"no space left on the device while writing to {out}" in message and "nothing was kept" in message
+    assert not out.exists()
 
 
 # Rows a real corpus has: far too long, blank, punctuation only, emoji, Latin and mixed scripts.

@@ -86,6 +86,7 @@ def test_cli_writes_then_matches_then_refuses_a_change(tmp_path, capsys):
     """The command writes the file, then confirms a match, then refuses (exit 2) a stored file it no longer matches."""
     assert main(["fingerprint", "--dir", str(tmp_path)]) == 0
     path = tmp_path / f"{fp.version_key()}.json"
+    assert f"wrote {path.resolve()}" in capsys.readouterr().out  # where it wrote, in full
     assert fp.load(path)["versions"]["transformers"] in fp.version_key()
     assert main(["fingerprint", "--dir", str(tmp_path)]) == 0
     assert "matches" in capsys.readouterr().out

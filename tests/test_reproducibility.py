@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -141,3 +142,10 @@ def test_results_are_written_whole_or_not_at_all(tmp_path):
         write_json_atomic(path, {"loss": 2.0, "model": object()})  # json.dump fails after writing "loss"
     assert json.loads(path.read_text(encoding="utf-8")) == {"loss": 1.0}
     assert [p.name for p in tmp_path.iterdir()] == [RESULTS_FILE]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_results_are_readable_by_everyone(tmp_path):
+    """mkstemp's 0600 would hide a run's results from the colleagues it is shared with."""
+    write_json_atomic(tmp_path / RESULTS_FILE, {"loss": 1.0})
+    assert stat.S_IMODE((tmp_path / RESULTS_FILE).stat().st_mode) == 0o644

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -16,10 +17,19 @@ from safetensors.torch import load_file
 from transformers.trainer_utils import get_last_checkpoint
 
 from mlm_bench import cli
+from mlm_bench import run as run_module
 from mlm_bench import train as train_module
 from mlm_bench.errors import UsageError
 from mlm_bench.results import RESULTS_FILE
-from mlm_bench.resume import CHECKPOINTS, RUN_FILE, checkpoints, claim, is_complete, last_complete_checkpoint
+from mlm_bench.resume import (
+    CHECKPOINTS,
+    RUN_FILE,
+    checkpoints,
+    claim,
+    is_complete,
+    last_complete_checkpoint,
+    preflight,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 # Short rows for steps 0-5: the run resumes from step 4, inside the short-row phase, and crosses the switch again.
@@ -174,6 +184,47 @@ def test_ctrl_c_keeps_the_checkpoints_for_resume(text_path, tmp_path, capsys, mo
     assert last_complete_checkpoint(out) == out / CHECKPOINTS / "checkpoint-4"
 
 
+# Runs the real CLI, which sends itself SIGTERM (what schedulers and `kill` send) before step 5.
+TERMINATE_AT_STEP_5 = """
+import os, signal, sys
+from mlm_bench import cli
+from mlm_bench import train
+step = train.MlmTrainer.training_step
+def terminated(self, *args, **kwargs):
+    if self.state.global_step == 4:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return step(self, *args, **kwargs)
+train.MlmTrainer.training_step = terminated
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_stops_like_ctrl_c_and_prints_the_resume_command(text_path, tmp_path):
+    out = tmp_path / "run"
+    argv = _argv(text_path, out)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", TERMINATE_AT_STEP_5, *argv], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == cli.EXIT_INTERRUPTED, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    command = error_line(done.stderr, "mlm-bench: continue with: ")
+    assert shlex.split(command) == ["mlm-bench", *argv, "--resume"]
+    assert last_complete_checkpoint(out) == out / CHECKPOINTS / "checkpoint-4"
+
+
+def test_resume_removes_the_temp_files_a_kill_left(tmp_path):
+    run_dir = tmp_path / "run"
+    claim(run_dir, {"settings": {}}).release()
+    stale = [run_dir / ".results.json.k1ll.tmp", run_dir / f".{RUN_FILE}.k1ll.tmp"]
+    for path in stale:
+        path.write_text("{", encoding="utf-8")
+    resumed = claim(run_dir, {"settings": {}}, resume=True)
+    resumed.release()
+    assert sorted(resumed.discarded) == sorted(stale)
+    assert not any(path.exists() for path in stale)
+
+
 def _message(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     assert cli.main(argv) == cli.EXIT_USAGE
     return error_line(capsys.readouterr().err, "mlm-bench: error: ")
@@ -194,6 +245,19 @@ def test_existing_run_is_never_overwritten_or_resumed_wrongly(case, finished, te
     assert sorted(p.relative_to(finished) for p in finished.rglob("*")) == before
 
 
+def test_output_dir_refusals_come_before_any_loading(finished, text_path, tmp_path, capsys, monkeypatch):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("data was loaded before the output directory was checked")
+
+    monkeypatch.setattr(run_module, "prepare", no_loading)
+    assert "holds a finished run: pass --force" in _message(_argv(text_path, finished), capsys)
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    under_a_file = tmp_path / "file" / "run"
+    assert f"cannot create {under_a_file}: {tmp_path / 'file'} is a file" in _message(
+        _argv(text_path, under_a_file), capsys
+    )
+
+
 def test_resume_needs_a_run(text_path, tmp_path, capsys):
     out = tmp_path / "nothing"
     assert "holds no run to resume (no readable run.json)" in _message(_argv(text_path, out, "--resume"), capsys)
@@ -205,5 +269,7 @@ def test_a_held_run_directory_is_refused(tmp_path):
     held = claim(tmp_path / "run", {"settings": {}})
     with pytest.raises(UsageError, match="another mlm-bench run is writing to"):
         claim(tmp_path / "run", {"settings": {}}, force=True)
+    with pytest.raises(UsageError, match="another mlm-bench run is writing to"):
+        preflight(tmp_path / "run", force=True)  # before any data is loaded
     held.release()
     claim(tmp_path / "run", {"settings": {}}, force=True).release()

@@ -10,7 +10,7 @@ from transformers import BertConfig, BertForMaskedLM
 
 from mlm_bench.config import preset
 from mlm_bench.results import RESULTS_FILE
-from mlm_bench.run import run
+from mlm_bench.run import MIN_MASK_POSITIONS, eval_warnings, run
 from mlm_bench.tokenizer import save_tokenizer
 
 
@@ -52,6 +52,16 @@ def test_flatten_run_reports_what_the_padded_run_reports(tmp_path: Path, tiny_se
     packed = run(tiny_settings.replace(train_rows=400), tmp_path / "packed", log=lambda _: None)
     assert packed["eval_set"] == flat["eval_set"] == padded["eval_set"]
     assert packed["eval_set"]["texts"] == tiny_settings.eval_rows
+    assert "the eval figures are noise" in packed["warnings"][0]  # a tiny run scores a few hundred positions
+
+
+def test_too_few_mask_positions_are_warned_about() -> None:
+    def scores(positions: int) -> dict:
+        return {"eval": {"by_treatment": {"mask": {"tokens": positions}}}}
+
+    assert eval_warnings(scores(MIN_MASK_POSITIONS)) == []
+    (warning,) = eval_warnings(scores(MIN_MASK_POSITIONS - 1))
+    assert warning.startswith(f"only {MIN_MASK_POSITIONS - 1} held-out positions were scored as [MASK]")
 
 
 def test_wwm_run_scores_token_and_whole_word_masking_on_the_same_texts(tmp_path: Path, tiny_settings) -> None:
