@@ -103,3 +103,10 @@ def test_missing_column_lists_the_columns(tmp_path: Path) -> None:
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def test_no_train_rows_says_which_way_to_move_the_fraction(tmp_path: Path) -> None:
+    path = _write(tmp_path / "two.txt", "今天心情很好\n你好世界\n")  # crc32 / 2**32: 0.064 and 0.685
+    message = r"all its 2 distinct texts fell on the held-out side at --heldout_fraction 0.9: lower it"
+    with pytest.raises(UsageError, match=message):
+        load_corpus(Settings(dataset=str(path), heldout_fraction=0.9))

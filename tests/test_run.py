@@ -6,11 +6,13 @@ import math
 from pathlib import Path
 
 import datasets
+import pytest
 from transformers import BertConfig, BertForMaskedLM
 
-from mlm_bench.config import preset
+from mlm_bench.config import Settings, preset
+from mlm_bench.errors import UsageError
 from mlm_bench.results import RESULTS_FILE
-from mlm_bench.run import MIN_MASK_POSITIONS, eval_warnings, run
+from mlm_bench.run import MIN_MASK_POSITIONS, eval_warnings, prepare, run
 from mlm_bench.tokenizer import save_tokenizer
 
 
@@ -74,3 +76,10 @@ def test_wwm_run_scores_token_and_whole_word_masking_on_the_same_texts(tmp_path:
     for scores in (results["eval"], results["eval_wwm"]):
         assert {"context_gain", "context_gain_stderr", "by_treatment", "context_gain_by_length"} <= set(scores)
         assert sum(part["tokens"] for part in scores["by_treatment"].values()) == scores["selected_tokens"]
+
+
+def test_no_heldout_rows_says_what_to_change(text_file: Path) -> None:
+    settings = Settings(dataset=str(text_file), heldout_fraction=0.0)
+    message = r"none of the corpus's \d+ distinct texts fell on the held-out side at --heldout_fraction 0.0"
+    with pytest.raises(UsageError, match=message):
+        prepare(settings, log=lambda _: None)
