@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 import unicodedata
 import zlib
 from dataclasses import dataclass
@@ -15,9 +14,9 @@ import datasets
 
 from mlm_bench.config import BUILTIN, Settings
 from mlm_bench.errors import UsageError
+from mlm_bench.hub import is_hub_id
 
 BUILTIN_SOURCE = "peoples-daily-199801"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _TEXT_SUFFIXES = {".txt", ".text"}
 _JSON_SUFFIXES = {".jsonl", ".json"}
 
@@ -135,7 +134,7 @@ def load_raw(source: str, text_column: str) -> datasets.Dataset:
     path = Path(source).expanduser()
     if path.exists():
         return _load_local(path, text_column)
-    if _HUB_ID.match(source) and not source.startswith((".", "/", "~")):
+    if is_hub_id(source):
         return _load_hub(source)
     raise UsageError(f"dataset path {source!r} does not exist: pass an existing path, 'builtin' or a Hub name")
 

@@ -20,6 +20,7 @@ from mlm_bench.corpus import Corpus, is_punctuation_only, load_corpus
 from mlm_bench.encode import count_truncated, encode
 from mlm_bench.errors import RunError, UsageError
 from mlm_bench.evaluate import build_eval_set, eval_settings, evaluate_mlm, unigram_log_probs
+from mlm_bench.hub import check_hub
 from mlm_bench.infer import cloze_sentences, fill_mask
 from mlm_bench.model import build_model, check_compatible, load_model
 from mlm_bench.results import RESULTS_FILE, command_line, device_info, versions, write_json_atomic
@@ -141,6 +142,7 @@ def run(
     if not is_main_process(settings):
         return _follow(settings, output_dir, resume)
     preflight(output_dir, force=force, resume=resume)
+    check_hub(settings)
     prepared = prepare(settings, log)
     record = {
         "settings": settings.to_dict(),
