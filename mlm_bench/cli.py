@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from transformers import HfArgumentParser
 
 from mlm_bench.config import PRESETS, Settings, preset
-from mlm_bench.errors import RunError, UsageError
+from mlm_bench.errors import Interrupted, RunError, UsageError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -87,7 +87,7 @@ class SettingsParser(_OneLineErrors, HfArgumentParser):
 
 def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
     """Settings from `--preset NAME` plus any field overrides; CLI-only options come back separately."""
-    pre = Parser(add_help=False)
+    pre = Parser(prog="mlm-bench run", add_help=False)
     pre.add_argument("--preset", default="tiny-zh")
     name = pre.parse_known_args(argv)[0].preset
     if name not in PRESETS:
@@ -113,15 +113,14 @@ def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
 
 def cmd_run(argv: Sequence[str]) -> int:
     settings, options = parse_settings(argv)
-    from mlm_bench.resume import last_complete_checkpoint
     from mlm_bench.run import is_main_process, run  # heavy imports only once the arguments are known to be good
 
     output_dir = options.output_dir or Path("runs") / settings.preset
     try:
         with _sigterm_as_interrupt():
             results = run(settings, output_dir, force=options.force, resume=options.resume)
-    except KeyboardInterrupt:
-        if is_main_process(settings) and last_complete_checkpoint(output_dir) is not None:
+    except Interrupted as stop:  # stopped after claiming the directory: its checkpoints are this run's
+        if is_main_process(settings) and stop.kept is not None:
             print(f"mlm-bench: continue with: {resume_command(argv, output_dir)}", file=sys.stderr)
         raise
     if is_main_process(settings):

@@ -168,6 +168,8 @@ class Settings:
             raise UsageError(f"max_length must be at least 8, got {self.max_length}: pass e.g. --max_length 128")
         if not 0.0 <= self.heldout_fraction < 1.0:
             raise UsageError(f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
+        if self.eval_rows < 1:
+            raise UsageError(f"eval_rows must be at least 1, got {self.eval_rows}: pass e.g. --eval_rows 1000")
         if self.train_rows is not None and self.train_rows <= 0:
             raise UsageError(f"train_rows must be positive or None, got {self.train_rows}")
         if self.save_steps < 0:

@@ -190,6 +190,11 @@ def load_corpus(settings: Settings) -> Corpus:
     if settings.train_rows is not None:
         # The recipe's ds.select(range(N)): train on exactly the first N rows, hold out from the rest.
         n = min(settings.train_rows, len(keep))
+        if n == len(keep):
+            raise UsageError(
+                f"--train_rows {settings.train_rows} takes all {len(keep)} non-empty rows of {settings.dataset!r}, "
+                "leaving none to hold out: lower --train_rows, or give more rows"
+            )
         train_idx = list(range(n))
         rest = _heldout_mask(kept_texts[n:], settings.heldout_fraction)
         seen = set(kept_texts[:n])  # the corpus repeats some rows: a repeat of a train row is not held out

@@ -5,5 +5,13 @@ class UsageError(ValueError):
     """User input we refuse: the message names the problem and the fix."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C or SIGTERM after it claimed its directory; `kept` is its last complete checkpoint."""
+
+    def __init__(self, kept: object) -> None:
+        super().__init__()
+        self.kept = kept
+
+
 class RunError(RuntimeError):
     """A run that started but could not finish (e.g. the loss diverged): the message says what was kept."""

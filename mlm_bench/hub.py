@@ -10,14 +10,17 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import datasets
+from datasets.naming import camelcase_to_snakecase
 from huggingface_hub import constants, try_to_load_from_cache
 
 from mlm_bench.config import BUILTIN, Settings
 from mlm_bench.errors import UsageError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-# One TCP connect, no retries: the libraries' own retries took 28 s before naming the first missing piece.
+# One TCP connect, no retries: the libraries' own retries took 28 s before naming the first missing piece. (The
+# timeout does not bound the DNS lookup.)
 CONNECT_TIMEOUT_SECONDS = 3.0
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
 def is_hub_id(source: str | None) -> bool:
@@ -47,6 +50,14 @@ def hub_reachable(timeout: float = CONNECT_TIMEOUT_SECONDS) -> bool:
         return False
 
 
+def uses_proxy() -> bool:
+    """Whether HTTP(S) goes through a proxy, which a direct connect would wrongly call unreachable."""
+    return any(
+        os.environ.get(name)
+        for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+    )
+
+
 def hub_offline() -> bool:
     """HF_HUB_OFFLINE as huggingface_hub reads it."""
     return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
@@ -55,7 +66,9 @@ def hub_offline() -> bool:
 def is_cached(flag: str, repo: str) -> bool:
     """Whether the libraries would find `repo` without the network."""
     if flag == "--dataset":
-        in_datasets_cache = (Path(datasets.config.HF_DATASETS_CACHE) / repo.replace("/", "___")).is_dir()
+        namespace, name = repo.split("/", 1)  # datasets names its cache folder org___snake_case_name
+        folder = f"{namespace}___{camelcase_to_snakecase(name)}"
+        in_datasets_cache = (Path(datasets.config.HF_DATASETS_CACHE) / folder).is_dir()
         return in_datasets_cache or isinstance(try_to_load_from_cache(repo, "README.md", repo_type="dataset"), str)
     filename = "config.json" if flag == "--model_name_or_path" else "tokenizer_config.json"
     return isinstance(try_to_load_from_cache(repo, filename), str)
@@ -67,7 +80,7 @@ def check_hub(settings: Settings) -> None:
     if not refs:
         return
     offline = hub_offline()
-    if not offline and hub_reachable():
+    if not offline and (uses_proxy() or hub_reachable()):  # through a proxy, only the libraries can tell
         return
     missing = {flag: repo for flag, repo in refs.items() if not is_cached(flag, repo)}
     if not missing:

@@ -44,14 +44,21 @@ def device_info(device: torch.device) -> dict[str, Any]:
     return info
 
 
-READABLE = 0o644
+READABLE = 0o666
+
+
+def _umask() -> int:
+    """The process umask (os.umask can only be read by setting it, so it is set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write JSON to a temp file in the same directory, fsync, then rename: readers never see half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(tmp, READABLE)  # mkstemp makes it 0600; the file is for everyone who reads the run
+        os.chmod(tmp, READABLE & ~_umask())  # mkstemp makes it 0600; the umask decides, as for any new file
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, ensure_ascii=False, indent=2, allow_nan=True)
             handle.write("\n")

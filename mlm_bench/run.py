@@ -18,7 +18,7 @@ from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings
 from mlm_bench.corpus import Corpus, is_punctuation_only, load_corpus
 from mlm_bench.encode import count_truncated, encode
-from mlm_bench.errors import RunError, UsageError
+from mlm_bench.errors import Interrupted, RunError, UsageError
 from mlm_bench.evaluate import build_eval_set, eval_settings, evaluate_mlm, unigram_log_probs
 from mlm_bench.hub import check_hub
 from mlm_bench.infer import cloze_sentences, fill_mask
@@ -116,7 +116,8 @@ def _disk_full(err: BaseException, output_dir: Path) -> bool:
         if "No space left on device" in str(seen) or "StorageFull" in str(seen):
             return True
         seen = seen.__cause__ or seen.__context__
-    if not isinstance(err, OSError | RuntimeError) or isinstance(err, RunError):
+    torch_write = isinstance(err, RuntimeError) and "inline_container" in str(err)  # torch's zip writer
+    if not (isinstance(err, OSError) or torch_write):
         return False
     try:
         return shutil.disk_usage(output_dir).free < NEARLY_FULL_BYTES
@@ -171,6 +172,8 @@ def run(
         if isinstance(err, RunError):
             raise type(err)(f"{err}; {left}") from err
         log(f"run stopped ({type(err).__name__}): {left}")
+        if isinstance(err, KeyboardInterrupt):
+            raise Interrupted(kept) from err
         raise
     run_dir.release()
     return results

@@ -57,7 +57,8 @@ def test_run_writes_a_run_that_a_fresh_process_can_fill_masks_with(tmp_path: Pat
 
 
 def test_hub_name_while_offline_names_the_offline_fix(tmp_path: Path) -> None:
-    done = _cli("run", "--preset", "seed", "--output-dir", str(tmp_path / "run"))
+    empty_caches = {"HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_CACHE": str(tmp_path / "datasets")}
+    done = _cli("run", "--preset", "seed", "--output-dir", str(tmp_path / "run"), env={**OFFLINE, **empty_caches})
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("mlm-bench: error: HF_HUB_OFFLINE is set and these are not in the local cache: ")

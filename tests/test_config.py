@@ -57,6 +57,7 @@ def test_settings_are_frozen() -> None:
         ({"max_steps": -1, "num_train_epochs": 0.0}, "nothing to train"),
         ({"hidden_size": 30, "num_attention_heads": 4}, "not divisible"),
         ({"heldout_fraction": 1.0}, "heldout_fraction"),
+        ({"eval_rows": 0}, "eval_rows must be at least 1"),
         ({"not_a_field": 1}, "unknown setting"),
         ({"eval_mlm_probability": 0.0}, "eval_mlm_probability must be in (0, 1)"),
         ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps must be at least 1"),

@@ -110,3 +110,9 @@ def test_no_train_rows_says_which_way_to_move_the_fraction(tmp_path: Path) -> No
     message = r"all its 2 distinct texts fell on the held-out side at --heldout_fraction 0.9: lower it"
     with pytest.raises(UsageError, match=message):
         load_corpus(Settings(dataset=str(path), heldout_fraction=0.9))
+
+
+def test_train_rows_taking_every_row_says_to_lower_them(tmp_path: Path) -> None:
+    path = _write(tmp_path / "two.txt", "今天心情很好\n你好世界\n")
+    with pytest.raises(UsageError, match=r"--train_rows 5 takes all 2 non-empty rows .* lower --train_rows"):
+        load_corpus(Settings(dataset=str(path), train_rows=5))

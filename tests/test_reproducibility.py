@@ -145,7 +145,13 @@ def test_results_are_written_whole_or_not_at_all(tmp_path):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
-def test_results_are_readable_by_everyone(tmp_path):
-    """mkstemp's 0600 would hide a run's results from the colleagues it is shared with."""
-    write_json_atomic(tmp_path / RESULTS_FILE, {"loss": 1.0})
-    assert stat.S_IMODE((tmp_path / RESULTS_FILE).stat().st_mode) == 0o644
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_results_get_the_mode_the_umask_gives(tmp_path, umask, mode):
+    """mkstemp's 0600 would hide a run's results from the colleagues it is shared with; a private umask keeps them
+    private."""
+    before = os.umask(umask)
+    try:
+        write_json_atomic(tmp_path / RESULTS_FILE, {"loss": 1.0})
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / RESULTS_FILE).stat().st_mode) == mode
