@@ -41,7 +41,13 @@ def workload() -> Workload:
 
 
 def test_fast_vs_seed(
-    benchmark, headline, workload: Workload, tmp_path: Path, torch_threads: int, request: pytest.FixtureRequest
+    benchmark,
+    headline,
+    workload: Workload,
+    tmp_path: Path,
+    torch_threads: int,
+    heap: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     """`fast` trains on the seed-style run's rows >=4x faster per non-pad token, to an eval loss no worse.
 
@@ -81,6 +87,7 @@ def test_fast_vs_seed(
             "settings_fast": quick.to_dict(),
             "settings_seed": seed.to_dict(),
             "torch_threads": torch_threads,
+            "heap": heap,
             "load_average_1m": os.getloadavg()[0],
             "versions": versions(),
             "device": device_info(torch.device("cpu")),
