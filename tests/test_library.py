@@ -278,22 +278,28 @@ def test_padding_check_fails_when_the_mask_is_dropped(attention: str, monkeypatc
         check_padding_invariance(_model(attn_implementation=attention), PADDING_TEXTS, pad_id=0)
 
 
+def _labels_under_two_global_seeds(make_collator, heldout_rows) -> list[torch.Tensor]:
+    """The labels a freshly made collator gives the same 8 rows after torch.manual_seed(1), then (2)."""
+    examples = [dict(heldout_rows[i]) for i in range(8)]
+    labels = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        labels.append(make_collator()(examples)["labels"])
+    return labels
+
+
 @known_defect("collator-seed-zero")
 def test_collator_seed_zero_is_a_seed(tokenizer, heldout_rows) -> None:
     """The library's collator with seed=0 masks the same way twice whatever the global RNG does."""
-    examples = [dict(heldout_rows[i]) for i in range(8)]
-    batches = []
-    for global_seed in (1, 2):
-        torch.manual_seed(global_seed)
-        batches.append(DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=0)(examples))
-    assert torch.equal(batches[0]["labels"], batches[1]["labels"])
+    first, second = _labels_under_two_global_seeds(
+        lambda: DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=0), heldout_rows
+    )
+    assert torch.equal(first, second)
 
 
 def test_the_projects_collator_takes_seed_zero_on_every_version(tokenizer, heldout_rows) -> None:
     """The workaround of collator-seed-zero: collate.MlmCollator seeds itself for 0 too."""
-    examples = [dict(heldout_rows[i]) for i in range(8)]
-    batches = []
-    for global_seed in (1, 2):
-        torch.manual_seed(global_seed)
-        batches.append(MlmCollator(tokenizer, mlm_probability=0.15, seed=0)(examples))
-    assert torch.equal(batches[0]["labels"], batches[1]["labels"])
+    first, second = _labels_under_two_global_seeds(
+        lambda: MlmCollator(tokenizer, mlm_probability=0.15, seed=0), heldout_rows
+    )
+    assert torch.equal(first, second)
