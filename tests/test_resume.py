@@ -256,6 +256,14 @@ def test_output_dir_refusals_come_before_any_loading(finished, text_path, tmp_pa
     assert f"cannot create {under_a_file}: {tmp_path / 'file'} is a file" in _message(
         _argv(text_path, under_a_file), capsys
     )
+    # Root may write anywhere, so the kernel's answer for a read-only directory is stood in for.
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != read_only and real_access(path, mode))
+    assert f"cannot write to {read_only} (read-only or not permitted): pass a writable --output-dir" in _message(
+        _argv(text_path, read_only / "run"), capsys
+    )
 
 
 def test_resume_needs_a_run(text_path, tmp_path, capsys):
