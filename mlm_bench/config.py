@@ -10,7 +10,7 @@ from mlm_bench.errors import UsageError
 
 BUILTIN = "builtin"
 # Attention implementations that take the block mask flatten needs (None: the library's default, sdpa).
-_MASKED_ATTENTION = (None, "sdpa", "eager")
+_MASKED_ATTENTION = (None, "sdpa", "eager", "flex_attention")
 
 
 def _help(text: str, **kwargs: Any) -> Any:
@@ -106,6 +106,11 @@ class Settings:
         "Compute MLM logits only at masked positions (same loss; at 0.15 masking, ~1/6 of the head's work).",
         default=True,
     )
+    sparse_capacity: float = _help(
+        "With sparse_head, the share of each row's positions the head projects, labelled ones first: a fixed shape "
+        "that torch.compile traces whole (a row with more labels stops the run). 0: exactly the labelled ones.",
+        default=0.0,
+    )
     attn_implementation: str | None = _help(
         "Attention kernel of the model ('sdpa', 'eager'; 5.x also 'flex_attention'). None: the library's "
         "default, which is sdpa for BERT on 4.57 and 5.x.",
@@ -189,9 +194,13 @@ class Settings:
         if self.flatten and self.attn_implementation not in _MASKED_ATTENTION:
             raise UsageError(
                 f"flatten keeps texts apart with an attention mask, which attention {self.attn_implementation!r} "
-                "does not take here: pass --attn_implementation sdpa or eager, or --flatten false"
+                "does not take here: pass --attn_implementation sdpa, eager or flex_attention, or --flatten false"
             )
         self._check_short_rows()
+        if not 0.0 <= self.sparse_capacity <= 1.0:
+            raise UsageError(f"sparse_capacity must be in [0, 1], got {self.sparse_capacity}: pass e.g. 0.3 (0: exact)")
+        if self.sparse_capacity and not self.sparse_head:
+            raise UsageError("sparse_capacity sizes the sparse head, which is off: pass --sparse_head true or drop it")
         if not 8 <= self.eval_max_length <= self.max_length:
             raise UsageError(
                 f"eval_max_length {self.eval_max_length} must be in [8, max_length {self.max_length}] (the model never "

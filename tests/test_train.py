@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import pytest
 import torch
-from transformers import TrainerCallback, TrainingArguments, default_data_collator
+from transformers import Trainer, TrainerCallback, TrainingArguments, default_data_collator
 
 from mlm_bench import contract
 from mlm_bench import train as train_module
 from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings, preset
-from mlm_bench.errors import UsageError
+from mlm_bench.errors import RunError, UsageError
 from mlm_bench.model import build_model, masked_lm_loss
 from mlm_bench.seeding import seed_everything
 from mlm_bench.train import MlmTrainer, TrainSummary, speed_options, train, training_arguments
@@ -102,6 +103,11 @@ def test_configured_scheduler_step_by_step(tokenizer, tiny_settings, tmp_path, s
 def test_cuda_only_options_are_refused_on_cpu(tiny_settings: Settings, name: str) -> None:
     with pytest.raises(UsageError, match=f"--{name} on needs CUDA.*pass --{name} auto"):
         speed_options(tiny_settings.replace(**{name: "on"}))
+
+
+def test_flex_attention_is_refused_for_training_on_cpu(tiny_settings: Settings) -> None:
+    with pytest.raises(UsageError, match=r"flex_attention cannot train on CPU .* pass --attn_implementation sdpa"):
+        speed_options(tiny_settings.replace(attn_implementation="flex_attention"))
 
 
 def test_auto_is_off_on_cpu_and_on_with_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -215,6 +221,7 @@ def _accumulated_run(tokenizer, rows, settings: Settings, tmp_path: Path, accumu
         train_dataset=rows,
         data_collator=default_data_collator,
         sparse_head=run.sparse_head,
+        sparse_capacity=run.sparse_capacity,
     )
     trainer.train()
     return trainer
@@ -256,7 +263,98 @@ def test_accumulation_check_fails_with_per_micro_batch_means(tokenizer, premaske
         check_accumulation([_accumulated_run(tokenizer, premasked_rows, settings, tmp_path, k) for k in (1, 2)])
 
 
+def test_fixed_width_sparse_head_trains_as_the_exact_one(tokenizer, premasked_rows, tiny_settings, tmp_path):
+    """Half of each row is wider than any row's labels: the same losses, grad norms and weights as exact selection."""
+    settings = tiny_settings.replace(max_steps=3, logging_steps=1, warmup_steps=0)
+    runs = [settings, settings.replace(sparse_capacity=0.5)]
+    trainers = [_accumulated_run(tokenizer, premasked_rows, run, tmp_path / str(i), 1) for i, run in enumerate(runs)]
+    check_accumulation(trainers)
+
+
+def test_a_row_overflowing_the_sparse_head_stops_the_run(tokenizer, premasked_rows, tiny_settings, tmp_path):
+    settings = tiny_settings.replace(max_steps=3, logging_steps=1, warmup_steps=0, sparse_capacity=0.05)
+    with pytest.raises(RunError, match=r"masked tokens fell outside the sparse head's width .* --sparse_capacity"):
+        _accumulated_run(tokenizer, premasked_rows, settings, tmp_path, 1)
+
+
 def test_resolved_optimizer_is_recorded(trained) -> None:
     resolved = trained.summary.optimizer
     assert (resolved["class"], resolved["betas"], resolved["eps"]) == ("AdamW", [0.9, 0.999], 1e-8)
     assert (resolved["max_grad_norm"], resolved["gradient_accumulation_steps"]) == (1.0, 1)
+
+
+# Tensor methods that copy a value to the host: on CUDA each waits for every queued kernel.
+HOST_READS = ("item", "tolist", "__float__", "__int__", "__bool__")
+
+
+class _StepClock(TrainerCallback):
+    def __init__(self) -> None:
+        self.step = 0
+
+    def on_step_begin(self, args, state, control, **kwargs) -> None:
+        self.step = state.global_step + 1
+
+
+def host_reads_by_step(monkeypatch, run) -> dict[int, list[str]]:
+    """Calls `run(clock)` and returns, per optimizer step, the host reads made by the training loop: mlm_bench
+    (but its collator, which reads host tensors before they reach the device), Trainer, accelerate and this file.
+
+    The model's own forward is left out: transformers' masking_utils reads the padding mask in eager mode to skip
+    an all-ones mask (a check torch.compile traces away)."""
+    clock, reads = _StepClock(), {}
+    package = Path(train_module.__file__).parent
+    loop = (str(package), str(Path(Trainer.__module__.replace(".", "/"))), "/accelerate/", __file__)
+    data = str(package / "collate.py")
+
+    def is_loop(caller: str) -> bool:
+        return not caller.startswith(data) and any(part in caller for part in loop)
+
+    def watch(name: str):
+        original = getattr(torch.Tensor, name)
+
+        def reading(self, *args, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if is_loop(caller):
+                reads.setdefault(clock.step, []).append(f"{name} from {Path(caller).name}")
+            return original(self, *args, **kwargs)
+
+        return reading
+
+    for name in HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, watch(name))
+    run(clock)
+    return reads
+
+
+def _six_steps_logged_at_the_last(tokenizer, heldout_rows, tiny_settings, tmp_path):
+    settings = tiny_settings.replace(max_steps=STEPS, logging_steps=STEPS, save_steps=0)
+    seed_everything(settings.seed)
+    model = build_model(settings, tokenizer)
+    collator = build_collator(tokenizer, settings)
+    return lambda clock: train(model, heldout_rows, collator, settings, tmp_path, callbacks=[clock])
+
+
+def test_training_steps_read_nothing_back_from_the_device(
+    tokenizer, heldout_rows, tiny_settings, tmp_path, monkeypatch
+):
+    """Loss, token counts and the non-finite check stay on the device between the steps Trainer logs or saves at:
+    steps 1-5 of 6 read no tensor back to the host (on CUDA, each read would stall the host behind the GPU)."""
+    run = _six_steps_logged_at_the_last(tokenizer, heldout_rows, tiny_settings, tmp_path)
+    reads = host_reads_by_step(monkeypatch, run)
+    assert not {step: where for step, where in reads.items() if 0 < step < STEPS}, reads
+    assert reads.get(STEPS), "the last step logs, so it must read the loss: the watch saw nothing"
+
+
+def test_host_read_check_fails_on_a_per_step_read(tokenizer, heldout_rows, tiny_settings, tmp_path, monkeypatch):
+    """Test of the test above: a step that turns its loss into a float (as train.py once did) is caught."""
+    real_step = MlmTrainer.training_step
+
+    def reading_step(self, *args, **kwargs):
+        loss = real_step(self, *args, **kwargs)
+        float(loss)
+        return loss
+
+    monkeypatch.setattr(MlmTrainer, "training_step", reading_step)
+    run = _six_steps_logged_at_the_last(tokenizer, heldout_rows, tiny_settings, tmp_path)
+    reads = host_reads_by_step(monkeypatch, run)
+    assert all(reads.get(step) for step in range(1, STEPS)), reads
