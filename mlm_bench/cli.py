@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import math
 import shlex
 import signal
 import sys
@@ -16,11 +17,12 @@ from typing import Any, NoReturn
 from transformers import HfArgumentParser
 
 from mlm_bench.config import PRESETS, Settings, preset
-from mlm_bench.errors import Interrupted, RunError, UsageError
+from mlm_bench.errors import Interrupted, RunError, Terminated, UsageError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
+EXIT_TERMINATED = 143  # and for SIGTERM
 # Spellings users bring from Trainer and run_mlm.py, and ours for them (closeness alone sends --lr to
 # --lr_scheduler_type and --output_dir nowhere near --output-dir's meaning).
 KNOWN_SPELLINGS = {
@@ -128,8 +130,8 @@ def cmd_run(argv: Sequence[str]) -> int:
     return 0
 
 
-def _interrupt(signum: int, frame: Any) -> NoReturn:
-    raise KeyboardInterrupt
+def _terminate(signum: int, frame: Any) -> NoReturn:
+    raise Terminated
 
 
 @contextlib.contextmanager
@@ -138,7 +140,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         yield
     finally:
@@ -198,13 +200,14 @@ def context_verdict(ev: dict[str, Any], eval_set: dict[str, Any]) -> str:
     """One line: the context gain with its standard error, and plainly when it is no better than zero."""
     gain, error, at_mask = ev["context_gain"], ev["context_gain_stderr"], ev["by_treatment"]["mask"]
     where = f"{at_mask['tokens']} [MASK]ed tokens of {eval_set['texts']} held-out texts"
+    spread = f"± {error:.3f}" if math.isfinite(error) else "(no standard error: one text)"
     if not gain > NO_CONTEXT_SIGMAS * error:  # also when either is NaN (no [MASK]ed token, or a single text)
         return (
-            f"NO CONTEXT LEARNED: context gain {gain:+.3f} ± {error:.3f} nats over {where}; at [MASK] the model "
+            f"NO CONTEXT LEARNED: context gain {gain:+.3f} {spread} nats over {where}; at [MASK] the model "
             "predicts no better than token frequencies (train longer, or see the README's context ablation)"
         )
     return (
-        f"context gain {gain:+.3f} ± {error:.3f} nats over {where} (model {at_mask['loss']:.3f} vs unigram "
+        f"context gain {gain:+.3f} {spread} nats over {where} (model {at_mask['loss']:.3f} vs unigram "
         f"{at_mask['unigram_loss']:.3f}), top-1 accuracy at [MASK] {at_mask['accuracy']:.3f}"
     )
 
@@ -389,7 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunError as err:
         print(f"mlm-bench: run failed: {err}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, Terminated) or isinstance(stop.__cause__, Terminated):
+            print("mlm-bench: terminated (SIGTERM)", file=sys.stderr)
+            return EXIT_TERMINATED
         print("mlm-bench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 

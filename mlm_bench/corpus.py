@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import math
 import unicodedata
 import zlib
 from dataclasses import dataclass
@@ -31,6 +32,12 @@ class Corpus:
     text_column: str
     dropped_empty_rows: int
     fingerprint: str
+
+
+def distinct_texts_needed(heldout_fraction: float) -> int:
+    """Distinct texts that put one on the held-out side with odds 95% ((1 - f)^n <= e^-3), each going there
+    with odds f by its hash; 2 without a held-out split."""
+    return math.ceil(3 / heldout_fraction) if heldout_fraction else 2
 
 
 def builtin_path() -> Path:
@@ -190,8 +197,10 @@ def load_corpus(settings: Settings) -> Corpus:
     distinct = len(set(kept_texts))
     if distinct < 2:
         raise UsageError(
-            f"dataset {settings.dataset!r} has {distinct} distinct non-empty text: a run needs at least 2 (one to "
-            f"train on, one held out, since the split sends equal texts to the same side): give more rows"
+            f"dataset {settings.dataset!r} has {distinct} distinct non-empty text: a run needs texts on both sides "
+            f"of the train/held-out split, which sends each distinct text to one side by its hash (held out with "
+            f"odds --heldout_fraction {settings.heldout_fraction}): give at least "
+            f"{distinct_texts_needed(settings.heldout_fraction)} distinct rows"
         )
     if settings.train_rows is not None:
         # The recipe's ds.select(range(N)): train on exactly the first N rows, hold out from the rest.

@@ -13,5 +13,10 @@ class Interrupted(KeyboardInterrupt):
         self.kept = kept
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where it arrives so a run stops as under Ctrl-C; the CLI exits 143 (128 + SIGTERM), as a
+    process the signal killed would, so schedulers see what happened."""
+
+
 class RunError(RuntimeError):
     """A run that started but could not finish (e.g. the loss diverged): the message says what was kept."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
@@ -44,23 +45,21 @@ def device_info(device: torch.device) -> dict[str, Any]:
     return info
 
 
-READABLE = 0o666
-
-
-def _umask() -> int:
-    """The process umask (os.umask can only be read by setting it, so it is set back at once)."""
+def file_mode() -> int:
+    """The mode a new file gets from open() under this process's umask (0644 under 022): files made by mkstemp,
+    or by writers that go through it, are 0600 until set to it. os.umask can only be read by setting it."""
     mask = os.umask(0o022)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write JSON to a temp file in the same directory, fsync, then rename: readers never see half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(tmp, READABLE & ~_umask())  # mkstemp makes it 0600; the umask decides, as for any new file
+        os.chmod(tmp, file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, ensure_ascii=False, indent=2, allow_nan=True)
+            json.dump(strict_json(payload), handle, ensure_ascii=False, indent=2, allow_nan=False)
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
@@ -68,6 +67,18 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every NaN or infinity as None: JSON has no such numbers, and strict readers refuse a file that
+    writes them (Python's json would write NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: strict_json(inner) for key, inner in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(inner) for inner in value]
+    return value
 
 
 def command_line() -> list[str]:

@@ -7,13 +7,14 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from mlm_bench.errors import UsageError
-from mlm_bench.results import RESULTS_FILE, write_json_atomic
+from mlm_bench.results import RESULTS_FILE, file_mode, write_json_atomic
 
 RUN_FILE = "run.json"  # written when a run starts: marks an mlm-bench run and records what it was started with
 LOCK_FILE = ".lock"
@@ -175,24 +176,37 @@ def _check_resumable(path: Path, record: dict[str, Any]) -> None:
     started = _started_record(path)
     # Any of these changed mid-run would make results.json describe a run that never happened.
     for key in ("settings", "corpus_fingerprint", "versions"):
-        old, new = started.get(key), record.get(key)
-        if old != new:
-            changed = _differences(old, new) if isinstance(old, dict) and isinstance(new, dict) else [f"{old} -> {new}"]
-            raise UsageError(
-                f"{path} was started with different {key} ({'; '.join(changed)}): resume with the original "
-                "settings, data and package versions, or start a new run in another --output-dir"
-            )
+        _check_unchanged(path, key, started.get(key), record.get(key))
 
 
-def preflight(path: Path, force: bool = False, resume: bool = False) -> None:
+def _check_unchanged(path: Path, key: str, old: Any, new: Any) -> None:
+    if old != new:
+        changed = _differences(old, new) if isinstance(old, dict) and isinstance(new, dict) else [f"{old} -> {new}"]
+        raise UsageError(
+            f"{path} was started with different {key} ({'; '.join(changed)}): resume with the original "
+            "settings, data and package versions, or start a new run in another --output-dir"
+        )
+
+
+def preflight(path: Path, force: bool = False, resume: bool = False, settings: dict[str, Any] | None = None) -> None:
     """claim()'s refusals that need no data, made before any is loaded, so they come at once rather than after
-    the corpus, tokenizer and model have loaded; claim() decides again under the lock."""
+    the corpus, tokenizer and model have loaded; claim() decides again under the lock. Given the run's settings,
+    a resume with other settings is refused here too."""
     if force and resume:
         raise UsageError("--force (start over) and --resume (continue) contradict each other: pass one of them")
+    try:
+        _check_output_dir(path, force, resume, settings)
+    except OSError as err:
+        raise _unusable(path, err) from err
+
+
+def _check_output_dir(path: Path, force: bool, resume: bool, settings: dict[str, Any] | None) -> None:
     if path.exists() and not path.is_dir():
         raise UsageError(f"{path} is a file, not a directory: pass a directory as --output-dir")
     if resume:
-        _started_record(path)
+        started = _started_record(path)
+        if settings is not None:
+            _check_unchanged(path, "settings", started.get("settings"), settings)
     elif path.is_dir() and not force and any(p.name != LOCK_FILE for p in path.iterdir()):
         raise _refuse_existing(path)
     nearest = next(p for p in (path, *path.parents) if p.exists())
@@ -200,15 +214,25 @@ def preflight(path: Path, force: bool = False, resume: bool = False) -> None:
         raise UsageError(f"cannot create {path}: {nearest} is a file, not a directory: pass another --output-dir")
     if not os.access(nearest, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write to {nearest} (read-only or not permitted): pass a writable --output-dir")
+    # os.access answers yes to root on a read-only filesystem or in /proc: creating something is the real test.
+    os.rmdir(tempfile.mkdtemp(prefix=".mlm-bench-probe-", dir=nearest))
     if path.is_dir():
         _lock(path).close()  # refused now if another run holds it
+
+
+def _unusable(path: Path, err: OSError) -> UsageError:
+    reason = err.strerror or type(err).__name__
+    return UsageError(f"cannot use {path} as the output directory ({reason}): pass another --output-dir")
 
 
 def claim(path: Path, record: dict[str, Any], force: bool = False, resume: bool = False) -> RunDir:
     """Lock the run directory and decide: start fresh (empty, or --force), continue (--resume), or refuse."""
     preflight(path, force=force, resume=resume)
     created = not path.exists()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _unusable(path, err) from err
     lock = _lock(path)
     try:
         if resume:
@@ -255,8 +279,12 @@ def staging_dir(run_dir: Path) -> Path:
 
 
 def publish(staging: Path, run_dir: Path) -> None:
-    """Move each staged file into the run directory with an atomic rename, then drop the staging directory."""
+    """Move each staged file into the run directory with an atomic rename, readable as the umask allows (safetensors
+    writes the model 0600), then drop the staging directory."""
+    mode = file_mode()
     for item in staging.iterdir():
+        if item.is_file():
+            os.chmod(item, mode)
         os.replace(item, run_dir / item.name)
     staging.rmdir()
 

@@ -16,10 +16,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings
-from mlm_bench.corpus import Corpus, is_punctuation_only, load_corpus
+from mlm_bench.corpus import Corpus, distinct_texts_needed, is_punctuation_only, load_corpus
 from mlm_bench.encode import count_truncated, encode
-from mlm_bench.errors import Interrupted, RunError, UsageError
-from mlm_bench.evaluate import build_eval_set, eval_settings, evaluate_mlm, unigram_log_probs
+from mlm_bench.errors import Interrupted, RunError, Terminated, UsageError
+from mlm_bench.evaluate import EvalSet, build_eval_set, eval_settings, evaluate_mlm, unigram_log_probs
 from mlm_bench.hub import check_hub
 from mlm_bench.infer import cloze_sentences, fill_mask
 from mlm_bench.model import build_model, check_compatible, load_model
@@ -46,6 +46,7 @@ class Prepared:
     model: PreTrainedModel
     train_rows: datasets.Dataset
     heldout_rows: datasets.Dataset
+    eval_sets: dict[str, EvalSet]  # "token", and "wwm" for a whole-word run: masked before training, checked
 
 
 def _tokenizer_for(settings: Settings, corpus: Corpus) -> PreTrainedTokenizerBase:
@@ -63,8 +64,8 @@ def prepare(settings: Settings, log: Log) -> Prepared:
         distinct = len(set(corpus.train[corpus.text_column]))
         raise UsageError(
             f"no held-out rows to evaluate on: none of the corpus's {distinct} distinct texts fell on the held-out "
-            f"side at --heldout_fraction {settings.heldout_fraction} (each goes to one side by its hash, so about "
-            f"1/fraction distinct texts are needed for one to): give more rows, or raise --heldout_fraction"
+            f"side at --heldout_fraction {settings.heldout_fraction} (each goes to one side by its hash): give at "
+            f"least {distinct_texts_needed(settings.heldout_fraction)} distinct rows, or raise --heldout_fraction"
         )
     log(
         f"corpus: {settings.dataset} - {len(corpus.train)} train rows, {len(corpus.heldout)} held-out rows, "
@@ -85,7 +86,27 @@ def prepare(settings: Settings, log: Log) -> Prepared:
         )
     # Held-out texts are scored one by one, whole up to eval_max_length, whatever the training layout.
     heldout_rows = encode(corpus.heldout, corpus.text_column, tokenizer, eval_settings(settings))
-    return Prepared(corpus, tokenizer, model, train_rows, heldout_rows)
+    eval_sets = _eval_sets(settings, heldout_rows, list(corpus.heldout[corpus.text_column]), tokenizer)
+    return Prepared(corpus, tokenizer, model, train_rows, heldout_rows, eval_sets)
+
+
+def _eval_sets(
+    settings: Settings, heldout: datasets.Dataset, texts: list[str], tokenizer: PreTrainedTokenizerBase
+) -> dict[str, EvalSet]:
+    """The held-out texts masked for scoring: per token in every run (so token and wwm runs compare), per whole
+    word too in a wwm run. Refused when no position is masked: there would be nothing to score after training."""
+    token_rows = heldout.remove_columns([WORD_IDS]) if WORD_IDS in heldout.column_names else heldout
+    sets = {"token": build_eval_set(token_rows, texts, tokenizer, settings)}
+    if settings.mask == "wwm":
+        sets["wwm"] = build_eval_set(heldout, texts, tokenizer, settings, mask="wwm")
+    for kind, masked in sets.items():
+        if not masked.description["selected_tokens"]:
+            raise UsageError(
+                f"the {len(texts)} held-out texts have no position masked for scoring ({kind} masking at "
+                f"--eval_mlm_probability {settings.eval_mlm_probability}): give more held-out text (more rows, or "
+                "a higher --heldout_fraction)"
+            )
+    return sets
 
 
 def unk_rate(rows: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> float:
@@ -142,7 +163,7 @@ def run(
     started = time.perf_counter()
     if not is_main_process(settings):
         return _follow(settings, output_dir, resume)
-    preflight(output_dir, force=force, resume=resume)
+    preflight(output_dir, force=force, resume=resume, settings=settings.to_dict())
     check_hub(settings)
     prepared = prepare(settings, log)
     record = {
@@ -171,7 +192,7 @@ def run(
             ) from err
         if isinstance(err, RunError):
             raise type(err)(f"{err}; {left}") from err
-        log(f"run stopped ({type(err).__name__}): {left}")
+        log(f"run stopped ({'SIGTERM' if isinstance(err, Terminated) else type(err).__name__}): {left}")
         if isinstance(err, KeyboardInterrupt):
             raise Interrupted(kept) from err
         raise
@@ -206,22 +227,15 @@ def eval_warnings(scores: dict[str, Any]) -> list[str]:
     ]
 
 
-def _evaluate(settings: Settings, prepared: Prepared, model: PreTrainedModel) -> dict[str, Any]:
-    """`eval` under per-token masking (every run, so token and wwm runs compare), `eval_wwm` too for a wwm run,
-    and `eval_set`, naming the texts and masks both were scored on."""
-    tokenizer, heldout = prepared.tokenizer, prepared.heldout_rows
-    unigram = unigram_log_probs(prepared.train_rows, tokenizer)
-    texts = list(prepared.corpus.heldout[prepared.corpus.text_column])
-    token_rows = heldout.remove_columns([WORD_IDS]) if WORD_IDS in heldout.column_names else heldout
-    token_set = build_eval_set(token_rows, texts, tokenizer, settings)
-    scores: dict[str, Any] = {
-        "eval_set": token_set.description,
-        "eval": evaluate_mlm(model, token_set, unigram).to_dict(),
-    }
-    if settings.mask == "wwm":
-        wwm_set = build_eval_set(heldout, texts, tokenizer, settings, mask="wwm")
-        scores["eval_wwm_set"] = wwm_set.description
-        scores["eval_wwm"] = evaluate_mlm(model, wwm_set, unigram).to_dict()
+def _evaluate(prepared: Prepared, model: PreTrainedModel) -> dict[str, Any]:
+    """`eval` under per-token masking, `eval_wwm` too for a wwm run, and the sets (`eval_set`, `eval_wwm_set`)
+    naming the texts and masks they were scored on."""
+    unigram = unigram_log_probs(prepared.train_rows, prepared.tokenizer)
+    scores: dict[str, Any] = {}
+    for kind, masked in prepared.eval_sets.items():
+        suffix = "" if kind == "token" else f"_{kind}"
+        scores[f"eval{suffix}_set"] = masked.description
+        scores[f"eval{suffix}"] = evaluate_mlm(model, masked, unigram).to_dict()
     return scores
 
 
@@ -233,10 +247,8 @@ def _train_and_report(
     log(f"train: {len(prepared.train_rows)} rows of <= {settings.max_length} tokens, batch {settings.batch_size}")
     collator = build_collator(tokenizer, settings)
     summary = train(model, prepared.train_rows, collator, settings, run_dir.checkpoint_dir, run_dir.resume_from)
-    scores = _evaluate(settings, prepared, model)
-    warnings = eval_warnings(scores)
-    for warning in warnings:
-        log(f"warning: {warning}")
+    scores = _evaluate(prepared, model)
+    warnings = eval_warnings(scores)  # printed once, in the report at the end
     heldout_texts = list(corpus.heldout[column])
     cloze = cloze_sentences(heldout_texts, settings.cloze_probes, tokenizer.mask_token)
     probes = [(settings.fill_mask_probe, ""), *cloze]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 import subprocess
@@ -155,3 +156,14 @@ def test_results_get_the_mode_the_umask_gives(tmp_path, umask, mode):
     finally:
         os.umask(before)
     assert stat.S_IMODE((tmp_path / RESULTS_FILE).stat().st_mode) == mode
+
+
+def test_results_json_is_strict_json(tmp_path):
+    """NaN (one text gives no standard error) is written as null: strict JSON readers refuse NaN."""
+    write_json_atomic(tmp_path / RESULTS_FILE, {"eval": {"context_gain_stderr": math.nan, "loss": [1.0, -math.inf]}})
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"not JSON: {name}")
+
+    text = (tmp_path / RESULTS_FILE).read_text(encoding="utf-8")
+    assert json.loads(text, parse_constant=refuse) == {"eval": {"context_gain_stderr": None, "loss": [1.0, None]}}

@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,8 @@ from mlm_bench.resume import (
     is_complete,
     last_complete_checkpoint,
     preflight,
+    publish,
+    staging_dir,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,15 +202,16 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
-def test_sigterm_stops_like_ctrl_c_and_prints_the_resume_command(text_path, tmp_path):
+def test_sigterm_stops_like_ctrl_c_exits_143_and_prints_the_resume_command(text_path, tmp_path):
     out = tmp_path / "run"
     argv = _argv(text_path, out)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
         [sys.executable, "-c", TERMINATE_AT_STEP_5, *argv], cwd=REPO, env=env, capture_output=True, text=True
     )
-    assert done.returncode == cli.EXIT_INTERRUPTED, done.stderr[-2000:]
+    assert done.returncode == cli.EXIT_TERMINATED, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+    assert f"run stopped (SIGTERM): the last complete checkpoint (checkpoint-4) is kept in {out}" in done.stdout
     command = error_line(done.stderr, "mlm-bench: continue with: ")
     assert shlex.split(command) == ["mlm-bench", *argv, "--resume"]
     assert last_complete_checkpoint(out) == out / CHECKPOINTS / "checkpoint-4"
@@ -266,6 +270,21 @@ def test_output_dir_refusals_come_before_any_loading(finished, text_path, tmp_pa
     )
 
 
+def test_output_dirs_the_os_refuses_are_refused_before_loading(text_path, tmp_path, capsys, monkeypatch):
+    """Where os.access says yes but nothing can be made (/proc, even for root), or the name is too long for the
+    filesystem: one line and exit 2, before any data is loaded."""
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("data was loaded before the output directory was checked")
+
+    monkeypatch.setattr(run_module, "prepare", no_loading)
+    assert "/proc" in _message(_argv(text_path, Path("/proc/mlm-bench-run")), capsys)
+    too_long = tmp_path / ("a" * 300)
+    assert f"cannot use {too_long} as the output directory (File name too long): pass another --output-dir" in (
+        _message(_argv(text_path, too_long), capsys)
+    )
+
+
 def test_resume_needs_a_run(text_path, tmp_path, capsys):
     out = tmp_path / "nothing"
     assert "holds no run to resume (no readable run.json)" in _message(_argv(text_path, out, "--resume"), capsys)
@@ -281,3 +300,17 @@ def test_a_held_run_directory_is_refused(tmp_path):
         preflight(tmp_path / "run", force=True)  # before any data is loaded
     held.release()
     claim(tmp_path / "run", {"settings": {}}, force=True).release()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_published_files_get_the_mode_the_umask_gives(tmp_path):
+    """safetensors writes the model 0600; published into the run it is as readable as results.json."""
+    staging = staging_dir(tmp_path)
+    (staging / "model.safetensors").write_bytes(b"weights")
+    os.chmod(staging / "model.safetensors", 0o600)
+    before = os.umask(0o022)
+    try:
+        publish(staging, tmp_path)
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / "model.safetensors").stat().st_mode) == 0o644

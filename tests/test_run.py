@@ -78,6 +78,14 @@ def test_wwm_run_scores_token_and_whole_word_masking_on_the_same_texts(tmp_path:
         assert sum(part["tokens"] for part in scores["by_treatment"].values()) == scores["selected_tokens"]
 
 
+def test_held_out_texts_with_nothing_to_score_are_refused_before_training(text_file: Path) -> None:
+    """Found before the run directory exists, not after training: the masks do not depend on the model."""
+    settings = Settings(dataset=str(text_file), heldout_fraction=0.2, eval_mlm_probability=1e-9)
+    message = r"held-out texts have no position masked for scoring \(token masking .* --heldout_fraction\)"
+    with pytest.raises(UsageError, match=message):
+        prepare(settings, log=lambda _: None)
+
+
 def test_no_heldout_rows_says_what_to_change(text_file: Path) -> None:
     settings = Settings(dataset=str(text_file), heldout_fraction=0.0)
     message = r"none of the corpus's \d+ distinct texts fell on the held-out side at --heldout_fraction 0.0"
