@@ -72,6 +72,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "barrier; measured 2 threads 1.7-2x slower and 65%% IQR beside one busy core, 1 thread unchanged).",
     )
     parser.addoption(
+        "--gpu-dry-run",
+        action="store_true",
+        help="Run benchmarks/test_gpu.py on CPU with a tiny model: a check of its code, not a measurement.",
+    )
+    parser.addoption(
         "--cold-heap",
         action="store_true",
         help="Leave glibc's allocator at its defaults: every call then page-faults its large tensors afresh "
@@ -230,6 +235,7 @@ def optimizer_step(
             train_dataset=rows,
             data_collator=collator,
             sparse_head=settings.sparse_head,
+            sparse_capacity=settings.sparse_capacity,
         )
         trainer.create_optimizer_and_scheduler(num_training_steps=total_steps)
         seen: list[float] = []

@@ -1,82 +1,161 @@
-"""GPU benchmarks of the recipe's compute shape (seed-shape: BERT-base, vocab 21128, 64x384): one train step.
+"""GPU benchmarks of the recipe's compute shape (seed-shape: BERT-base, vocab 21128, batches of 64 texts of <= 384
+tokens), one optimizer step per round, in one process so the variants share the machine's state:
 
-Two variants: the recipe as written (fp32, library defaults, TF32 off) and bf16 autocast with TF32 on. Each reports
-samples/s, tokens/s and model FLOP utilisation (MFU) by two FLOP counts: the Trainer's own (6 x non-embedding
-parameters x tokens, what it sums into total_flos) and 6 x all parameters x tokens.
+- `recipe`: the recipe as written: fp32, TF32 off, unpacked rows padded to the batch's longest, dense head, eager;
+- `packed-bf16`: texts joined and cut into full 384-token rows, bf16 autocast, TF32, dense head, eager;
+- `fast`: the seed-shape-fast preset: each text masked alone, packed after masking, FlexAttention's document mask,
+  a fixed-width sparse head, bf16, TF32, fused AdamW, torch.compile.
+
+Each records non-pad tokens/s over all timed rounds, MFU (6 x parameters x non-pad tokens/s) against a bf16 matmul
+peak measured in the same process and against the datasheet, its warm-up time (compile included) and, compiled,
+the graphs torch compiled during warm-up and after it and the graph breaks. `scripts/gpu_summary.py` turns the
+--benchmark-json file into results/gpu/ JSON. With --gpu-dry-run the same code runs on CPU with a tiny model (sdpa:
+flex has no CPU backward; aot_eager): a check of this file, not a measurement.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from typing import Any
 
-import datasets
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
-from mlm_bench.config import preset
-from mlm_bench.corpus import Corpus
+from mlm_bench.config import Settings, preset
 from mlm_bench.encode import encode
-from mlm_bench.model import build_model
+from mlm_bench.model import build_model, isolate_packed_rows
 from mlm_bench.seeding import seed_everything
 
-pytestmark = pytest.mark.skipif(
-    not torch.cuda.is_available(),
-    reason="needs CUDA: the seed-shape workload (BERT-base, 64x384 tokens per step) is GPU-sized",
-)
+# Dense bf16 peaks from NVIDIA's datasheets (no sparsity), FLOP/s, by a substring of torch's device name.
+DATASHEET_BF16 = {"H200": 989.4e12, "H100 PCIe": 756.5e12, "H100": 989.4e12, "A100": 312e12}
+PEAK_SIZE, DRY_PEAK_SIZE = 8192, 512
+STEP_ROUNDS, WARMUP_ROUNDS = 30, 8  # the warm-up holds compilation and the recompile for a changed row count
+DRY_SHAPE = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 128,
+    "vocab_size": None,
+    "batch_size": 8,
+    "max_length": 128,
+    "eval_max_length": 128,
+}
 
-# Dense peaks of an H100 SXM (NVIDIA datasheet, without sparsity), in FLOP/s. MFU is quoted against bf16, the
-# number training papers use; fp32 (CUDA cores) and TF32 (tensor cores) peaks are recorded beside it.
-H100_PEAK = {"bf16": 989e12, "tf32": 494.7e12, "fp32": 66.9e12}
-STEP_ROUNDS = 20
-WARMUP_ROUNDS = 3  # CUDA context, cuBLAS heuristics and allocator warm-up stay out of the timing
+VARIANTS: dict[str, dict[str, Any]] = {
+    "recipe": {"packing": False, "sparse_head": False, "fused_adamw": False},
+    "packed-bf16": {"packing": True, "sparse_head": False, "bf16": "on", "tf32": "on", "fused_adamw": False},
+    "fast": {},
+}
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16-tf32"])
-def test_gpu_train_step(
-    benchmark,
-    record,
-    collator_for,
-    optimizer_step,
-    precision: str,
-    train_texts: datasets.Dataset,
-    corpus: Corpus,
-    tokenizer,
-):
-    """Samples/s, tokens/s and MFU of one seed-shape optimizer step (forward, backward, AdamW, scheduler)."""
-    settings = preset("seed-shape", device="cuda")
-    fast = precision != "fp32"
-    seed_everything(settings.seed, allow_tf32=fast)
+@pytest.fixture(scope="module")
+def dry_run(request: pytest.FixtureRequest) -> bool:
+    dry = request.config.getoption("--gpu-dry-run")
+    if not dry and not torch.cuda.is_available():
+        pytest.skip("needs CUDA (the seed-shape workload is GPU-sized); --gpu-dry-run checks this file on CPU")
+    return dry
+
+
+@pytest.fixture(scope="module")
+def measured_peak(dry_run: bool) -> dict[str, Any]:
+    """bf16 matmul FLOP/s measured here (median of 20 products of square matrices)."""
+    device = "cpu" if dry_run else "cuda"
+    size = DRY_PEAK_SIZE if dry_run else PEAK_SIZE
+    a, b = (torch.randn(size, size, device=device, dtype=torch.bfloat16) for _ in range(2))
+    times = []
+    for _ in range(25):
+        _synchronize(device)
+        started = time.perf_counter()
+        a @ b
+        _synchronize(device)
+        times.append(time.perf_counter() - started)
+    median = sorted(times[5:])[len(times[5:]) // 2]
+    return {"bf16_matmul_size": size, "bf16_flops_per_second": 2 * size**3 / median}
+
+
+def _synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def variant_settings(name: str, dry_run: bool) -> Settings:
+    """seed-shape-fast for `fast`; seed-shape with the variant's fields otherwise; tiny and CPU-able for a dry run."""
+    base = preset("seed-shape-fast") if name == "fast" else preset("seed-shape").replace(**VARIANTS[name])
+    if not dry_run:
+        return base.replace(device="cuda")
+    dry = base.replace(device="cpu", bf16="off", tf32="off", **DRY_SHAPE)
+    return dry.replace(attn_implementation="sdpa") if dry.attn_implementation == "flex_attention" else dry
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_gpu_train_step(benchmark, record, collator_for, optimizer_step, name, dry_run, measured_peak, train_texts,
+                        corpus, tokenizer):  # fmt: skip
+    """Non-pad tokens/s, MFU, warm-up and recompiles of one seed-shape optimizer step of this variant."""
+    settings = variant_settings(name, dry_run)
+    seed_everything(settings.seed, allow_tf32=settings.tf32 != "off" and not dry_run)
     rows = encode(train_texts, corpus.text_column, tokenizer, settings)
-    model = build_model(settings, tokenizer)
+    model = build_model(settings, tokenizer).to(settings.device)
+    if settings.flatten:
+        isolate_packed_rows(model)
+    compiled = settings.torch_compile != "off"
+    runner = torch.compile(model, backend="aot_eager" if dry_run else "inductor") if compiled else model
     collator = collator_for(settings, seed=settings.seed)
-    trainer, step, seen = optimizer_step(model, settings, rows, collator, STEP_ROUNDS + WARMUP_ROUNDS, bf16=fast)
-    batch_size = settings.batch_size
-    batches = [
-        {k: v.to(model.device) for k, v in collator([dict(r) for r in rows.select(range(i, i + batch_size))]).items()}
-        for i in range(0, len(rows) - batch_size + 1, batch_size)
-    ]
-    assert batches, f"{len(rows)} packed rows are fewer than one batch of {batch_size}"
-    cycle = iter(batches * (STEP_ROUNDS + WARMUP_ROUNDS))
-    benchmark.pedantic(step, setup=lambda: ((next(cycle),), {}), rounds=STEP_ROUNDS, warmup_rounds=WARMUP_ROUNDS)
-    assert all(math.isfinite(x) for x in seen)
-    mask = batches[0]["attention_mask"]
-    tokens, nonpad = mask.numel(), int(mask.sum())
-    median = benchmark.stats.stats.median
-    flops = {
-        "trainer": trainer.floating_point_ops(batches[0]),
-        "6nd": 6 * model.num_parameters() * tokens,
-    }
+    batches = [_on(settings.device, collator([dict(r) for r in rows.select(range(i, i + settings.batch_size))]))
+               for i in range(0, len(rows) - settings.batch_size + 1, settings.batch_size)]  # fmt: skip
+    assert batches, f"{len(rows)} rows are fewer than one batch of {settings.batch_size}"
+    bf16 = settings.bf16 != "off" and not dry_run
+    _, step, seen = optimizer_step(runner, settings, rows, collator, STEP_ROUNDS + WARMUP_ROUNDS, bf16=bf16)
+    order = [batches[i % len(batches)] for i in range(STEP_ROUNDS + WARMUP_ROUNDS)]
+    counters.clear()
+    started = time.perf_counter()
+    for batch in order[:WARMUP_ROUNDS]:
+        step(batch)
+    warmup_seconds = time.perf_counter() - started
+    graphs_after_warmup = counters["stats"]["unique_graphs"]
+    timed = iter(order[WARMUP_ROUNDS:])
+    benchmark.pedantic(step, setup=lambda: ((next(timed),), {}), rounds=STEP_ROUNDS, warmup_rounds=0)
+    assert all(math.isfinite(x) for x in seen), seen
+    nonpad = sum(int(b["attention_mask"].sum()) for b in order[WARMUP_ROUNDS:])
+    tokens = sum(b["attention_mask"].numel() for b in order[WARMUP_ROUNDS:])
+    seconds = sum(benchmark.stats.stats.data)
+    per_second = nonpad / seconds
+    flops = 6 * model.num_parameters() * per_second
+    datasheet = _datasheet_peak(settings.device)
     record(
-        samples=batch_size,
-        tokens=tokens,
-        nonpad_tokens=nonpad,
-        device=model.device,
+        samples=settings.batch_size,
+        tokens=tokens // STEP_ROUNDS,
+        nonpad_tokens=nonpad // STEP_ROUNDS,
+        device=torch.device(settings.device),
+        variant=name,
+        dry_run=dry_run,
         losses={f"call_{i}": loss for i, loss in enumerate(seen)},
-        precision=precision,
-        flops_per_step=flops,
-        achieved_tflops={k: v / median / 1e12 for k, v in flops.items()},
-        mfu_vs_h100_bf16={k: v / median / H100_PEAK["bf16"] for k, v in flops.items()},
-        peak_flops_assumed=H100_PEAK,
-        peak_note="H100 SXM dense peaks; on another GPU divide achieved_tflops by its own peak",
+        nonpad_tokens_per_second_all_rounds=per_second,
+        model_flops_per_second=flops,
+        parameters=model.num_parameters(),
+        measured_peak=measured_peak,
+        mfu_vs_measured_peak=flops / measured_peak["bf16_flops_per_second"],
+        datasheet_bf16_flops_per_second=datasheet,
+        mfu_vs_datasheet=flops / datasheet if datasheet else None,
+        warmup_steps=WARMUP_ROUNDS,
+        warmup_seconds=warmup_seconds,
+        compiled=compiled,
+        graphs_compiled_in_warmup=graphs_after_warmup,
+        graphs_compiled_after_warmup=counters["stats"]["unique_graphs"] - graphs_after_warmup,
+        graph_breaks=sum(counters["graph_break"].values()),
         settings=settings.to_dict(),
     )
+    if compiled:
+        assert counters["stats"]["unique_graphs"] == graphs_after_warmup, "torch compiled again after the warm-up"
+
+
+def _on(device: str, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+
+
+def _datasheet_peak(device: str) -> float | None:
+    if device != "cuda":
+        return None
+    name = torch.cuda.get_device_name()
+    return next((peak for key, peak in DATASHEET_BF16.items() if key in name), None)
