@@ -243,11 +243,12 @@ def cmd_fingerprint(argv: Sequence[str]) -> int:
     args.dir = args.dir.resolve()  # every message then says where, whatever directory it ran from
     from mlm_bench import accepted
     from mlm_bench import fingerprint as fp
+    from mlm_bench.contract import ContractViolation
 
     key = fp.version_key()
     try:
         current = fp.fingerprint(*fp.fingerprint_inputs())
-    except AssertionError as err:
+    except ContractViolation as err:
         print(f"mlm-bench: masking contract violated on {key}: {err}", file=sys.stderr)
         return 1
     known = fp.stored(args.dir) if args.dir.is_dir() else {}

@@ -1,4 +1,4 @@
-"""Contract: what masking and pretraining must do on any library version, as checks that raise AssertionError.
+"""Contract: what masking and pretraining must do on any library version, as checks that raise ContractViolation.
 
 They live in the package, not in tests/, because `mlm-bench fingerprint` runs them on the installed versions and a
 user who swaps in their own collator can check it the same way; the test suite runs them on real and generated
@@ -27,6 +27,11 @@ NO_WORD = -1
 
 Example = Mapping[str, Sequence[int]]
 Collator = Callable[[list[dict[str, Any]]], Mapping[str, torch.Tensor]]
+
+
+class ContractViolation(AssertionError):
+    """A contract check failed. Its own class, so a caller catches this and not any assert inside torch or
+    transformers; an AssertionError still, so pytest reports it as a failed check."""
 
 
 def binomial_interval(n: int, p_low: float, p_high: float | None = None, alpha: float = ALPHA) -> tuple[int, int]:
@@ -62,7 +67,7 @@ def check_binomial(
     lo, hi = binomial_interval(n, p_low, p_high, alpha)
     if not lo <= count <= hi:
         p = f"{p_low}" if p_high is None or p_high == p_low else f"[{p_low:.6g}, {p_high:.6g}]"
-        raise AssertionError(
+        raise ContractViolation(
             f"{what}: {count} of {n} ({count / max(n, 1):.4f}) is outside [{lo}, {hi}], the interval a correct "
             f"collator (p={p}) leaves with probability < {alpha:.1e}"
         )
@@ -124,16 +129,18 @@ def check_layout(
     """input_ids, attention_mask and labels, all int64 of shape (rows, padded length); nothing else left behind."""
     missing = BATCH_KEYS - set(batch)
     if missing:
-        raise AssertionError(f"batch lacks {sorted(missing)}; it has {sorted(batch)}")
+        raise ContractViolation(f"batch lacks {sorted(missing)}; it has {sorted(batch)}")
     leftover = set(batch) - BATCH_KEYS - {"token_type_ids"}
     if leftover:
-        raise AssertionError(f"batch carries {sorted(leftover)} to the model; only {sorted(BATCH_KEYS)} belong there")
+        raise ContractViolation(
+            f"batch carries {sorted(leftover)} to the model; only {sorted(BATCH_KEYS)} belong there"
+        )
     shape = (len(examples), expected_length(examples, pad_to_multiple_of))
     for key in sorted(batch):
         value = batch[key]
         if not isinstance(value, torch.Tensor) or value.dtype != torch.long or tuple(value.shape) != shape:
             got = (getattr(value, "dtype", type(value)), tuple(getattr(value, "shape", ())))
-            raise AssertionError(f"batch[{key!r}] is {got}, expected torch.int64 of shape {shape}")
+            raise ContractViolation(f"batch[{key!r}] is {got}, expected torch.int64 of shape {shape}")
 
 
 def _first(where: torch.Tensor) -> str:
@@ -146,28 +153,28 @@ def check_labels(batch: Mapping[str, torch.Tensor], ref: Reference) -> None:
     labels = batch["labels"]
     wrong = (labels != IGNORE_INDEX) & (labels != ref.input_ids)
     if wrong.any():
-        raise AssertionError(f"labels neither -100 nor the original id at {_first(wrong)}")
+        raise ContractViolation(f"labels neither -100 nor the original id at {_first(wrong)}")
 
 
 def check_unselected_kept(batch: Mapping[str, torch.Tensor], ref: Reference) -> None:
     """A position that carries no label keeps its input id."""
     changed = (batch["labels"] == IGNORE_INDEX) & (batch["input_ids"] != ref.input_ids)
     if changed.any():
-        raise AssertionError(f"input ids changed where nothing was selected at {_first(changed)}")
+        raise ContractViolation(f"input ids changed where nothing was selected at {_first(changed)}")
 
 
 def check_specials_never_selected(batch: Mapping[str, torch.Tensor], ref: Reference) -> None:
     """No special token and no padding position carries a label."""
     labelled = (batch["labels"] != IGNORE_INDEX) & ref.special
     if labelled.any():
-        raise AssertionError(f"special or padding positions selected at {_first(labelled)}")
+        raise ContractViolation(f"special or padding positions selected at {_first(labelled)}")
 
 
 def check_attention_mask(batch: Mapping[str, torch.Tensor], ref: Reference) -> None:
     """attention_mask is the rows' own mask, padded with 0: masking never touches it."""
     changed = batch["attention_mask"] != ref.attention_mask
     if changed.any():
-        raise AssertionError(f"attention_mask differs from the padded input mask at {_first(changed)}")
+        raise ContractViolation(f"attention_mask differs from the padded input mask at {_first(changed)}")
 
 
 def check_replacements_in_vocab(batch: Mapping[str, torch.Tensor], vocab_size: int) -> None:
@@ -175,7 +182,7 @@ def check_replacements_in_vocab(batch: Mapping[str, torch.Tensor], vocab_size: i
     ids = batch["input_ids"]
     bad = (ids < 0) | (ids >= vocab_size)
     if bad.any():
-        raise AssertionError(f"input ids outside the vocabulary [0, {vocab_size}) at {_first(bad)}")
+        raise ContractViolation(f"input ids outside the vocabulary [0, {vocab_size}) at {_first(bad)}")
 
 
 @dataclass(frozen=True)
@@ -262,7 +269,7 @@ def check_contract(
     before = copy.deepcopy([dict(e) for e in examples])
     batch = dict(collator([dict(e) for e in examples]))
     if [dict(e) for e in examples] != before:
-        raise AssertionError("the collator changed its input rows")
+        raise ContractViolation("the collator changed its input rows")
     check_layout(batch, examples, pad_to_multiple_of)
     ref = reference(examples, tokenizer, batch["input_ids"].shape[1])
     check_labels(batch, ref)
@@ -283,11 +290,11 @@ def check_seeding(
     a, b = first([dict(e) for e in examples]), again([dict(e) for e in examples])
     for key in a:
         if not torch.equal(a[key], b[key]):
-            raise AssertionError(f"seed {seeds[0]} gave two different {key!r}: the collator ignores its seed")
+            raise ContractViolation(f"seed {seeds[0]} gave two different {key!r}: the collator ignores its seed")
     if eligible >= 48:
         other = make_collator(seeds[1])([dict(e) for e in examples])
         if all(torch.equal(a[key], other[key]) for key in ("input_ids", "labels")):
-            raise AssertionError(f"seeds {seeds[0]} and {seeds[1]} gave identical batches: the seed is not used")
+            raise ContractViolation(f"seeds {seeds[0]} and {seeds[1]} gave identical batches: the seed is not used")
 
 
 def check_rows(
@@ -330,7 +337,7 @@ def check_whole_words(batch: Mapping[str, torch.Tensor], ref: Reference, mask_to
     """Each word (a run of equal word ids outside specials) is selected whole or not at all; returns the tallies
     (a word counts as [MASK]ed or kept only if all its tokens are) for the rate checks of its single treatment."""
     if ref.word_ids is None:
-        raise AssertionError("the rows carry no word_ids: encode them with mask='wwm'")
+        raise ContractViolation("the rows carry no word_ids: encode them with mask='wwm'")
     inside = (ref.word_ids != NO_WORD) & ~ref.special
     flat = ref.word_ids.masked_fill(~inside, NO_WORD)
     previous = torch.nn.functional.pad(flat[:, :-1], (1, 0), value=NO_WORD)
@@ -351,7 +358,7 @@ def check_whole_words(batch: Mapping[str, torch.Tensor], ref: Reference, mask_to
     if partial.any():
         first = int(torch.nonzero(partial)[0])
         row, col = (int(i) for i in torch.nonzero(starts)[first])
-        raise AssertionError(f"{int(partial.sum())} word(s) only partly selected, first at row {row}, column {col}")
+        raise ContractViolation(f"{int(partial.sum())} word(s) only partly selected, first at row {row}, column {col}")
     whole = chosen == length
     masked = whole & (per_word(ids == mask_token_id) == length)
     kept = whole & ~masked & (per_word(ids == original) == length)
@@ -374,7 +381,7 @@ def check_word_rates(counts: WordCounts, mlm_probability: float, vocab_size: int
     slack = hoeffding_halfwidth(counts.squared_lengths, alpha / 3)
     expected = mlm_probability * counts.tokens
     if abs(counts.selected_tokens - expected) > slack:
-        raise AssertionError(
+        raise ContractViolation(
             f"selected tokens: {counts.selected_tokens} of {counts.tokens} is more than {slack:.1f} (Hoeffding, "
             f"alpha {alpha / 3:.1e}) from the target {expected:.1f}"
         )
@@ -392,20 +399,20 @@ def check_max_length(rows: Sequence[Sequence[int]], max_length: int) -> None:
     """No encoded row is longer than max_length."""
     longest = max((len(r) for r in rows), default=0)
     if longest > max_length:
-        raise AssertionError(f"an encoded row has {longest} tokens, more than max_length {max_length}")
+        raise ContractViolation(f"an encoded row has {longest} tokens, more than max_length {max_length}")
 
 
 def check_unk_rate(rate: float, limit: float = 0.005) -> None:
     """The tokenizer knows the held-out text: at most `limit` of its tokens are [UNK]."""
     if not 0.0 <= rate <= limit:
-        raise AssertionError(f"held-out UNK rate {rate:.4f} exceeds {limit}: the tokenizer lost its vocabulary")
+        raise ContractViolation(f"held-out UNK rate {rate:.4f} exceeds {limit}: the tokenizer lost its vocabulary")
 
 
 def check_initial_loss(loss: float, vocab_size: int, tolerance: float = 0.01) -> None:
     """A freshly initialised MLM predicts nearly uniformly: its loss is within `tolerance` (relative) of ln V."""
     target = math.log(vocab_size)
     if not math.isfinite(loss) or loss <= 0 or abs(loss - target) > tolerance * target:
-        raise AssertionError(f"initial MLM loss {loss:.4f} is not within {tolerance:.0%} of ln V = {target:.4f}")
+        raise ContractViolation(f"initial MLM loss {loss:.4f} is not within {tolerance:.0%} of ln V = {target:.4f}")
 
 
 def check_training_progress(
@@ -414,18 +421,18 @@ def check_training_progress(
     """A few optimizer steps change every trainable tensor and lower the loss on a fixed batch; losses are finite."""
     for name, loss in (("before", loss_before), ("after", loss_after)):
         if not math.isfinite(loss) or loss <= 0:
-            raise AssertionError(f"loss {name} training is {loss}: it must be finite and positive")
+            raise ContractViolation(f"loss {name} training is {loss}: it must be finite and positive")
     unchanged = [n for n, p in model.named_parameters() if p.requires_grad and torch.equal(p, weights_before[n])]
     if unchanged:
-        raise AssertionError(f"training left {len(unchanged)} parameter tensors unchanged, e.g. {unchanged[:3]}")
+        raise ContractViolation(f"training left {len(unchanged)} parameter tensors unchanged, e.g. {unchanged[:3]}")
     if not loss_after < loss_before:
-        raise AssertionError(f"training did not lower the loss: {loss_before:.4f} -> {loss_after:.4f}")
+        raise ContractViolation(f"training did not lower the loss: {loss_before:.4f} -> {loss_after:.4f}")
 
 
 def check_schedule(logged: Sequence[float], expected: Sequence[float], rel: float = 1e-6) -> None:
     """The learning rate at each step equals the configured schedule's value."""
     if len(logged) != len(expected):
-        raise AssertionError(f"{len(logged)} learning rates logged for {len(expected)} steps")
+        raise ContractViolation(f"{len(logged)} learning rates logged for {len(expected)} steps")
     for step, (got, want) in enumerate(zip(logged, expected, strict=True), start=1):
         if not math.isclose(got, want, rel_tol=rel, abs_tol=1e-12):
-            raise AssertionError(f"step {step}: learning rate {got:.6g}, the schedule says {want:.6g}")
+            raise ContractViolation(f"step {step}: learning rate {got:.6g}, the schedule says {want:.6g}")

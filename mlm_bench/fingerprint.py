@@ -123,7 +123,7 @@ def fingerprint(
     tokenizer: PreTrainedTokenizerBase, token_rows: datasets.Dataset, wwm_rows: datasets.Dataset
 ) -> dict[str, Any]:
     """Token ids of fixed texts, digests of seeded token and whole-word batches, and a seeded model's first loss;
-    raises AssertionError if the masking contract fails on the fixed batches."""
+    raises contract.ContractViolation if the masking contract fails on the fixed batches."""
     found = versions()
     token = _collated(tokenizer, token_rows, "token")
     wwm = _collated(tokenizer, wwm_rows, "wwm")

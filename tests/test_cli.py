@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from transformers import HfArgumentParser
 
+import mlm_bench
 from mlm_bench import cli
 from mlm_bench.cli import context_verdict, main
 from mlm_bench.config import PRESETS
@@ -184,3 +186,12 @@ def _scores(gain: float, error: float = 0.02) -> tuple[dict, dict]:
 )
 def test_context_verdict_says_plainly_when_there_is_none(gain: float, error: float, verdict: str) -> None:
     assert context_verdict(*_scores(gain, error)).startswith(verdict)
+
+
+def test_python_dash_m_mlm_bench_is_the_command() -> None:
+    done = subprocess.run([sys.executable, "-m", "mlm_bench", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("usage: mlm-bench COMMAND"), done.stderr
+
+
+def test_version_is_the_installed_distribution() -> None:
+    assert mlm_bench.__version__ == importlib.metadata.version("mlm-bench")

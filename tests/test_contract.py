@@ -130,7 +130,7 @@ def test_selection_rate_passes_at_015_and_fails_at_020(tokenizer, heldout_rows):
     good, _ = tally(lambda s: MlmCollator(tokenizer, mlm_probability=0.15, seed=s), heldout_rows, tokenizer)
     contract.check_selection_rate(good, 0.15)
     bad, _ = tally(lambda s: SelectsAt20(tokenizer, mlm_probability=0.15, seed=s), heldout_rows, tokenizer)
-    with pytest.raises(AssertionError, match="selected tokens"):
+    with pytest.raises(contract.ContractViolation, match="selected tokens"):
         contract.check_selection_rate(bad, 0.15)
 
 
@@ -161,7 +161,7 @@ def test_pooled_rate_check_tells_016_from_015(tokenizer, heldout_rows):
     good = pooled_rate(lambda s: MlmCollator(tokenizer, mlm_probability=0.15, seed=s), heldout_rows, tokenizer, needed)
     contract.check_selection_rate(good, 0.15)
     bad = pooled_rate(lambda s: SelectsAt16(tokenizer, mlm_probability=0.15, seed=s), heldout_rows, tokenizer, needed)
-    with pytest.raises(AssertionError, match="selected tokens"):
+    with pytest.raises(contract.ContractViolation, match="selected tokens"):
         contract.check_selection_rate(bad, 0.15)
 
 
@@ -183,7 +183,7 @@ def test_split_check_reports_90_5_5(tokenizer, heldout_rows):
         heldout_rows,
         tokenizer,
     )
-    with pytest.raises(AssertionError, match=r"selected tokens -> \[MASK\]|kept|random"):
+    with pytest.raises(contract.ContractViolation, match=r"selected tokens -> \[MASK\]|kept|random"):
         contract.check_replacement_split(counts, len(tokenizer))
 
 
@@ -203,7 +203,7 @@ def test_split_check_reports_90_5_5(tokenizer, heldout_rows):
 def test_per_batch_checks_report_breakage(tokenizer, unpacked_rows, broken, message):
     """Each per-batch property's check reports a collator that breaks exactly that property (on padded rows)."""
     examples = [dict(r) for r in unpacked_rows.select(range(16))]
-    with pytest.raises(AssertionError, match=message):
+    with pytest.raises(contract.ContractViolation, match=message):
         contract.check_contract(broken(tokenizer, seed=3), examples, tokenizer)
 
 
@@ -212,7 +212,7 @@ def test_layout_check_reports_ignored_pad_to_multiple_of(tokenizer, unpacked_row
     examples = [dict(r) for r in unpacked_rows if len(r["input_ids"]) % 8][:4]
     assert examples, "need rows whose length is not a multiple of 8"
     longest = max(len(e["input_ids"]) for e in examples)
-    with pytest.raises(AssertionError, match=f"of shape \\(4, {-(-longest // 8) * 8}\\)"):
+    with pytest.raises(contract.ContractViolation, match=f"of shape \\(4, {-(-longest // 8) * 8}\\)"):
         contract.check_contract(MlmCollator(tokenizer, pad_to_multiple_of=None, seed=1), examples, tokenizer, 8)
 
 
@@ -220,7 +220,7 @@ def test_layout_check_reports_ignored_pad_to_multiple_of(tokenizer, unpacked_row
 def test_seeding_check_reports_broken_seeding(tokenizer, heldout_rows, broken, message):
     """A collator that ignores its seed, or uses one seed for all, is reported."""
     examples = [dict(r) for r in heldout_rows.select(range(8))]
-    with pytest.raises(AssertionError, match=message):
+    with pytest.raises(contract.ContractViolation, match=message):
         contract.check_seeding(lambda s: broken(tokenizer, seed=s), examples, (11, 12), eligible=400)
 
 
@@ -231,7 +231,7 @@ def test_whole_word_check_reports_token_masking(tokenizer, wwm_rows):
     batch, ref = contract.check_contract(
         lambda rows: collator([{k: v for k, v in r.items() if k != WORD_IDS} for r in rows]), examples, tokenizer
     )
-    with pytest.raises(AssertionError, match="partly selected"):
+    with pytest.raises(contract.ContractViolation, match="partly selected"):
         contract.check_whole_words(batch, ref, tokenizer.mask_token_id)
 
 
@@ -247,7 +247,7 @@ def test_whole_word_check_reports_token_masking(tokenizer, wwm_rows):
 def test_word_rate_checks_report_breakage(tokenizer, wwm_rows, make, message):
     """The word checks report whole-word masking at 0.20, split 90/5/5, or treated per token instead of per word."""
     _, words = tally(lambda s: make(tokenizer, s), wwm_rows, tokenizer, words=True)
-    with pytest.raises(AssertionError, match=message):
+    with pytest.raises(contract.ContractViolation, match=message):
         contract.check_word_rates(words, 0.15, len(tokenizer))
 
 
@@ -264,7 +264,7 @@ def test_binomial_interval_is_exact(n, p, alpha):
 @pytest.mark.parametrize("loss", [0.0, math.nan, 1.1 * math.log(4669), 0.9 * math.log(4669)])
 def test_initial_loss_check_reports_wrong_losses(loss):
     """A zero, NaN, or 10%-scaled initial loss is reported."""
-    with pytest.raises(AssertionError, match="initial MLM loss"):
+    with pytest.raises(contract.ContractViolation, match="initial MLM loss"):
         contract.check_initial_loss(loss, 4669)
 
 
@@ -272,26 +272,26 @@ def test_training_check_reports_no_progress():
     """Unchanged weights, a loss that did not fall, or a non-finite loss are reported."""
     model = torch.nn.Linear(2, 2)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters()}
-    with pytest.raises(AssertionError, match="unchanged"):
+    with pytest.raises(contract.ContractViolation, match="unchanged"):
         contract.check_training_progress(2.0, 1.0, frozen, model)
     with torch.no_grad():
         model.weight.add_(1.0)
         model.bias.add_(1.0)
-    with pytest.raises(AssertionError, match="did not lower"):
+    with pytest.raises(contract.ContractViolation, match="did not lower"):
         contract.check_training_progress(1.0, 1.0, frozen, model)
-    with pytest.raises(AssertionError, match="finite and positive"):
+    with pytest.raises(contract.ContractViolation, match="finite and positive"):
         contract.check_training_progress(1.0, math.inf, frozen, model)
 
 
 def test_schedule_check_reports_a_wrong_step():
     """A learning rate that differs from the schedule at one step is reported with that step."""
-    with pytest.raises(AssertionError, match="step 2"):
+    with pytest.raises(contract.ContractViolation, match="step 2"):
         contract.check_schedule([1e-3, 5e-4], [1e-3, 6e-4])
 
 
 def test_unk_and_length_checks_report_breakage():
     """An UNK rate above 0.5% and a row longer than max_length are reported."""
-    with pytest.raises(AssertionError, match="UNK rate"):
+    with pytest.raises(contract.ContractViolation, match="UNK rate"):
         contract.check_unk_rate(0.01)
-    with pytest.raises(AssertionError, match="more than max_length"):
+    with pytest.raises(contract.ContractViolation, match="more than max_length"):
         contract.check_max_length([[1] * 65], 64)

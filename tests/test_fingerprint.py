@@ -111,3 +111,15 @@ def test_cli_fails_on_a_contract_violation(tmp_path, capsys, monkeypatch):
     assert main(["fingerprint", "--dir", str(tmp_path)]) == 1
     assert "masking contract violated" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.usefixtures("fixture_inputs")
+def test_a_stray_assertion_is_not_reported_as_a_contract_violation(tmp_path, monkeypatch):
+    """An assert failing inside a library is a bug to see whole, not a masking contract violation."""
+
+    def library_bug(*args, **kwargs):
+        raise AssertionError("inside a library")
+
+    monkeypatch.setattr(fp, "fingerprint", library_bug)
+    with pytest.raises(AssertionError, match="inside a library"):
+        main(["fingerprint", "--dir", str(tmp_path)])
