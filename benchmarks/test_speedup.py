@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -49,7 +50,8 @@ def test_fast_vs_seed(
     heap: str,
     request: pytest.FixtureRequest,
 ) -> None:
-    """`fast` trains on the seed-style run's rows >=4x faster per non-pad token, to an eval loss no worse.
+    """`fast` against the seed-style run on the same rows: the speedup per non-pad token is recorded (the gate
+    judges the fast run's time; no timing is asserted here), and the eval loss must be no worse.
 
     Both runs draw the same rows in the same order with the same masks (flatten only packs them after masking)
     and tiny-zh has no dropout, so `fast` repeats the seed-style training in another layout: its loss may differ
@@ -68,22 +70,10 @@ def test_fast_vs_seed(
     benchmark.extra_info.update(
         {
             "speedup_nonpad_tokens_per_s": speedup,
-            "eval_loss_fast": fast_eval.loss,
-            "eval_loss_seed": seed_eval.loss,
-            "eval_loss_difference": fast_eval.loss - seed_eval.loss,
+            **_side_by_side({"seed": seed_summary, "fast": fast_summary}, {"seed": seed_eval, "fast": fast_eval}),
             "max_weight_difference": _max_weight_difference(fast_model, seed_model),
             "unigram_loss": seed_eval.unigram_loss,
-            "context_gain_fast": fast_eval.context_gain,
-            "context_gain_seed": seed_eval.context_gain,
             "eval_set": workload.eval_set.description,
-            "pad_fraction_fast": fast_summary.pad_fraction,
-            "pad_fraction_seed": seed_summary.pad_fraction,
-            "nonpad_tokens_fast": _nonpad(fast_summary),
-            "nonpad_tokens_seed": _nonpad(seed_summary),
-            "nonpad_tokens_per_s_fast": fast_summary.nonpad_tokens_per_second,
-            "nonpad_tokens_per_s_seed": seed_summary.nonpad_tokens_per_second,
-            "steps_fast": fast_summary.steps,
-            "steps_seed": seed_summary.steps,
             "settings_fast": quick.to_dict(),
             "settings_seed": seed.to_dict(),
             "torch_threads": torch_threads,
@@ -100,10 +90,24 @@ def test_fast_vs_seed(
         f"context gain {fast_eval.context_gain:+.3f} / {seed_eval.context_gain:+.3f} nats"
     )
     assert round(_nonpad(fast_summary)) == round(_nonpad(seed_summary))  # the same rows
-    assert speedup >= 4.0, f"fast is only {speedup:.2f}x the seed-style non-pad tokens/s"
     assert fast_eval.loss <= seed_eval.loss + ROUNDING, (
         f"fast eval loss {fast_eval.loss:.7f} > seed-style {seed_eval.loss:.7f} by more than float rounding"
     )
+
+
+def _side_by_side(summaries: dict[str, TrainSummary], evals: dict[str, Any]) -> dict[str, Any]:
+    """Each run's throughput, padding, steps and eval, keyed `<figure>_<run>`, and the eval loss difference."""
+    out: dict[str, Any] = {"eval_loss_difference": evals["fast"].loss - evals["seed"].loss}
+    for run, summary in summaries.items():
+        out |= {
+            f"eval_loss_{run}": evals[run].loss,
+            f"context_gain_{run}": evals[run].context_gain,
+            f"pad_fraction_{run}": summary.pad_fraction,
+            f"nonpad_tokens_{run}": _nonpad(summary),
+            f"nonpad_tokens_per_s_{run}": summary.nonpad_tokens_per_second,
+            f"steps_{run}": summary.steps,
+        }
+    return out
 
 
 def _max_weight_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, pipeline
+from transformers import Pipeline, PreTrainedModel, PreTrainedTokenizerBase, pipeline
 
 _SENTENCE_END = re.compile(r"(?<=[。！？])")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -25,11 +25,13 @@ def cloze_sentences(texts: list[str], count: int, mask_token: str) -> list[tuple
     return probes
 
 
-def fill_mask(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], top_k: int = 5
-) -> list[list[dict[str, Any]]]:
-    """Top-k predictions for the mask in each text, via pipeline('fill-mask') as the recipe calls it."""
-    fill = pipeline("fill-mask", model=model, tokenizer=tokenizer, device=model.device)
+def fill_mask_pipeline(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> Pipeline:
+    """pipeline('fill-mask') on the model and tokenizer, as the recipe builds it: built once, called per probe."""
+    return pipeline("fill-mask", model=model, tokenizer=tokenizer, device=model.device)
+
+
+def fill_mask(fill: Pipeline, texts: list[str], top_k: int = 5) -> list[list[dict[str, Any]]]:
+    """Top-k predictions for the mask in each text, best first, as plain JSON-ready dicts."""
     out = []
     for text in texts:
         predictions = fill(text, top_k=top_k)

@@ -21,7 +21,7 @@ from mlm_bench.encode import count_truncated, encode
 from mlm_bench.errors import Interrupted, RunError, Terminated, UsageError
 from mlm_bench.evaluate import EvalSet, build_eval_set, eval_settings, evaluate_mlm, unigram_log_probs
 from mlm_bench.hub import check_hub
-from mlm_bench.infer import cloze_sentences, fill_mask
+from mlm_bench.infer import cloze_sentences, fill_mask, fill_mask_pipeline
 from mlm_bench.model import build_model, check_compatible, load_model
 from mlm_bench.results import RESULTS_FILE, command_line, device_info, versions, write_json_atomic
 from mlm_bench.resume import RunDir, claim, follow, preflight, publish, staging_dir
@@ -252,7 +252,7 @@ def _train_and_report(
     heldout_texts = list(corpus.heldout[column])
     cloze = cloze_sentences(heldout_texts, settings.cloze_probes, tokenizer.mask_token)
     probes = [(settings.fill_mask_probe, ""), *cloze]
-    predictions = fill_mask(model, tokenizer, [text for text, _ in probes])
+    predictions = fill_mask(fill_mask_pipeline(model, tokenizer), [text for text, _ in probes])
     if save:
         staging = staging_dir(run_dir.path)
         model.save_pretrained(str(staging))

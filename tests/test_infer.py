@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import BertConfig, BertForMaskedLM
 
-from mlm_bench.infer import cloze_sentences, fill_mask
+from mlm_bench.infer import cloze_sentences, fill_mask, fill_mask_pipeline
 
 
 def test_cloze_masks_a_middle_character_of_a_short_sentence() -> None:
@@ -24,7 +24,7 @@ def test_fill_mask_top5_from_the_pipeline(tokenizer) -> None:
             vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
         )
     ).eval()
-    (top,) = fill_mask(model, tokenizer, ["今天[MASK]情很好"])
+    (top,) = fill_mask(fill_mask_pipeline(model, tokenizer), ["今天[MASK]情很好"])
     scores = [p["score"] for p in top]
     assert len(top) == 5 and scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1
     assert {"token_str", "token", "score"} == set(top[0])

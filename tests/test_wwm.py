@@ -78,13 +78,35 @@ def test_word_ids_follow_the_gold_segmentation(corpus, tokenizer, tiny_settings)
             assert text[spans[positions[0]][0] : spans[positions[-1]][1]] == word
 
 
+def check_words_adjacent(word_ids: list[int]) -> None:
+    """Between two specials (one text, or the part of it a packed row holds) the word ids run 0, 1, 2, ... (or on
+    from where the row cut the text): each word's tokens adjacent, no word skipped or repeated."""
+    text: list[int] = []
+    for w in [*word_ids, NO_WORD]:
+        if w != NO_WORD:
+            text.append(w)
+            continue
+        runs = [w for i, w in enumerate(text) if i == 0 or text[i - 1] != w]
+        if runs:
+            assert runs == list(range(runs[0], runs[0] + len(runs))), runs
+        text = []
+
+
 def test_word_ids_survive_packing(wwm_rows, tiny_settings):
     """Packed rows keep one word id per token; a word's tokens are adjacent and specials carry none."""
     for row in wwm_rows:
         assert len(row[WORD_IDS]) == len(row["input_ids"]) == tiny_settings.max_length
         assert all((w == NO_WORD) == bool(s) for w, s in zip(row[WORD_IDS], row["special_tokens_mask"], strict=True))
-        runs = [w for i, w in enumerate(row[WORD_IDS]) if w != NO_WORD and (i == 0 or row[WORD_IDS][i - 1] != w)]
-        assert len(runs) == len(set(zip(runs, range(len(runs)), strict=True)))
+        check_words_adjacent(row[WORD_IDS])
+
+
+def test_adjacency_check_fails_on_a_split_word(wwm_rows):
+    """Test of the test above: a word id that comes back after another word is reported."""
+    word_ids = list(wwm_rows[0][WORD_IDS])
+    first = next(i for i, w in enumerate(word_ids) if w != NO_WORD and word_ids[i + 1] not in (w, NO_WORD))
+    word_ids[first + 2] = word_ids[first]
+    with pytest.raises(AssertionError):
+        check_words_adjacent(word_ids)
 
 
 def test_jieba_segments_text_without_gold_words(tokenizer, tiny_settings):
