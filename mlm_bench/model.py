@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import transformers
 from accelerate.utils import extract_model_from_parallel
 from torch.nn import functional as F
 from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
-from transformers.masking_utils import find_packed_sequence_indices
 
+from mlm_bench.compat import block_mask_argument, packed_texts
 from mlm_bench.config import Settings
 from mlm_bench.errors import UsageError
 
@@ -23,7 +22,6 @@ IGNORE_INDEX = -100
 SELECTED = "_mlm_bench_selected"
 # Marks an encoder that already carries the block-mask hook, so a second train() does not stack another.
 ISOLATING = "_mlm_bench_isolating"
-TRANSFORMERS_MAJOR = int(transformers.__version__.split(".")[0])
 
 
 def build_model(settings: Settings, tokenizer: PreTrainedTokenizerBase) -> BertForMaskedLM:
@@ -109,9 +107,9 @@ def isolate_packed_rows(model: PreTrainedModel) -> None:
     attend only within themselves, as if each were alone in its own padded row.
 
     BERT reads packing from position ids on neither 4.57 nor 5.x, so a pre-hook on the encoder turns them into a
-    block-diagonal attention mask: transformers' own find_packed_sequence_indices starts a new text wherever the
-    positions do not go up by one. Under flex_attention (5.x) the mask is a BlockMask: cost grows with the texts'
-    lengths, not the row's, which is what variable-length kernels give.
+    block-diagonal attention mask (compat.packed_texts: a new text wherever the positions do not go up by one).
+    Under flex_attention (5.x) the mask is a BlockMask: cost grows with the texts' lengths, not the row's, which is
+    what variable-length kernels give.
     """
     check_flattenable(model)
     if not getattr(model.base_model, ISOLATING, False):
@@ -136,7 +134,7 @@ def _block_diagonal_mask(
     if positions is None or padding is None or padding.dim() != 2:
         return None
     # Padding tokens (position 0 after a text) each come out as a text of their own.
-    rows = find_packed_sequence_indices(positions)
+    rows = packed_texts(positions)
     # 5.x says "nothing packed" with None (in eager mode only). 4.57's all zeros get a mask equal to the padding
     # mask: asking the tensor whether any text is packed would stop torch.compile's graph there (a host read).
     if rows is None:
@@ -148,15 +146,7 @@ def _block_diagonal_mask(
     # row is ever fully blocked, and the -inf that finfo(float32).min becomes under bf16 autocast is harmless.
     keys = padding.bool()[:, None, :] | torch.eye(padding.shape[1], dtype=torch.bool, device=padding.device)
     allowed = (rows[:, :, None] == rows[:, None, :]) & keys
-    if TRANSFORMERS_MAJOR < 5:
-        # 4.57 turns a 3D 0/1 mask into its additive form (get_extended_attention_mask).
-        kwargs["attention_mask"] = allowed.to(module.dtype)
-    else:
-        # 5.x passes a 4D mask through as it is, and its eager attention adds it to the scores.
-        blocked = torch.finfo(module.dtype).min
-        kwargs["attention_mask"] = torch.zeros(allowed.shape, dtype=module.dtype, device=padding.device).masked_fill(
-            ~allowed, blocked
-        )[:, None]
+    kwargs["attention_mask"] = block_mask_argument(allowed, module.dtype)
     return args, kwargs
 
 

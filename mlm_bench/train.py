@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ import torch
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 
 from mlm_bench.collate import BatchSeededCollator, cut_rows
+from mlm_bench.compat import sampling_arguments
 from mlm_bench.config import Settings
 from mlm_bench.errors import RunError, UsageError
 from mlm_bench.model import isolate_packed_rows, masked_lm_loss, overflow, selecting
@@ -46,14 +46,6 @@ def speed_options(settings: Settings) -> dict[str, bool]:
             )
         resolved[name] = value == "on" or (value == "auto" and cuda)
     return resolved
-
-
-def _sampling(settings: Settings) -> dict[str, Any]:
-    # 5.x replaced group_by_length=True with train_sampling_strategy="group_by_length".
-    names = {f.name for f in dataclasses.fields(TrainingArguments)}
-    if "train_sampling_strategy" in names:
-        return {"train_sampling_strategy": "group_by_length" if settings.group_by_length else "random"}
-    return {"group_by_length": settings.group_by_length}
 
 
 def training_arguments(settings: Settings, output_dir: Path) -> TrainingArguments:
@@ -90,7 +82,7 @@ def training_arguments(settings: Settings, output_dir: Path) -> TrainingArgument
         tf32=True if options["tf32"] else None,
         torch_compile=options["torch_compile"],
         optim="adamw_torch_fused" if settings.fused_adamw else "adamw_torch",
-        **_sampling(settings),
+        **sampling_arguments(settings.group_by_length),
     )
 
 

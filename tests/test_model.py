@@ -14,10 +14,10 @@ from transformers import RobertaConfig, RobertaForMaskedLM
 
 from mlm_bench import contract
 from mlm_bench.collate import build_collator
+from mlm_bench.compat import BERT_HAS_FLEX_ATTENTION
 from mlm_bench.errors import UsageError
 from mlm_bench.model import (
     IGNORE_INDEX,
-    TRANSFORMERS_MAJOR,
     build_model,
     head_width,
     isolate_packed_rows,
@@ -104,7 +104,7 @@ def test_sparse_loss_runs_through_a_wrapper_forward(tokenizer, heldout_rows, tin
 
 FLEX_ON_5X = pytest.param(
     "flex_attention",
-    marks=pytest.mark.skipif(TRANSFORMERS_MAJOR < 5, reason="BERT takes flex_attention from 5.0 (refusal tested)"),
+    marks=pytest.mark.skipif(not BERT_HAS_FLEX_ATTENTION, reason="BERT takes flex_attention from 5.0 (refusal tested)"),
 )
 
 
@@ -132,7 +132,7 @@ def test_packed_rows_compute_as_if_alone(tokenizer, unpacked_rows, tiny_settings
     assert math.isclose(float(isolated.loss), float(alone.loss), rel_tol=1e-5)
 
 
-@pytest.mark.skipif(TRANSFORMERS_MAJOR < 5, reason="BERT takes flex_attention from 5.0 (refusal tested)")
+@pytest.mark.skipif(not BERT_HAS_FLEX_ATTENTION, reason="BERT takes flex_attention from 5.0 (refusal tested)")
 def test_flex_document_mask_that_ignores_texts_fails_the_equality(
     monkeypatch, tokenizer, unpacked_rows, tiny_settings, texts_in
 ) -> None:
@@ -158,7 +158,7 @@ def test_flex_document_mask_that_ignores_texts_fails_the_equality(
     assert max(float((leaking[span] - expected[key]).abs().max()) for key, span in texts_in(flat)) > 1e-3
 
 
-@pytest.mark.skipif(TRANSFORMERS_MAJOR >= 5, reason="5.x BERT takes flex_attention (equality tested)")
+@pytest.mark.skipif(BERT_HAS_FLEX_ATTENTION, reason="5.x BERT takes flex_attention (equality tested)")
 def test_flex_attention_is_refused_with_the_fix_where_bert_lacks_it(tokenizer, tiny_settings) -> None:
     with pytest.raises(UsageError, match="pass --attn_implementation sdpa or eager"):
         build_model(tiny_settings.replace(attn_implementation="flex_attention"), tokenizer)

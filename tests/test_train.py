@@ -3,7 +3,6 @@ reach Trainer, and CUDA-only ones are refused on CPU, never dropped."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 from dataclasses import dataclass
@@ -12,11 +11,12 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments, default_data_collator
+from transformers import Trainer, TrainerCallback, default_data_collator
 
 from mlm_bench import contract
 from mlm_bench import train as train_module
 from mlm_bench.collate import build_collator
+from mlm_bench.compat import groups_by_length
 from mlm_bench.config import Settings, preset
 from mlm_bench.errors import RunError, UsageError
 from mlm_bench.model import build_model, masked_lm_loss
@@ -129,10 +129,7 @@ def test_speed_settings_reach_training_arguments(tiny_settings: Settings, tmp_pa
 def test_group_by_length_reaches_the_sampler(tiny_settings: Settings, tmp_path: Path) -> None:
     grouped = training_arguments(tiny_settings.replace(packing=False, group_by_length=True), tmp_path)
     plain = training_arguments(tiny_settings, tmp_path)
-    if "train_sampling_strategy" in {f.name for f in dataclasses.fields(TrainingArguments)}:
-        assert (grouped.train_sampling_strategy, plain.train_sampling_strategy) == ("group_by_length", "random")
-    else:
-        assert (grouped.group_by_length, plain.group_by_length) == (True, False)
+    assert (groups_by_length(grouped), groups_by_length(plain)) == (True, False)
 
 
 def test_flatten_trains_exactly_as_padded_batches(tokenizer, unpacked_rows, tiny_settings, tmp_path: Path) -> None:
