@@ -285,8 +285,9 @@ def cmd_fingerprint(argv: Sequence[str]) -> int:
     return 0
 
 
-def cmd_gate(argv: Sequence[str]) -> int:
-    from mlm_bench import accepted, gate
+def _gate_parser() -> Parser:
+    """The gate command's options, with the gate's own thresholds as defaults."""
+    from mlm_bench import gate
 
     defaults = gate.Thresholds()
     parser = Parser(
@@ -327,7 +328,13 @@ def cmd_gate(argv: Sequence[str]) -> int:
     parser.add_argument("--junit", nargs=2, type=Path, metavar=("BASE", "NEW"), help="Contract-test junit XMLs.")
     parser.add_argument("--tests-exit-code", type=int, default=None, help="pytest exit code of the new env's tests.")
     parser.add_argument("--report", type=Path, default=None, help="Write report.md and PNG plots to this directory.")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def cmd_gate(argv: Sequence[str]) -> int:
+    from mlm_bench import accepted, gate
+
+    args = _gate_parser().parse_args(argv)
     thresholds = gate.Thresholds(
         slowdown=args.threshold,
         stat=args.stat,

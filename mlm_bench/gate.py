@@ -453,6 +453,20 @@ def _extra_fingerprint(run: BenchmarkRun) -> dict[str, Any] | None:
 
 def render_markdown(result: GateResult) -> str:
     """The verdict as markdown: one row per benchmark, then the learning, fingerprint and test details."""
+    sections = (_speed_section, _learning_section, _fingerprint_section, _defects_section, _tests_section)
+    lines = [line for section in sections for line in section(result)]
+    lines += ["", "## Verdict", ""]
+    lines += [f"- {reason}" for reason in result.regressions] or ["No regression."]
+    if result.inconclusive:
+        lines.append(
+            f"- inconclusive speed (too noisy to call; exit {EXIT_INCONCLUSIVE} with --fail-inconclusive): "
+            f"{', '.join(result.inconclusive)}; rerun both environments on a quiet machine, or interleaved"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _speed_section(result: GateResult) -> list[str]:
+    """The title, the rules the verdicts follow, and one row per benchmark."""
     th = result.thresholds
     verdict = "REGRESSION" if result.regressions else ("INCONCLUSIVE speed" if result.inconclusive else "no regression")
     lines = [
@@ -471,57 +485,75 @@ def render_markdown(result: GateResult) -> str:
         "base -> new | speed | learning | verdict |",
         "|---|---:|---:|---:|---|---|---:|---|---|---|",
     ]
-    for name, s in result.speed.items():
-        changed = result.learning_changes(name)
-        compared = [q for q in result.quality if q.benchmark == name]
-        learning = (
-            f"CHANGED ({len(changed)}/{len(compared)})" if changed else (f"same ({len(compared)})" if compared else "-")
-        )
-        row_verdict = "REGRESSION" if s.verdict == "slower" or changed else s.verdict if s.verdict != "same" else "ok"
-        throughput = (
-            f"{s.base_throughput:.4g} -> {s.new_throughput:.4g}"
-            if s.base_throughput is not None and s.new_throughput is not None
-            else "-"
-        )
-        interval = "-" if math.isnan(s.low) else f"{s.low:+.1%} to {s.high:+.1%}"
-        lines.append(
-            f"| {short_name(name)} | {s.base:.4g} | {s.new:.4g} | {s.change:+.1%} | {interval} | "
-            f"{s.base_noise:.0%} / {s.new_noise:.0%} | {throughput} | {s.verdict} | {learning} | {row_verdict} |"
-        )
+    lines += [_speed_row(result, name, change) for name, change in result.speed.items()]
     for title, names in (("Only in base", result.only_base), ("Only in new", result.only_new)):
         if names:
             lines += ["", f"{title} (not compared): " + ", ".join(short_name(n) for n in names)]
-    if result.quality:
-        lines += [
-            "",
-            "## Learning",
-            "",
-            "| benchmark | value | base | new | change | tolerance | |",
-            "|---|---|---:|---:|---:|---|---|",
-        ]
-        for q in result.quality:
-            numeric = isinstance(q.base, (int, float)) and isinstance(q.new, (int, float))
-            delta = f"{q.new - q.base:+.4g}" if numeric else "-"
-            flag = "CHANGED" if q.changed else "same"
-            cells = [short_name(q.benchmark), q.key, _fmt(q.base), _fmt(q.new), delta, q.tolerance, flag]
-            lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Fingerprints", ""]
+    return lines
+
+
+def _speed_row(result: GateResult, name: str, s: SpeedChange) -> str:
+    changed = result.learning_changes(name)
+    compared = [q for q in result.quality if q.benchmark == name]
+    learning = (
+        f"CHANGED ({len(changed)}/{len(compared)})" if changed else (f"same ({len(compared)})" if compared else "-")
+    )
+    row_verdict = "REGRESSION" if s.verdict == "slower" or changed else s.verdict if s.verdict != "same" else "ok"
+    throughput = (
+        f"{s.base_throughput:.4g} -> {s.new_throughput:.4g}"
+        if s.base_throughput is not None and s.new_throughput is not None
+        else "-"
+    )
+    interval = "-" if math.isnan(s.low) else f"{s.low:+.1%} to {s.high:+.1%}"
+    return (
+        f"| {short_name(name)} | {s.base:.4g} | {s.new:.4g} | {s.change:+.1%} | {interval} | "
+        f"{s.base_noise:.0%} / {s.new_noise:.0%} | {throughput} | {s.verdict} | {learning} | {row_verdict} |"
+    )
+
+
+def _learning_section(result: GateResult) -> list[str]:
+    if not result.quality:
+        return []
+    lines = [
+        "",
+        "## Learning",
+        "",
+        "| benchmark | value | base | new | change | tolerance | |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
+    for q in result.quality:
+        numeric = isinstance(q.base, (int, float)) and isinstance(q.new, (int, float))
+        delta = f"{q.new - q.base:+.4g}" if numeric else "-"
+        flag = "CHANGED" if q.changed else "same"
+        cells = [short_name(q.benchmark), q.key, _fmt(q.base), _fmt(q.new), delta, q.tolerance, flag]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _fingerprint_section(result: GateResult) -> list[str]:
+    lines = ["", "## Fingerprints", ""]
     if result.fingerprints is None:
-        lines.append("Not compared: pass `--fingerprints BASE.json NEW.json` (or store them in extra_info).")
-    elif not result.fingerprints:
-        lines.append("Identical.")
-    else:
-        lines += ["| key | base | new | |", "|---|---|---|---|"]
-        lines += [
-            f"| {d.key} | {_cell(d.base)} | {_cell(d.new)} | {'accepted' if d.accepted else 'NOT ACCEPTED'} |"
-            for d in result.fingerprints
-        ]
-    lines += ["", "## Known upstream defects", ""]
+        return [*lines, "Not compared: pass `--fingerprints BASE.json NEW.json` (or store them in extra_info)."]
+    if not result.fingerprints:
+        return [*lines, "Identical."]
+    lines += ["| key | base | new | |", "|---|---|---|---|"]
+    return lines + [
+        f"| {d.key} | {_cell(d.base)} | {_cell(d.new)} | {'accepted' if d.accepted else 'NOT ACCEPTED'} |"
+        for d in result.fingerprints
+    ]
+
+
+def _defects_section(result: GateResult) -> list[str]:
+    lines = ["", "## Known upstream defects", ""]
     for side, run in (("base", result.base), ("new", result.new)):
         found = defects.active(run.versions) if run.versions else []
         named = "; ".join(f"{d.key} ({d.upstream or 'no upstream issue'}): {d.breaks}" for d in found)
         lines.append(f"- {side}: {named or 'none registered for these versions'}")
-    lines += ["", "## Contract tests", ""]
+    return lines
+
+
+def _tests_section(result: GateResult) -> list[str]:
+    lines = ["", "## Contract tests", ""]
     if not result.tests and result.tests_exit_code is None:
         lines.append("Not given: pass `--junit BASE.xml NEW.xml` or `--tests-exit-code N`.")
     for side, t in result.tests:
@@ -532,14 +564,7 @@ def render_markdown(result: GateResult) -> str:
         )
     if result.tests_exit_code is not None:
         lines.append(f"- new: pytest exit code {result.tests_exit_code}")
-    lines += ["", "## Verdict", ""]
-    lines += [f"- {reason}" for reason in result.regressions] or ["No regression."]
-    if result.inconclusive:
-        lines.append(
-            f"- inconclusive speed (too noisy to call; exit {EXIT_INCONCLUSIVE} with --fail-inconclusive): "
-            f"{', '.join(result.inconclusive)}; rerun both environments on a quiet machine, or interleaved"
-        )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _cell(value: Any) -> str:

@@ -320,6 +320,11 @@ def train(
         callbacks=callbacks,
     )
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    return _summary(trainer, result, settings, resumed_from_step)
+
+
+def _summary(trainer: MlmTrainer, result: Any, settings: Settings, resumed_from_step: int) -> TrainSummary:
+    """What Trainer.train returned and the trainer's tally, as the steps this call ran measured them."""
     metrics = result.metrics
     steps_run = result.global_step - resumed_from_step
     runtime = metrics["train_runtime"]

@@ -151,7 +151,7 @@ def render(rows: list[dict], runs: dict[str, list[BenchmarkRun]], note: str) -> 
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="Runs per set (>= 2).")
     parser.add_argument("--hogs", type=int, default=1, help="Busy-looping processes beside the loaded runs.")
@@ -168,6 +168,11 @@ def main() -> int:
         "--pool", type=int, default=1, help="Processes per run, alternated and merged (scripts/interleave.py's mode)."
     )
     parser.add_argument("--note", default="", help="Machine conditions to print in the summary.")
+    return parser
+
+
+def main() -> int:
+    parser = _parser()
     args = parser.parse_args()
     if args.runs < 2:
         parser.error("--runs must be at least 2: false alarms are counted over pairs of clean runs")
