@@ -70,8 +70,9 @@ def training_arguments(settings: Settings, output_dir: Path) -> TrainingArgument
         logging_nan_inf_filter=False,
         save_strategy="steps" if settings.save_steps > 0 else "no",
         save_steps=settings.save_steps or 500,  # unused when saving is off, but must be positive
-        # The newest checkpoint may be the one a kill cut short; the one before it is the fallback.
-        save_total_limit=2,
+        # One complete checkpoint: Trainer deletes the older one only after the newer is written whole, so a kill
+        # mid-save still leaves the previous one to resume from.
+        save_total_limit=1,
         # Our rows already carry special_tokens_mask, which the collator reads; the model does not.
         remove_unused_columns=False,
         dataloader_num_workers=0,
