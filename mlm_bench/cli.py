@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import logging
 import math
 import shlex
 import signal
@@ -101,6 +102,9 @@ def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
     parser.add_argument(
         "--resume", action="store_true", help="Continue the unfinished run in --output-dir from its last checkpoint."
     )
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true", help="Only warnings, errors and the final report.")
+    loudness.add_argument("-v", "--verbose", action="store_true", help="Also debug lines, and transformers' info.")
     parser.set_defaults(**base.to_dict())
     try:
         settings, options, extras = parser.parse_args_into_dataclasses(args=list(argv), return_remaining_strings=True)
@@ -115,6 +119,7 @@ def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
 
 def cmd_run(argv: Sequence[str]) -> int:
     settings, options = parse_settings(argv)
+    _configure_logging(logging.WARNING if options.quiet else logging.DEBUG if options.verbose else logging.INFO)
     from mlm_bench.run import is_main_process, run  # heavy imports only once the arguments are known to be good
 
     output_dir = options.output_dir or Path("runs") / settings.preset
@@ -128,6 +133,22 @@ def cmd_run(argv: Sequence[str]) -> int:
     if is_main_process(settings):
         print(report(results, output_dir))
     return 0
+
+
+def _configure_logging(level: int) -> None:
+    """mlm-bench's progress lines on stdout at `level`; transformers' own messages follow -q and -v too."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    package = logging.getLogger("mlm_bench")
+    package.handlers[:] = [handler]
+    package.setLevel(level)
+    package.propagate = False
+    import transformers  # only a run needs it, and only once its arguments are known to be good
+
+    if level == logging.WARNING:
+        transformers.logging.set_verbosity_error()
+    elif level == logging.DEBUG:
+        transformers.logging.set_verbosity_info()
 
 
 def _terminate(signum: int, frame: Any) -> NoReturn:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import errno
+import logging
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ SCHEMA_VERSION = 2
 # Fewer held-out [MASK] positions than this and the accuracy's standard error passes 0.01 (at accuracy 0.3,
 # sqrt(0.21 / 2000) = 0.010): differences between runs are then mostly noise.
 MIN_MASK_POSITIONS = 2000
-Log = Callable[[str], None]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def _tokenizer_for(settings: Settings, corpus: Corpus) -> PreTrainedTokenizerBas
     return build_tokenizer(list(corpus.train[corpus.text_column]), model_max_length=settings.max_length)
 
 
-def prepare(settings: Settings, log: Log) -> Prepared:
+def prepare(settings: Settings) -> Prepared:
     """Load and check data, tokenizer and model; encode train and held-out rows."""
     seed_everything(settings.seed, allow_tf32=speed_options(settings)["tf32"])
     corpus = load_corpus(settings)
@@ -67,7 +67,7 @@ def prepare(settings: Settings, log: Log) -> Prepared:
             f"side at --heldout_fraction {settings.heldout_fraction} (each goes to one side by its hash): give at "
             f"least {distinct_texts_needed(settings.heldout_fraction)} distinct rows, or raise --heldout_fraction"
         )
-    log(
+    logger.info(
         f"corpus: {settings.dataset} - {len(corpus.train)} train rows, {len(corpus.heldout)} held-out rows, "
         f"{corpus.dropped_empty_rows} empty rows dropped"
     )
@@ -77,7 +77,9 @@ def prepare(settings: Settings, log: Log) -> Prepared:
     else:
         model = build_model(settings, tokenizer)
     check_compatible(model, tokenizer, settings)
-    log(f"model: {type(model).__name__}, {model.num_parameters() / 1e6:.2f}M parameters, vocab {len(tokenizer)}")
+    logger.info(
+        f"model: {type(model).__name__}, {model.num_parameters() / 1e6:.2f}M parameters, vocab {len(tokenizer)}"
+    )
     train_rows = encode(corpus.train, corpus.text_column, tokenizer, settings)
     if len(train_rows) == 0:
         raise UsageError(
@@ -152,9 +154,7 @@ def _left_behind(output_dir: Path, kept: Path | None) -> str:
     return f"the last complete checkpoint ({kept.name}) is kept in {output_dir}"
 
 
-def run(
-    settings: Settings, output_dir: Path, force: bool = False, resume: bool = False, log: Log = print
-) -> dict[str, Any]:
+def run(settings: Settings, output_dir: Path, force: bool = False, resume: bool = False) -> dict[str, Any]:
     """Run the recipe into output_dir: checkpoints as it trains, model and tokenizer, then results.json last.
 
     A run that fails keeps its complete checkpoints (`resume=True` continues from the last one); one that
@@ -165,7 +165,7 @@ def run(
         return _follow(settings, output_dir, resume)
     preflight(output_dir, force=force, resume=resume, settings=settings.to_dict())
     check_hub(settings)
-    prepared = prepare(settings, log)
+    prepared = prepare(settings)
     record = {
         "settings": settings.to_dict(),
         "corpus_fingerprint": prepared.corpus.fingerprint,
@@ -174,11 +174,11 @@ def run(
     }
     run_dir = claim(output_dir, record, force=force, resume=resume)
     for discarded in run_dir.discarded:
-        log(f"resume: deleted {discarded}, which a kill or error left half-written")
+        logger.info(f"resume: deleted {discarded}, which a kill or error left half-written")
     if resume:
-        log(f"resume: {run_dir.resume_from or 'no complete checkpoint, starting from step 0'}")
+        logger.info(f"resume: {run_dir.resume_from or 'no complete checkpoint, starting from step 0'}")
     try:
-        results = _train_and_report(settings, prepared, run_dir, log)
+        results = _train_and_report(settings, prepared, run_dir)
         results["wall_seconds"] = time.perf_counter() - started
         write_json_atomic(output_dir / RESULTS_FILE, results)
     except BaseException as err:
@@ -192,7 +192,7 @@ def run(
             ) from err
         if isinstance(err, RunError):
             raise type(err)(f"{err}; {left}") from err
-        log(f"run stopped ({'SIGTERM' if isinstance(err, Terminated) else type(err).__name__}): {left}")
+        logger.warning(f"run stopped ({'SIGTERM' if isinstance(err, Terminated) else type(err).__name__}): {left}")
         if isinstance(err, KeyboardInterrupt):
             raise Interrupted(kept) from err
         raise
@@ -207,13 +207,11 @@ def is_main_process(settings: Settings) -> bool:
 
 def _follow(settings: Settings, output_dir: Path, resume: bool) -> dict[str, Any]:
     """A non-main DDP rank: train in step with rank 0, which alone claims, saves and reports."""
-    prepared = prepare(settings, _quiet)
+    # One copy of each progress line is enough: rank 0 says them.
+    logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    prepared = prepare(settings)
     run_dir = follow(output_dir, resume)
-    return _train_and_report(settings, prepared, run_dir, _quiet, save=False)
-
-
-def _quiet(_message: str) -> None:
-    """The log of non-main ranks: one copy of each line is enough."""
+    return _train_and_report(settings, prepared, run_dir, save=False)
 
 
 def eval_warnings(scores: dict[str, Any]) -> list[str]:
@@ -239,12 +237,12 @@ def _evaluate(prepared: Prepared, model: PreTrainedModel) -> dict[str, Any]:
     return scores
 
 
-def _train_and_report(
-    settings: Settings, prepared: Prepared, run_dir: RunDir, log: Log, save: bool = True
-) -> dict[str, Any]:
+def _train_and_report(settings: Settings, prepared: Prepared, run_dir: RunDir, save: bool = True) -> dict[str, Any]:
     tokenizer, model, corpus = prepared.tokenizer, prepared.model, prepared.corpus
     column = corpus.text_column
-    log(f"train: {len(prepared.train_rows)} rows of <= {settings.max_length} tokens, batch {settings.batch_size}")
+    logger.info(
+        f"train: {len(prepared.train_rows)} rows of <= {settings.max_length} tokens, batch {settings.batch_size}"
+    )
     collator = build_collator(tokenizer, settings)
     summary = train(model, prepared.train_rows, collator, settings, run_dir.checkpoint_dir, run_dir.resume_from)
     scores = _evaluate(prepared, model)

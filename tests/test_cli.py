@@ -195,3 +195,12 @@ def test_python_dash_m_mlm_bench_is_the_command() -> None:
 
 def test_version_is_the_installed_distribution() -> None:
     assert mlm_bench.__version__ == importlib.metadata.version("mlm-bench")
+
+
+def test_quiet_keeps_the_report_and_drops_the_progress_lines(run_argv, tmp_path, capsys) -> None:
+    assert main(run_argv(tmp_path / "loud")) == 0
+    loud = capsys.readouterr().out
+    assert main(run_argv(tmp_path / "quiet", "-q")) == 0
+    quiet = capsys.readouterr().out
+    assert "corpus: " in loud and "corpus: " not in quiet
+    assert f"results: {tmp_path / 'quiet' / 'results.json'}" in quiet

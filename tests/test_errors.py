@@ -233,7 +233,7 @@ def odd_run(tmp_path_factory: pytest.TempPathFactory, corpus: Corpus, tiny_setti
     path = root / "odd.txt"
     path.write_text("\n".join(rows), encoding="utf-8")
     settings = tiny_settings.replace(dataset=str(path), packing=False, heldout_fraction=0.2, eval_rows=1000)
-    return run(settings, root / "run", log=lambda _: None)
+    return run(settings, root / "run")
 
 
 def test_long_rows_are_truncated_and_counted(odd_run):

@@ -36,7 +36,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory, corpus, tiny_settings: Se
     path = root / "corpus.txt"
     path.write_text("\n".join(corpus.train[corpus.text_column][:300]), encoding="utf-8")
     settings = tiny_settings.replace(dataset=str(path), heldout_fraction=0.2)
-    return [run(settings, root / f"run{i}", log=lambda _: None) for i in range(2)]
+    return [run(settings, root / f"run{i}") for i in range(2)]
 
 
 def test_same_seed_same_run(two_runs):

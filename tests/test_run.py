@@ -30,7 +30,7 @@ def test_seed_preset_runs_on_local_save_to_disk_data_and_pretrained_dir(tmp_path
         "seed", dataset=str(data), model_name_or_path=str(model_dir), train_rows=100, max_length=64, eval_max_length=64,
         batch_size=8, heldout_fraction=0.3, device="cpu", cloze_probes=1, logging_steps=5,
     )  # fmt: skip
-    results = run(settings, tmp_path / "run", log=lambda _: None)
+    results = run(settings, tmp_path / "run")
     assert results["corpus"]["train_rows"] == 100
     assert results["train"]["steps"] == 13  # ceil(100 / 8): one epoch, as the recipe's 157 = ceil(10000 / 64)
     assert 0 < results["train"]["pad_fraction"] < 1  # unpacked rows padded to the longest in each batch
@@ -43,15 +43,15 @@ def test_flatten_run_reports_what_the_padded_run_reports(tmp_path: Path, tiny_se
     losses (to float rounding), on fewer computed tokens; pad_to_multiple_of moves neither the training masks nor
     the held-out ones. A packed run is scored on the same held-out texts and masks as both."""
     padded_settings = tiny_settings.replace(packing=False, short_row_length=0, train_rows=400)
-    padded = run(padded_settings, tmp_path / "padded", log=lambda _: None)
+    padded = run(padded_settings, tmp_path / "padded")
     # 48 rounds the 64-token batches of truncated rows up to 96, so masks drawn over the rounded batch would differ.
     flat_settings = padded_settings.replace(flatten=True, pad_to_multiple_of=48)
-    flat = run(flat_settings, tmp_path / "flat", log=lambda _: None)
+    flat = run(flat_settings, tmp_path / "flat")
     assert math.isclose(flat["train"]["train_loss"], padded["train"]["train_loss"], rel_tol=1e-5)
     assert math.isclose(flat["eval"]["loss"], padded["eval"]["loss"], rel_tol=1e-5)
     assert flat["eval"]["selected_tokens"] == padded["eval"]["selected_tokens"]
     assert flat["train"]["pad_fraction"] < padded["train"]["pad_fraction"]
-    packed = run(tiny_settings.replace(train_rows=400), tmp_path / "packed", log=lambda _: None)
+    packed = run(tiny_settings.replace(train_rows=400), tmp_path / "packed")
     assert packed["eval_set"] == flat["eval_set"] == padded["eval_set"]
     assert packed["eval_set"]["texts"] == tiny_settings.eval_rows
     assert "the eval figures are noise" in packed["warnings"][0]  # a tiny run scores a few hundred positions
@@ -69,7 +69,7 @@ def test_too_few_mask_positions_are_warned_about() -> None:
 def test_wwm_run_scores_token_and_whole_word_masking_on_the_same_texts(tmp_path: Path, tiny_settings) -> None:
     """A wwm run reports `eval` (per-token masking, comparable with token runs) and `eval_wwm`, each with context
     gain and treatments, on the same held-out texts."""
-    results = run(tiny_settings.replace(mask="wwm", train_rows=400), tmp_path / "wwm", log=lambda _: None)
+    results = run(tiny_settings.replace(mask="wwm", train_rows=400), tmp_path / "wwm")
     token_set, wwm_set = results["eval_set"], results["eval_wwm_set"]
     assert (token_set["mask"], wwm_set["mask"]) == ("token", "wwm")
     assert token_set["texts_sha256"] == wwm_set["texts_sha256"] and token_set["id"] != wwm_set["id"]
@@ -83,11 +83,11 @@ def test_held_out_texts_with_nothing_to_score_are_refused_before_training(text_f
     settings = Settings(dataset=str(text_file), heldout_fraction=0.2, eval_mlm_probability=1e-9)
     message = r"held-out texts have no position masked for scoring \(token masking .* --heldout_fraction\)"
     with pytest.raises(UsageError, match=message):
-        prepare(settings, log=lambda _: None)
+        prepare(settings)
 
 
 def test_no_heldout_rows_says_what_to_change(text_file: Path) -> None:
     settings = Settings(dataset=str(text_file), heldout_fraction=0.0)
     message = r"none of the corpus's \d+ distinct texts fell on the held-out side at --heldout_fraction 0.0"
     with pytest.raises(UsageError, match=message):
-        prepare(settings, log=lambda _: None)
+        prepare(settings)
