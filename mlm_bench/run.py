@@ -14,6 +14,7 @@ import datasets
 from accelerate import PartialState
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from mlm_bench.card import write_card
 from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings
 from mlm_bench.corpus import Corpus, distinct_texts_needed, is_punctuation_only, load_corpus
@@ -27,7 +28,7 @@ from mlm_bench.results import RESULTS_FILE, command_line, device_info, versions,
 from mlm_bench.resume import RunDir, claim, follow, preflight, publish, staging_dir
 from mlm_bench.seeding import seed_everything
 from mlm_bench.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
-from mlm_bench.train import speed_options, train
+from mlm_bench.train import TrainSummary, speed_options, train
 from mlm_bench.wwm import WORD_IDS
 
 SCHEMA_VERSION = 2
@@ -246,16 +247,30 @@ def _train_and_report(settings: Settings, prepared: Prepared, run_dir: RunDir, s
     collator = build_collator(tokenizer, settings)
     summary = train(model, prepared.train_rows, collator, settings, run_dir.checkpoint_dir, run_dir.resume_from)
     scores = _evaluate(prepared, model)
-    warnings = eval_warnings(scores)  # printed once, in the report at the end
     heldout_texts = list(corpus.heldout[column])
     cloze = cloze_sentences(heldout_texts, settings.cloze_probes, tokenizer.mask_token)
     probes = [(settings.fill_mask_probe, ""), *cloze]
     predictions = fill_mask(fill_mask_pipeline(model, tokenizer), [text for text, _ in probes])
+    results = _results(settings, prepared, summary, scores, list(zip(probes, predictions, strict=True)))
     if save:
         staging = staging_dir(run_dir.path)
         model.save_pretrained(str(staging))
         save_tokenizer(tokenizer, staging)
+        write_card(staging, results)
         publish(staging, run_dir.path)
+    return results
+
+
+def _results(
+    settings: Settings,
+    prepared: Prepared,
+    summary: TrainSummary,
+    scores: dict[str, Any],
+    probed: list[tuple[tuple[str, str], list[dict[str, Any]]]],
+) -> dict[str, Any]:
+    """results.json's content (but wall_seconds, added when the run is over)."""
+    tokenizer, model, corpus = prepared.tokenizer, prepared.model, prepared.corpus
+    column = corpus.text_column
     return {
         "schema_version": SCHEMA_VERSION,
         "settings": settings.to_dict(),
@@ -282,9 +297,8 @@ def _train_and_report(settings: Settings, prepared: Prepared, run_dir: RunDir, s
         "model_parameters": model.num_parameters(),
         "train": summary.to_dict(),
         **scores,
-        "warnings": warnings,
+        "warnings": eval_warnings(scores),
         "fill_mask": [
-            {"text": text, "answer": answer or None, "predictions": preds}
-            for (text, answer), preds in zip(probes, predictions, strict=True)
+            {"text": text, "answer": answer or None, "predictions": preds} for (text, answer), preds in probed
         ],
     }

@@ -9,6 +9,7 @@ import datasets
 import pytest
 from transformers import BertConfig, BertForMaskedLM
 
+from mlm_bench.card import CARD_FILE, CURVE_FILE
 from mlm_bench.config import Settings, preset
 from mlm_bench.errors import UsageError
 from mlm_bench.results import RESULTS_FILE
@@ -36,6 +37,9 @@ def test_seed_preset_runs_on_local_save_to_disk_data_and_pretrained_dir(tmp_path
     assert 0 < results["train"]["pad_fraction"] < 1  # unpacked rows padded to the longest in each batch
     assert results["vocab_size"] == len(tokenizer)
     assert (tmp_path / "run" / RESULTS_FILE).is_file()
+    card = (tmp_path / "run" / CARD_FILE).read_text(encoding="utf-8")
+    assert f"| top-1 accuracy at [MASK] | {results['eval']['by_treatment']['mask']['accuracy']:.4g} |" in card
+    assert (tmp_path / "run" / CURVE_FILE).read_bytes().startswith(b"\x89PNG")
 
 
 def test_flatten_run_reports_what_the_padded_run_reports(tmp_path: Path, tiny_settings) -> None:

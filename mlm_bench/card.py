@@ -1,0 +1,100 @@
+"""Card: what a run directory says about itself to whoever opens it: a model card (README.md) and its loss curve."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+CARD_FILE = "README.md"
+CURVE_FILE = "loss_curve.png"
+# The settings a reader needs to place the run; results.json has them all.
+CARD_SETTINGS = (
+    "preset", "dataset", "model_name_or_path", "max_length", "packing", "flatten", "mask", "mlm_probability",
+    "batch_size", "max_steps", "num_train_epochs", "learning_rate", "seed",
+)  # fmt: skip
+
+logger = logging.getLogger(__name__)
+
+
+def write_card(directory: Path, results: dict[str, Any]) -> list[Path]:
+    """README.md from the run's results, and loss_curve.png when matplotlib is installed; the files written."""
+    card = directory / CARD_FILE
+    card.write_text(model_card(results), encoding="utf-8")
+    curve = plot_loss_curve(results["train"]["loss_curve"], directory / CURVE_FILE)
+    return [card] if curve is None else [card, curve]
+
+
+def model_card(results: dict[str, Any]) -> str:
+    """The run as Markdown: what was trained on what, how, and what it learned (figures from results.json)."""
+    settings, train, ev = results["settings"], results["train"], results["eval"]
+    at_mask = ev["by_treatment"]["mask"]
+    versions = ", ".join(f"{name} {version}" for name, version in results["versions"].items())
+    lines = [
+        f"# Masked-LM run: `{settings['preset']}`",
+        "",
+        f"Trained by mlm-bench with `{' '.join(results['command'])}` ({versions}).",
+        "",
+        f"- corpus: {results['corpus']['name']}, {results['corpus']['train_rows']:,} train rows, "
+        f"{results['corpus']['heldout_rows']:,} held out",
+        f"- model: {results['model_parameters'] / 1e6:.2f}M parameters, vocabulary {results['vocab_size']:,}",
+        f"- training: {train['steps']} steps, train loss {_number(train['train_loss'])}, "
+        f"{_number(train['samples_per_second'])} samples/s, padding {_number(train['pad_fraction'])}",
+        "",
+        "## Held-out figures",
+        "",
+        "| figure | value |",
+        "|---|---:|",
+        f"| context gain at [MASK] (nats over token frequencies) | {_number(ev['context_gain'])} "
+        f"± {_number(ev.get('context_gain_stderr'))} |",
+        f"| loss at [MASK] (model / unigram) | {_number(at_mask['loss'])} / {_number(at_mask['unigram_loss'])} |",
+        f"| top-1 accuracy at [MASK] | {_number(at_mask['accuracy'])} |",
+        f"| loss over all selected positions | {_number(ev['loss'])} |",
+        f"| positions scored at [MASK] | {at_mask['tokens']:,} |",
+        "",
+        *[line for warning in results.get("warnings", []) for line in (f"**Warning:** {warning}", "")],
+        "## Fill-mask",
+        "",
+        *[_probe_line(probe) for probe in results["fill_mask"]],
+        "",
+        "## Settings",
+        "",
+        *[f"- `{name}`: {settings[name]}" for name in CARD_SETTINGS if name in settings],
+        "",
+        f"The loss curve is `{CURVE_FILE}`; every setting and figure is in `results.json`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot_loss_curve(curve: list[dict[str, float]], path: Path) -> Path | None:
+    """The logged training loss against the step, as a PNG; None (and a log line) without matplotlib or points."""
+    if not curve:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.info(f"no {CURVE_FILE}: install matplotlib (pip install 'mlm-bench[gate]') for the plot")
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([point["step"] for point in curve], [point["loss"] for point in curve], marker=".")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (nats)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _probe_line(probe: dict[str, Any]) -> str:
+    top = ", ".join(f"{p['token_str']} {p['score']:.3f}" for p in probe["predictions"])
+    answer = f" (answer {probe['answer']})" if probe.get("answer") else ""
+    return f"- `{probe['text']}`{answer}: {top}"
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.4g}"

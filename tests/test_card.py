@@ -1,0 +1,26 @@
+"""Card: a run directory's README.md states the run's own figures; the loss plot is optional, never the card."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from mlm_bench.card import model_card, plot_loss_curve, write_card
+
+REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference" / "tiny-zh-run.json"
+
+
+def test_card_states_the_runs_figures() -> None:
+    results = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    card = model_card(results)
+    ev = results["eval"]
+    assert f"| context gain at [MASK] (nats over token frequencies) | {ev['context_gain']:.4g} ± n/a |" in card
+    assert f"{results['train']['steps']} steps" in card and results["fill_mask"][0]["text"] in card
+
+
+def test_without_matplotlib_the_card_is_written_alone(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    assert plot_loss_curve([{"step": 1, "loss": 2.0}], tmp_path / "curve.png") is None
+    results = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    assert [p.name for p in write_card(tmp_path, results)] == ["README.md"]
