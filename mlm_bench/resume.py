@@ -1,104 +1,24 @@
-"""Resume: run directories that survive a kill -- locked, marked, and trusting only complete checkpoints."""
+"""Resume: run directories that survive a kill -- claimed under a lock, marked by run.json, resumed only from
+complete checkpoints (mlm_bench.checkpoints)."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import re
 import shutil
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from filelock import FileLock, Timeout
+
+from mlm_bench.checkpoints import CHECKPOINTS, checkpoint_step, last_complete_checkpoint, remove_incomplete_checkpoints
 from mlm_bench.errors import UsageError
 from mlm_bench.results import RESULTS_FILE, file_mode, write_json_atomic
 
 RUN_FILE = "run.json"  # written when a run starts: marks an mlm-bench run and records what it was started with
 LOCK_FILE = ".lock"
-CHECKPOINTS = "checkpoints"
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-# Trainer._save_checkpoint (4.57 and 5.x) writes these straight into checkpoint-N, trainer_state.json last,
-# with no temp dir and no fsync: a kill mid-save leaves a directory that looks like a checkpoint but is not one.
-_TORCH_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth")
-_STATE_FILE = "trainer_state.json"
-_WEIGHTS = "model.safetensors"
-_WEIGHTS_INDEX = "model.safetensors.index.json"
-
-
-def checkpoint_step(path: Path) -> int | None:
-    """The step of a `checkpoint-N` directory name, None for anything else."""
-    match = _CHECKPOINT.match(path.name)
-    return int(match.group(1)) if match else None
-
-
-def _safetensors_complete(path: Path) -> bool:
-    # A safetensors file is an 8-byte header length, a JSON header, then exactly the tensor bytes it lists.
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as handle:
-            head = handle.read(8)
-            if len(head) < 8:
-                return False
-            header_len = int.from_bytes(head, "little")
-            if 8 + header_len > size:
-                return False
-            header = json.loads(handle.read(header_len))
-        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
-    return 8 + header_len + end == size
-
-
-def _weights_complete(checkpoint: Path) -> bool:
-    index = checkpoint / _WEIGHTS_INDEX
-    if index.is_file():
-        try:
-            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
-        except (OSError, ValueError, KeyError):
-            return False
-        return all(_safetensors_complete(checkpoint / shard) for shard in shards)
-    return _safetensors_complete(checkpoint / _WEIGHTS)
-
-
-def is_complete(checkpoint: Path) -> bool:
-    """True when every file Trainer needs to resume is there and whole, not cut off by a kill or a full disk."""
-    step = checkpoint_step(checkpoint)
-    if step is None or not checkpoint.is_dir():
-        return False
-    try:
-        state = json.loads((checkpoint / _STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if state.get("global_step") != step or not _weights_complete(checkpoint):
-        return False
-    # torch.save writes a zip whose central directory comes last: a cut-off file has none.
-    return all(zipfile.is_zipfile(checkpoint / name) for name in _TORCH_FILES)
-
-
-def checkpoints(run_dir: Path) -> list[Path]:
-    """Checkpoint directories of a run, oldest step first, complete or not."""
-    folder = run_dir / CHECKPOINTS
-    if not folder.is_dir():
-        return []
-    found = [p for p in folder.iterdir() if checkpoint_step(p) is not None]
-    return sorted(found, key=lambda p: checkpoint_step(p) or 0)
-
-
-def last_complete_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint that is complete (transformers' get_last_checkpoint takes the newest, whole or not)."""
-    complete = [p for p in checkpoints(run_dir) if is_complete(p)]
-    return complete[-1] if complete else None
-
-
-def remove_incomplete_checkpoints(run_dir: Path) -> list[Path]:
-    """Delete checkpoints a kill or error left half-written, so neither Trainer nor a later resume reads them."""
-    removed = [p for p in checkpoints(run_dir) if not is_complete(p)]
-    for path in removed:
-        shutil.rmtree(path, ignore_errors=True)
-    return removed
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -111,7 +31,7 @@ class RunDir:
     """A run directory this process holds the lock of; `resume_from` is the checkpoint to continue from."""
 
     path: Path
-    lock: IO[str]
+    lock: FileLock | None  # None for a non-main DDP rank, which only reads
     resumed: bool
     resume_from: Path | None
     discarded: list[Path]  # half-written checkpoints and temp files found and deleted when resuming
@@ -131,20 +51,20 @@ class RunDir:
         return kept
 
     def release(self) -> None:
-        """Unlock the directory (the kernel also does this when the process dies, so a kill never leaves it locked)."""
-        self.lock.close()
+        """Unlock the directory (the OS also does this when the process dies, so a kill never leaves it locked)."""
+        if self.lock is not None:
+            self.lock.release()
 
 
-def _lock(path: Path) -> IO[str]:
-    handle = (path / LOCK_FILE).open("a+", encoding="utf-8")
+def _lock(path: Path) -> FileLock:
+    lock = FileLock(path / LOCK_FILE)
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
+        lock.acquire(timeout=0)
+    except Timeout:
         raise UsageError(
             f"another mlm-bench run is writing to {path}: wait for it to finish, or pass a different --output-dir"
         ) from None
-    return handle
+    return lock
 
 
 def _refuse_existing(path: Path) -> UsageError:
@@ -217,7 +137,7 @@ def _check_output_dir(path: Path, force: bool, resume: bool, settings: dict[str,
     # os.access answers yes to root on a read-only filesystem or in /proc: creating something is the real test.
     os.rmdir(tempfile.mkdtemp(prefix=".mlm-bench-probe-", dir=nearest))
     if path.is_dir():
-        _lock(path).close()  # refused now if another run holds it
+        _lock(path).release()  # refused now if another run holds it
 
 
 def _unusable(path: Path, err: OSError) -> UsageError:
@@ -250,7 +170,7 @@ def claim(path: Path, record: dict[str, Any], force: bool = False, resume: bool 
                 item.unlink()
         write_json_atomic(path / RUN_FILE, record)
     except BaseException:
-        lock.close()
+        lock.release()
         if created:
             shutil.rmtree(path, ignore_errors=True)
         raise
@@ -292,4 +212,4 @@ def publish(staging: Path, run_dir: Path) -> None:
 def follow(path: Path, resume: bool) -> RunDir:
     """The run directory as a non-main DDP rank sees it: rank 0 holds the lock and writes; this rank only reads."""
     resume_from = last_complete_checkpoint(path) if resume else None
-    return RunDir(path, open(os.devnull, "w"), resumed=resume, resume_from=resume_from, discarded=[])
+    return RunDir(path, None, resumed=resume, resume_from=resume_from, discarded=[])

@@ -17,11 +17,11 @@ from transformers import BertConfig, BertForMaskedLM
 
 from mlm_bench import cli
 from mlm_bench import run as run_module
+from mlm_bench.checkpoints import checkpoints, is_complete
 from mlm_bench.config import Settings
 from mlm_bench.corpus import Corpus
 from mlm_bench.encode import encode
 from mlm_bench.model import load_model
-from mlm_bench.resume import checkpoints, is_complete
 from mlm_bench.run import run, unk_rate
 from mlm_bench.tokenizer import build_tokenizer, save_tokenizer
 
