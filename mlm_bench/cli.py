@@ -308,7 +308,7 @@ def cmd_fingerprint(argv: Sequence[str]) -> int:
 
 def _gate_parser() -> Parser:
     """The gate command's options, with the gate's own thresholds as defaults."""
-    from mlm_bench import gate
+    from mlm_bench import gate, gate_inputs
 
     defaults = gate.Thresholds()
     parser = Parser(
@@ -319,7 +319,7 @@ def _gate_parser() -> Parser:
     )
     parser.add_argument("base", type=Path, help="Benchmark JSON of the old environment.")
     parser.add_argument("new", type=Path, help="Benchmark JSON of the new environment.")
-    parser.add_argument("--stat", choices=gate.STATS, default=defaults.stat, help="Timing statistic compared.")
+    parser.add_argument("--stat", choices=gate_inputs.STATS, default=defaults.stat, help="Timing statistic compared.")
     parser.add_argument(
         "--threshold", type=float, default=defaults.slowdown, help="Slowdown that counts (0.05 = 5%% more time)."
     )
@@ -353,7 +353,7 @@ def _gate_parser() -> Parser:
 
 
 def cmd_gate(argv: Sequence[str]) -> int:
-    from mlm_bench import accepted, gate
+    from mlm_bench import accepted, gate, gate_inputs, gate_report
 
     args = _gate_parser().parse_args(argv)
     thresholds = gate.Thresholds(
@@ -367,14 +367,19 @@ def cmd_gate(argv: Sequence[str]) -> int:
     )
     fingerprints = None
     if args.fingerprints:
-        fingerprints = (gate.load_fingerprint(args.fingerprints[0]), gate.load_fingerprint(args.fingerprints[1]))
+        fingerprints = (
+            gate_inputs.load_fingerprint(args.fingerprints[0]),
+            gate_inputs.load_fingerprint(args.fingerprints[1]),
+        )
     junit = (
-        [] if not args.junit else [(s, gate.junit_outcome(p)) for s, p in zip(("base", "new"), args.junit, strict=True)]
+        []
+        if not args.junit
+        else [(s, gate_inputs.junit_outcome(p)) for s, p in zip(("base", "new"), args.junit, strict=True)]
     )
     entries = accepted.load(args.accepted) if args.accepted else []
     result = gate.compare(
-        gate.load_run(args.base),
-        gate.load_run(args.new),
+        gate_inputs.load_run(args.base),
+        gate_inputs.load_run(args.new),
         thresholds,
         fingerprints,
         accepted_entries=entries,
@@ -382,9 +387,9 @@ def cmd_gate(argv: Sequence[str]) -> int:
         tests_exit_code=args.tests_exit_code,
         fail_inconclusive=args.fail_inconclusive,
     )
-    print(gate.render_markdown(result))
+    print(gate_report.render_markdown(result))
     if args.report:
-        written = gate.write_report(result, args.report)
+        written = gate_report.write_report(result, args.report)
         print("report: " + ", ".join(str(p) for p in written))
     return result.exit_code
 

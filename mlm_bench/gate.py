@@ -10,22 +10,18 @@ and data, a difference beyond tolerance means the computation changed.
 
 from __future__ import annotations
 
-import json
 import math
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mlm_bench import defects
 from mlm_bench.accepted import field_changes, is_accepted, version_set_key
 from mlm_bench.errors import UsageError
+from mlm_bench.gate_inputs import STATS, BenchmarkRun, TestOutcome
 from mlm_bench.results import flatten
 
-STATS = ("median", "min", "mean")
 EXIT_OK, EXIT_REGRESSION, EXIT_INCONCLUSIVE = 0, 1, 3
 BOOTSTRAP_RESAMPLES = 2000
 
@@ -59,60 +55,6 @@ class Thresholds:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}: pass a non-negative value")
         if not 0 < self.confidence < 1:
             raise UsageError(f"confidence must be in (0, 1), got {self.confidence}: pass e.g. 0.99")
-
-
-@dataclass(frozen=True)
-class BenchmarkRun:
-    """One pytest-benchmark JSON file: its benchmarks by full name, and the versions they recorded."""
-
-    path: Path
-    benchmarks: dict[str, dict[str, Any]]
-    machine: dict[str, Any]
-
-    @property
-    def versions(self) -> dict[str, str]:
-        for bench in self.benchmarks.values():
-            found = bench.get("extra_info", {}).get("versions")
-            if found:
-                return found
-        return {}
-
-    @property
-    def label(self) -> str:
-        found = self.versions
-        if "transformers" in found:
-            return f"transformers {found['transformers']} / datasets {found.get('datasets', '?')}"
-        return self.path.stem
-
-
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise UsageError(f"{what} {path} does not exist: pass an existing file") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UsageError(f"{what} {path} is not JSON ({err}): pass the file {what} names") from err
-
-
-def load_run(path: Path) -> BenchmarkRun:
-    """Read a `pytest --benchmark-json` file, refusing anything without per-benchmark stats."""
-    data = _read_json(path, "benchmark file")
-    hint = "pass the file written by `pytest benchmarks/ --benchmark-json FILE`"
-    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
-        raise UsageError(f"{path} has no 'benchmarks' list, so it is not pytest-benchmark JSON: {hint}")
-    benchmarks: dict[str, dict[str, Any]] = {}
-    for entry in data["benchmarks"]:
-        stats = entry.get("stats") if isinstance(entry, dict) else None
-        if (
-            not isinstance(stats, dict)
-            or not all(k in stats for k in (*STATS, "iqr", "rounds"))
-            or "fullname" not in entry
-        ):
-            raise UsageError(
-                f"{path} has a benchmark without fullname and stats (median, min, mean, iqr, rounds): {hint}"
-            )
-        benchmarks[entry["fullname"]] = entry
-    return BenchmarkRun(Path(path), benchmarks, data.get("machine_info", {}))
 
 
 @dataclass(frozen=True)
@@ -200,7 +142,7 @@ class QualityChange:
     changed: bool
 
 
-def _values(extra: dict[str, Any], group: str) -> dict[str, float]:
+def extra_values(extra: dict[str, Any], group: str) -> dict[str, float]:
     values = extra.get(group) or {}
     return {str(k): float(v) for k, v in values.items() if isinstance(v, (int, float))}
 
@@ -213,8 +155,8 @@ def compare_quality(
     out = []
     base_extra, new_extra = base.get("extra_info", {}), new.get("extra_info", {})
     for group, prefix in (("losses", "loss@"), ("metrics", "")):
-        b, n = _values(base_extra, group), _values(new_extra, group)
-        for key in sorted(set(b) | set(n), key=_natural):
+        b, n = extra_values(base_extra, group), extra_values(new_extra, group)
+        for key in sorted(set(b) | set(n), key=natural_key):
             old, now = b.get(key), n.get(key)
             if group == "losses" or "loss" in key:
                 tolerance = f"rel {thresholds.loss_rtol:g}"
@@ -234,7 +176,7 @@ def compare_quality(
     return out
 
 
-def _natural(key: str) -> tuple[int, str]:
+def natural_key(key: str) -> tuple[int, str]:
     digits = "".join(c for c in key if c.isdigit())
     return (int(digits) if digits else -1, key)
 
@@ -266,44 +208,6 @@ def diff_fingerprints(
         )
         for c in field_changes(*strip)
     ]
-
-
-def load_fingerprint(path: Path) -> dict[str, Any]:
-    """A fingerprint JSON object (e.g. results/fingerprints/*.json); any keys are accepted."""
-    data = _read_json(path, "fingerprint file")
-    if not isinstance(data, dict):
-        raise UsageError(f"fingerprint file {path} holds a {type(data).__name__}, not an object: pass a JSON object")
-    return data
-
-
-@dataclass(frozen=True)
-class TestOutcome:
-    """Counts from one junit XML file (pytest --junitxml)."""
-
-    source: str
-    tests: int
-    failures: int
-    errors: int
-    skipped: int
-
-    @property
-    def passed(self) -> bool:
-        return self.tests > 0 and self.failures == 0 and self.errors == 0
-
-
-def junit_outcome(path: Path) -> TestOutcome:
-    """Sum the testsuite counts of a junit XML file."""
-    try:
-        root = ET.parse(path).getroot()
-    except FileNotFoundError as err:
-        raise UsageError(f"junit file {path} does not exist: pass the file `pytest --junitxml FILE` wrote") from err
-    except ET.ParseError as err:
-        raise UsageError(f"junit file {path} is not XML ({err}): pass the file `pytest --junitxml FILE` wrote") from err
-    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-    if not suites:
-        raise UsageError(f"junit file {path} has no <testsuite>: pass the file `pytest --junitxml FILE` wrote")
-    counts = [sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")]
-    return TestOutcome(str(path), *counts)
 
 
 @dataclass(frozen=True)
@@ -339,14 +243,16 @@ class GateResult:
             if speed.verdict == "slower"
         ]
         reasons += [
-            f"{short_name(q.benchmark)}: {q.key} {_fmt(q.base)} -> {_fmt(q.new)}" for q in self.quality if q.changed
+            f"{short_name(q.benchmark)}: {q.key} {format_value(q.base)} -> {format_value(q.new)}"
+            for q in self.quality
+            if q.changed
         ]
         reasons += [
             f"{short_name(name)}: same eval texts and settings, other masked inputs (the tokenizer or collator changed)"
             for name in self.eval_inputs_changed
         ]
         reasons += [
-            f"fingerprint {d.key}: {_cell(d.base)} -> {_cell(d.new)} (not in the accept file)"
+            f"fingerprint {d.key}: {table_cell(d.base)} -> {table_cell(d.new)} (not in the accept file)"
             for d in self.fingerprints or []
             if not d.accepted
         ]
@@ -371,12 +277,6 @@ class GateResult:
 
 def short_name(fullname: str) -> str:
     return fullname.rsplit("::", 1)[-1]
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "missing"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def compare(
@@ -451,180 +351,13 @@ def _extra_fingerprint(run: BenchmarkRun) -> dict[str, Any] | None:
     return None
 
 
-def render_markdown(result: GateResult) -> str:
-    """The verdict as markdown: one row per benchmark, then the learning, fingerprint and test details."""
-    sections = (_speed_section, _learning_section, _fingerprint_section, _defects_section, _tests_section)
-    lines = [line for section in sections for line in section(result)]
-    lines += ["", "## Verdict", ""]
-    lines += [f"- {reason}" for reason in result.regressions] or ["No regression."]
-    if result.inconclusive:
-        lines.append(
-            f"- inconclusive speed (too noisy to call; exit {EXIT_INCONCLUSIVE} with --fail-inconclusive): "
-            f"{', '.join(result.inconclusive)}; rerun both environments on a quiet machine, or interleaved"
-        )
-    return "\n".join(lines) + "\n"
+def format_value(value: Any) -> str:
+    """A compared value as a report shows it: floats to 4 significant digits."""
+    if value is None:
+        return "missing"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _speed_section(result: GateResult) -> list[str]:
-    """The title, the rules the verdicts follow, and one row per benchmark."""
-    th = result.thresholds
-    verdict = "REGRESSION" if result.regressions else ("INCONCLUSIVE speed" if result.inconclusive else "no regression")
-    lines = [
-        f"# Upgrade gate: {verdict}",
-        "",
-        f"- base: `{result.base.path}` ({result.base.label})",
-        f"- new: `{result.new.path}` ({result.new.label})",
-        f"- speed: change of the **{th.stat}** time per call, with its {th.confidence:.0%} bootstrap interval over "
-        f"the rounds; slower when the interval lies wholly above +{th.slowdown:.0%}, same when wholly within "
-        f"±{th.slowdown:.0%}, inconclusive (too noisy to say) when it straddles the threshold; noise is IQR/median; "
-        f"benchmarks with fewer than {th.min_rounds} rounds are shown but not gated",
-        f"- learning: losses within relative {th.loss_rtol:g}, context gains within {th.gain_atol:g} nats, other "
-        f"metrics within absolute {th.metric_atol:g}, resolved settings exactly",
-        "",
-        "| benchmark | base s/call | new s/call | change | interval | noise base / new | samples/s (median) "
-        "base -> new | speed | learning | verdict |",
-        "|---|---:|---:|---:|---|---|---:|---|---|---|",
-    ]
-    lines += [_speed_row(result, name, change) for name, change in result.speed.items()]
-    for title, names in (("Only in base", result.only_base), ("Only in new", result.only_new)):
-        if names:
-            lines += ["", f"{title} (not compared): " + ", ".join(short_name(n) for n in names)]
-    return lines
-
-
-def _speed_row(result: GateResult, name: str, s: SpeedChange) -> str:
-    changed = result.learning_changes(name)
-    compared = [q for q in result.quality if q.benchmark == name]
-    learning = (
-        f"CHANGED ({len(changed)}/{len(compared)})" if changed else (f"same ({len(compared)})" if compared else "-")
-    )
-    row_verdict = "REGRESSION" if s.verdict == "slower" or changed else s.verdict if s.verdict != "same" else "ok"
-    throughput = (
-        f"{s.base_throughput:.4g} -> {s.new_throughput:.4g}"
-        if s.base_throughput is not None and s.new_throughput is not None
-        else "-"
-    )
-    interval = "-" if math.isnan(s.low) else f"{s.low:+.1%} to {s.high:+.1%}"
-    return (
-        f"| {short_name(name)} | {s.base:.4g} | {s.new:.4g} | {s.change:+.1%} | {interval} | "
-        f"{s.base_noise:.0%} / {s.new_noise:.0%} | {throughput} | {s.verdict} | {learning} | {row_verdict} |"
-    )
-
-
-def _learning_section(result: GateResult) -> list[str]:
-    if not result.quality:
-        return []
-    lines = [
-        "",
-        "## Learning",
-        "",
-        "| benchmark | value | base | new | change | tolerance | |",
-        "|---|---|---:|---:|---:|---|---|",
-    ]
-    for q in result.quality:
-        numeric = isinstance(q.base, (int, float)) and isinstance(q.new, (int, float))
-        delta = f"{q.new - q.base:+.4g}" if numeric else "-"
-        flag = "CHANGED" if q.changed else "same"
-        cells = [short_name(q.benchmark), q.key, _fmt(q.base), _fmt(q.new), delta, q.tolerance, flag]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-def _fingerprint_section(result: GateResult) -> list[str]:
-    lines = ["", "## Fingerprints", ""]
-    if result.fingerprints is None:
-        return [*lines, "Not compared: pass `--fingerprints BASE.json NEW.json` (or store them in extra_info)."]
-    if not result.fingerprints:
-        return [*lines, "Identical."]
-    lines += ["| key | base | new | |", "|---|---|---|---|"]
-    return lines + [
-        f"| {d.key} | {_cell(d.base)} | {_cell(d.new)} | {'accepted' if d.accepted else 'NOT ACCEPTED'} |"
-        for d in result.fingerprints
-    ]
-
-
-def _defects_section(result: GateResult) -> list[str]:
-    lines = ["", "## Known upstream defects", ""]
-    for side, run in (("base", result.base), ("new", result.new)):
-        found = defects.active(run.versions) if run.versions else []
-        named = "; ".join(f"{d.key} ({d.upstream or 'no upstream issue'}): {d.breaks}" for d in found)
-        lines.append(f"- {side}: {named or 'none registered for these versions'}")
-    return lines
-
-
-def _tests_section(result: GateResult) -> list[str]:
-    lines = ["", "## Contract tests", ""]
-    if not result.tests and result.tests_exit_code is None:
-        lines.append("Not given: pass `--junit BASE.xml NEW.xml` or `--tests-exit-code N`.")
-    for side, t in result.tests:
-        state = "passed" if t.passed else "FAILED"
-        lines.append(
-            f"- {side}: {state}: {t.tests} tests, {t.failures} failures, {t.errors} errors, {t.skipped} skipped "
-            f"(`{t.source}`)"
-        )
-    if result.tests_exit_code is not None:
-        lines.append(f"- new: pytest exit code {result.tests_exit_code}")
-    return lines
-
-
-def _cell(value: Any) -> str:
+def table_cell(value: Any) -> str:
+    """A value as a Markdown table cell."""
     return "(absent)" if value is None else str(value).replace("|", "\\|")
-
-
-def write_report(result: GateResult, directory: Path) -> list[Path]:
-    """report.md plus throughput.png and loss_curves.png (matplotlib, the `gate` extra)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-    except ImportError as err:
-        raise UsageError(
-            "--report draws plots with matplotlib, which is not installed: pip install 'mlm-bench[gate]'"
-        ) from err
-    directory.mkdir(parents=True, exist_ok=True)
-    written = [directory / "report.md"]
-    written[0].write_text(render_markdown(result), encoding="utf-8")
-    labels = (f"base: {result.base.label}", f"new: {result.new.label}")
-
-    names = list(result.speed)
-    fig, ax = plt.subplots(figsize=(8, 0.6 * len(names) + 1.5))
-    ys = range(len(names))
-    for offset, side, label in ((-0.2, "base", labels[0]), (0.2, "new", labels[1])):
-        values = [_throughput(result, name, side) for name in names]
-        ax.barh([y + offset for y in ys], values, height=0.4, label=label)
-    ax.set_yticks(list(ys), [short_name(n) for n in names])
-    ax.set_xscale("log")
-    ax.set_xlabel(f"samples/s at the {result.thresholds.stat} time per call (log scale)")
-    ax.invert_yaxis()
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    written.append(directory / "throughput.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
-
-    with_losses = [n for n in names if _values(result.base.benchmarks[n].get("extra_info", {}), "losses")]
-    if with_losses:
-        fig, axes = plt.subplots(1, len(with_losses), figsize=(4.5 * len(with_losses), 3.5), squeeze=False)
-        for ax, name in zip(axes[0], with_losses, strict=True):
-            for run, label, style in ((result.base, labels[0], "o-"), (result.new, labels[1], "x--")):
-                losses = _values(run.benchmarks[name].get("extra_info", {}), "losses")
-                keys = sorted(losses, key=_natural)
-                steps = [_natural(k)[0] for k in keys]
-                ax.plot(steps, [losses[k] for k in keys], style, label=label)
-            ax.set_title(short_name(name), fontsize=9)
-            ax.set_xlabel("step")
-            ax.set_ylabel("train loss")
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        written.append(directory / "loss_curves.png")
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
-    return written
-
-
-def _throughput(result: GateResult, name: str, side: str) -> float:
-    run = result.base if side == "base" else result.new
-    bench = run.benchmarks[name]
-    samples = bench.get("extra_info", {}).get("samples_per_call", 1)
-    return samples / bench["stats"][result.thresholds.stat]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mlm_bench import gate
+from mlm_bench import gate, gate_inputs, gate_report
 from mlm_bench.cli import main
 from mlm_bench.errors import UsageError
 
@@ -42,7 +42,7 @@ def write(path: Path, *benchmarks: dict[str, Any]) -> Path:
 
 def verdict(tmp_path: Path, base: list[dict], new: list[dict], **thresholds: Any) -> gate.GateResult:
     a, b = write(tmp_path / "a.json", *base), write(tmp_path / "b.json", *new)
-    return gate.compare(gate.load_run(a), gate.load_run(b), gate.Thresholds(**thresholds))
+    return gate.compare(gate_inputs.load_run(a), gate_inputs.load_run(b), gate.Thresholds(**thresholds))
 
 
 LOSSES = {"5": 8.0, "10": 7.0}
@@ -76,9 +76,9 @@ def test_noisy_change_is_inconclusive_not_a_regression(tmp_path: Path):
     speed = _speed(result)
     assert speed.low < 0.07 < speed.high and speed.verdict == "inconclusive"
     assert result.regressions == [] and result.exit_code == gate.EXIT_OK
-    assert "inconclusive speed" in gate.render_markdown(result)
+    assert "inconclusive speed" in gate_report.render_markdown(result)
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    strict = gate.compare(gate.load_run(a), gate.load_run(b), gate.Thresholds(), fail_inconclusive=True)
+    strict = gate.compare(gate_inputs.load_run(a), gate_inputs.load_run(b), gate.Thresholds(), fail_inconclusive=True)
     assert strict.exit_code == gate.EXIT_INCONCLUSIVE
 
 
@@ -107,7 +107,7 @@ def test_speedup_is_not_a_regression(tmp_path: Path):
 
 def test_the_chosen_statistic_is_compared(tmp_path: Path):
     base, new = bench("test_step", 1.0, noise=0.2), bench("test_step", 1.3, noise=0.05)
-    for stat in gate.STATS:
+    for stat in gate_inputs.STATS:
         speed = _speed(verdict(tmp_path, [base], [new], stat=stat))
         assert (speed.base, speed.new) == (base["stats"][stat], new["stats"][stat])
 
@@ -171,7 +171,7 @@ FP_NEW = {"versions": {"transformers": "5.24.0", "tokenizers": "0.23.3", "torch"
 
 def test_fingerprint_change_is_a_regression_until_accepted(tmp_path: Path):
     a, b = write(tmp_path / "a.json", bench("test_step", 1.0)), write(tmp_path / "b.json", bench("test_step", 1.0))
-    runs = (gate.load_run(a), gate.load_run(b), gate.Thresholds())
+    runs = (gate_inputs.load_run(a), gate_inputs.load_run(b), gate.Thresholds())
     refused = gate.compare(*runs, fingerprints=(FP_BASE, FP_NEW))
     assert refused.exit_code == 1 and "fingerprint model.loss: 8.4576 -> 8.4596 (not in the accept file)" in (
         refused.regressions
@@ -186,7 +186,7 @@ def test_fingerprint_change_is_a_regression_until_accepted(tmp_path: Path):
 def test_report_lists_the_known_defects_of_each_side(tmp_path: Path):
     old = bench("test_step", 1.0, versions={"transformers": "4.57.6"})
     new = bench("test_step", 1.0, versions={"transformers": "5.24.0"})
-    report = gate.render_markdown(verdict(tmp_path, [old], [new]))
+    report = gate_report.render_markdown(verdict(tmp_path, [old], [new]))
     defects_section = report.split("## Known upstream defects")[1]
     assert "- base: collator-seed-zero" in defects_section and "- new: bert-mlm-ga-loss" in defects_section
 
@@ -210,17 +210,23 @@ def test_fingerprint_diff_names_changed_added_and_removed_keys():
 def test_failed_contract_tests_in_new_env_are_a_regression(tmp_path: Path):
     xml = tmp_path / "new.xml"
     xml.write_text('<testsuites><testsuite tests="3" failures="1" errors="0" skipped="0"/></testsuites>')
-    outcome = gate.junit_outcome(xml)
+    outcome = gate_inputs.junit_outcome(xml)
     assert (outcome.tests, outcome.failures, outcome.passed) == (3, 1, False)
     a, b = write(tmp_path / "a.json", bench("test_step", 1.0)), write(tmp_path / "b.json", bench("test_step", 1.0))
-    result = gate.compare(gate.load_run(a), gate.load_run(b), gate.Thresholds(), junit=[("new", outcome)])
+    result = gate.compare(gate_inputs.load_run(a), gate_inputs.load_run(b), gate.Thresholds(), junit=[("new", outcome)])
     assert result.exit_code == 1
 
 
 def test_nonzero_contract_test_exit_code_is_a_regression(tmp_path: Path):
     a, b = write(tmp_path / "a.json", bench("test_step", 1.0)), write(tmp_path / "b.json", bench("test_step", 1.0))
-    assert gate.compare(gate.load_run(a), gate.load_run(b), gate.Thresholds(), tests_exit_code=0).exit_code == 0
-    assert gate.compare(gate.load_run(a), gate.load_run(b), gate.Thresholds(), tests_exit_code=1).exit_code == 1
+    assert (
+        gate.compare(gate_inputs.load_run(a), gate_inputs.load_run(b), gate.Thresholds(), tests_exit_code=0).exit_code
+        == 0
+    )
+    assert (
+        gate.compare(gate_inputs.load_run(a), gate_inputs.load_run(b), gate.Thresholds(), tests_exit_code=1).exit_code
+        == 1
+    )
 
 
 def test_no_common_benchmark_is_unusable(tmp_path: Path):
