@@ -12,7 +12,7 @@ from torch._dynamo.utils import counters
 from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
 from transformers import RobertaConfig, RobertaForMaskedLM
 
-from mlm_bench import contract
+from mlm_bench import contract_training
 from mlm_bench.collate import build_collator
 from mlm_bench.compat import BERT_HAS_FLEX_ATTENTION
 from mlm_bench.errors import UsageError
@@ -42,7 +42,7 @@ def test_initial_loss_is_ln_vocab(fresh, tokenizer):
     model, batch = fresh
     with torch.no_grad():
         loss = float(model(**batch).loss)
-    contract.check_initial_loss(loss, len(tokenizer))
+    contract_training.check_initial_loss(loss, len(tokenizer))
 
 
 def test_sparse_head_loss_equals_dense_loss(fresh):

@@ -13,11 +13,11 @@ import pytest
 import torch
 from transformers import Trainer, TrainerCallback, default_data_collator
 
-from mlm_bench import contract
 from mlm_bench import train as train_module
 from mlm_bench.collate import build_collator
 from mlm_bench.compat import groups_by_length
 from mlm_bench.config import Settings, preset
+from mlm_bench.contract_training import check_schedule, check_training_progress
 from mlm_bench.errors import RunError, UsageError
 from mlm_bench.model import build_model, masked_lm_loss
 from mlm_bench.seeding import seed_everything
@@ -71,7 +71,7 @@ def trained(tokenizer, heldout_rows, tiny_settings, tmp_path_factory) -> Trained
 
 def test_training_changes_weights_and_lowers_loss(trained):
     """Six seeded steps change every parameter tensor and lower the loss on a fixed masked batch."""
-    contract.check_training_progress(trained.loss_before, trained.loss_after, trained.weights_before, trained.model)
+    check_training_progress(trained.loss_before, trained.loss_after, trained.weights_before, trained.model)
     assert trained.summary.steps == STEPS
     assert all(math.isfinite(e["loss"]) and e["loss"] > 0 for e in trained.summary.loss_curve)
 
@@ -80,7 +80,7 @@ def test_logged_lr_follows_the_linear_schedule(trained, tiny_settings):
     """The learning rate logged at every training step is linear warmup then linear decay to 0."""
     logged = [e["learning_rate"] for e in trained.summary.loss_curve]
     peak = tiny_settings.learning_rate
-    contract.check_schedule(logged, [expected_lr("linear", peak, s, WARMUP, STEPS) for s in range(1, STEPS + 1)])
+    check_schedule(logged, [expected_lr("linear", peak, s, WARMUP, STEPS) for s in range(1, STEPS + 1)])
 
 
 @pytest.mark.parametrize("scheduler", ["linear", "cosine", "constant_with_warmup"])
@@ -96,7 +96,7 @@ def test_configured_scheduler_step_by_step(tokenizer, tiny_settings, tmp_path, s
         trainer.optimizer.step()
         trainer.lr_scheduler.step()
     peak = settings.learning_rate
-    contract.check_schedule(rates, [expected_lr(scheduler, peak, s, WARMUP, STEPS) for s in range(1, STEPS + 1)])
+    check_schedule(rates, [expected_lr(scheduler, peak, s, WARMUP, STEPS) for s in range(1, STEPS + 1)])
 
 
 @pytest.mark.parametrize("name", ["bf16", "tf32"])
