@@ -100,19 +100,12 @@ def forward(self, *args, **kwargs):
     return out
 m.BertForMaskedLM.forward = forward
 """,
-    "self-attention made causal (sdpa)": """
+    "self-attention made causal (sdpa)": f"""
+import sys
+sys.path.insert(0, {str(ROOT / "tests")!r})
 import torch
-_sdpa = torch.nn.functional.scaled_dot_product_attention
-def causal(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kw):
-    allowed = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
-    if attn_mask is None:
-        attn_mask = allowed
-    elif attn_mask.dtype == torch.bool:
-        attn_mask = attn_mask & allowed
-    else:
-        attn_mask = attn_mask.masked_fill(~allowed, torch.finfo(attn_mask.dtype).min)
-    return _sdpa(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale, **kw)
-torch.nn.functional.scaled_dot_product_attention = causal
+from breakers import causal
+torch.nn.functional.scaled_dot_product_attention = causal(torch.nn.functional.scaled_dot_product_attention)
 """,
     "collator masks special and padding tokens (transformers#11155)": """
 import torch

@@ -11,12 +11,12 @@ the broken one.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import Counter
 
 import pytest
 import torch
+from breakers import causal, mask_dropped, positions_ignored
 from transformers.models.bert import modeling_bert
 
 from mlm_bench import context
@@ -78,45 +78,10 @@ def test_tiny_bert_learns_the_context_workload(workload: context.Workload, tmp_p
     assert result.accuracy == 1.0
 
 
-def _causal(sdpa):
-    @functools.wraps(sdpa)
-    def attend(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
-        allowed = torch.ones(query.shape[-2], key.shape[-2], dtype=torch.bool, device=query.device).tril()
-        if attn_mask is None:
-            attn_mask = allowed
-        elif attn_mask.dtype == torch.bool:
-            attn_mask = attn_mask & allowed
-        else:
-            attn_mask = attn_mask.masked_fill(~allowed, torch.finfo(attn_mask.dtype).min)
-        return sdpa(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale, **kwargs)
-
-    return attend
-
-
-def _positions_ignored(forward):
-    @functools.wraps(forward)
-    def embed(self, *args, **kwargs):
-        ids = kwargs.get("input_ids")
-        ids = args[0] if ids is None else ids
-        kwargs["position_ids"] = torch.zeros_like(ids)
-        return forward(self, *args, **kwargs)
-
-    return embed
-
-
-def _mask_dropped(forward):
-    @functools.wraps(forward)
-    def encode(self, *args, **kwargs):
-        kwargs["attention_mask"] = None
-        return forward(self, *args, **kwargs)
-
-    return encode
-
-
 BREAKAGES = {
-    "causal self-attention": (torch.nn.functional, "scaled_dot_product_attention", _causal, "context not learned"),
-    "position ids ignored": (modeling_bert.BertEmbeddings, "forward", _positions_ignored, "context not learned"),
-    "attention mask dropped": (modeling_bert.BertModel, "forward", _mask_dropped, "padding moved"),
+    "causal self-attention": (torch.nn.functional, "scaled_dot_product_attention", causal, "context not learned"),
+    "position ids ignored": (modeling_bert.BertEmbeddings, "forward", positions_ignored, "context not learned"),
+    "attention mask dropped": (modeling_bert.BertModel, "forward", mask_dropped, "padding moved"),
 }
 
 
