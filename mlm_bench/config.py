@@ -124,6 +124,13 @@ class Settings:
     # auto leaves it off on CPU: on 2 cores the compile time outweighs a short run's gain.
     torch_compile: Literal["off", "on", "auto"] = _help("torch.compile the model through Trainer.", default="off")
     fused_adamw: bool = _help("Fused AdamW (the Trainer's default optimizer); false: the for-each AdamW.", default=True)
+    trainer_args: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Any other TrainingArguments field of the installed transformers, as KEY=VALUE (e.g. "
+            "--trainer_args report_to=tensorboard save_total_limit=3); fields these settings set are refused here."
+        },
+    )
     batch_size: int = _help("Per-device train batch size (of each accumulated micro-batch).", default=32)
     gradient_accumulation_steps: int = _help(
         "Micro-batches of batch_size accumulated into one optimizer step (the loss is normalised over all of them).",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import json
 import math
 from dataclasses import dataclass, field
@@ -10,7 +12,7 @@ from typing import Any
 
 import datasets
 import torch
-from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
+from transformers import HfArgumentParser, PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 
 from mlm_bench.collate import BatchSeededCollator, cut_rows
 from mlm_bench.compat import sampling_arguments
@@ -50,8 +52,22 @@ def speed_options(settings: Settings) -> dict[str, bool]:
 
 def training_arguments(settings: Settings, output_dir: Path) -> TrainingArguments:
     """TrainingArguments valid on 4.57 and 5.x: no overwrite_output_dir (5.x raises TypeError on it)."""
+    return TrainingArguments(**{**_set_by_settings(settings, output_dir), **extra_training_arguments(settings)})
+
+
+# TrainingArguments that mlm-bench fixes, and why; --trainer_args may not change them.
+FIXED_TRAINING_ARGUMENTS = {
+    "output_dir": "checkpoints go under the run directory (--output-dir)",
+    "remove_unused_columns": "the collator reads special_tokens_mask, which the model does not take",
+    "dataloader_num_workers": "the masks are seeded by a batch counter in the main process",
+}
+# Defaults mlm-bench picks that --trainer_args may change: no setting of ours says otherwise.
+TRAINING_DEFAULTS = ("report_to", "save_total_limit", "dataloader_pin_memory", "logging_nan_inf_filter")
+
+
+def _set_by_settings(settings: Settings, output_dir: Path) -> dict[str, Any]:
     options = speed_options(settings)
-    return TrainingArguments(
+    return dict(
         output_dir=str(output_dir),
         per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
@@ -85,6 +101,34 @@ def training_arguments(settings: Settings, output_dir: Path) -> TrainingArgument
         optim="adamw_torch_fused" if settings.fused_adamw else "adamw_torch",
         **sampling_arguments(settings.group_by_length),
     )
+
+
+def extra_training_arguments(settings: Settings) -> dict[str, Any]:
+    """settings.trainer_args as TrainingArguments keywords, typed by the library's own parser; a malformed item,
+    an unknown field or one the settings already set is refused naming the fix."""
+    pairs = [item.partition("=") for item in settings.trainer_args]
+    malformed = [key + eq + value for key, eq, value in pairs if not key or not eq]
+    if malformed:
+        raise UsageError(f"--trainer_args takes KEY=VALUE items, got {malformed[0]!r}: e.g. report_to=tensorboard")
+    known = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+    from_settings = (
+        set(_set_by_settings(settings, Path("unused"))) - set(FIXED_TRAINING_ARGUMENTS) - set(TRAINING_DEFAULTS)
+    )
+    for key, _, _ in pairs:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f": did you mean {close[0]}?" if close else ": see TrainingArguments in the transformers docs"
+            raise UsageError(f"--trainer_args {key}: TrainingArguments has no field {key!r}{hint}")
+        if key in FIXED_TRAINING_ARGUMENTS:
+            raise UsageError(f"--trainer_args {key}: mlm-bench fixes it ({FIXED_TRAINING_ARGUMENTS[key]})")
+        if key in from_settings:
+            raise UsageError(
+                f"--trainer_args {key}: one of mlm-bench's settings sets it: use that setting (`mlm-bench run "
+                "--help`), so results.json records the value once"
+            )
+    argv = ["--output_dir", "unused", *(part for key, _, value in pairs for part in (f"--{key}", value))]
+    parsed, _ = HfArgumentParser(TrainingArguments).parse_known_args(argv)
+    return {key: getattr(parsed, key) for key, _, _ in pairs}
 
 
 class NonFiniteLossError(RunError):

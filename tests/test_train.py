@@ -355,3 +355,24 @@ def test_host_read_check_fails_on_a_per_step_read(tokenizer, heldout_rows, tiny_
     run = _six_steps_logged_at_the_last(tokenizer, heldout_rows, tiny_settings, tmp_path)
     reads = host_reads_by_step(monkeypatch, run)
     assert all(reads.get(step) for step in range(1, STEPS)), reads
+
+
+def test_trainer_args_reach_training_arguments_typed_by_the_library(tiny_settings, tmp_path) -> None:
+    settings = tiny_settings.replace(trainer_args=["save_total_limit=3", "disable_tqdm=true", "report_to=none"])
+    args = training_arguments(settings, tmp_path)
+    assert (args.save_total_limit, args.disable_tqdm) == (3, True)
+    assert training_arguments(tiny_settings, tmp_path).save_total_limit == 1  # mlm-bench's default otherwise
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("report_to", "takes KEY=VALUE items"),
+        ("lerning_rate=1e-3", "has no field 'lerning_rate': did you mean learning_rate"),
+        ("learning_rate=1e-3", "one of mlm-bench's settings sets it"),
+        ("dataloader_num_workers=2", "mlm-bench fixes it"),
+    ],
+)
+def test_trainer_args_refused_naming_the_fix(tiny_settings, tmp_path, item: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        training_arguments(tiny_settings.replace(trainer_args=[item]), tmp_path)
