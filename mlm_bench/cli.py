@@ -120,6 +120,9 @@ def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
 def cmd_run(argv: Sequence[str]) -> int:
     settings, options = parse_settings(argv)
     _configure_logging(logging.WARNING if options.quiet else logging.DEBUG if options.verbose else logging.INFO)
+    from mlm_bench.hub import check_hub
+
+    check_hub(settings)  # before the heavy imports below: an offline refusal in a second, not four
     from mlm_bench.run import is_main_process, run  # heavy imports only once the arguments are known to be good
 
     output_dir = options.output_dir or Path("runs") / settings.preset
