@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from transformers import HfArgumentParser
 
-from mlm_bench.config import PRESETS, Settings, preset
+from mlm_bench.config import PRESETS, Settings, preset, settings_file
 from mlm_bench.errors import Interrupted, RunError, Terminated, UsageError
 
 EXIT_FAILED = 1
@@ -91,12 +91,20 @@ class SettingsParser(_OneLineErrors, HfArgumentParser):
 def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
     """Settings from `--preset NAME` plus any field overrides; CLI-only options come back separately."""
     pre = Parser(prog="mlm-bench run", add_help=False)
-    pre.add_argument("--preset", default="tiny-zh")
-    name = pre.parse_known_args(argv)[0].preset
+    pre.add_argument("--preset", default=None)
+    pre.add_argument("--config", type=Path, default=None)
+    known = pre.parse_known_args(argv)[0]
+    from_file = settings_file(known.config) if known.config else {}
+    # The flags override the file, the file overrides its preset.
+    name = known.preset or from_file.get("preset", "tiny-zh")
     if name not in PRESETS:
         raise UsageError(f"unknown preset {name!r}: choose one of {sorted(PRESETS)}")
-    base = preset(name)
+    base = {**preset(name).to_dict(), **from_file, "preset": name}
     parser = SettingsParser(Settings, prog="mlm-bench run", description="Run the MLM recipe end to end.")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="JSON or YAML file of settings fields (or a run's run.json): "
+        "its preset and fields, overridden by the flags given."
+    )  # fmt: skip
     parser.add_argument("--output-dir", type=Path, default=None, help="Run directory (default: runs/<preset>).")
     parser.add_argument("--force", action="store_true", help="Overwrite an existing run directory.")
     parser.add_argument(
@@ -105,10 +113,10 @@ def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument("-q", "--quiet", action="store_true", help="Only warnings, errors and the final report.")
     loudness.add_argument("-v", "--verbose", action="store_true", help="Also debug lines, and transformers' info.")
-    parser.set_defaults(**base.to_dict())
+    parser.set_defaults(**base)
     try:
         settings, options, extras = parser.parse_args_into_dataclasses(args=list(argv), return_remaining_strings=True)
-    except ValueError as err:  # a field's own validation
+    except (ValueError, TypeError) as err:  # a field's own validation, or a settings file's value of another type
         if isinstance(err, UsageError):
             raise
         raise UsageError(f"{err}: see `mlm-bench run --help` for the fields") from err

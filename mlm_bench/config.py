@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from mlm_bench.errors import UsageError
@@ -322,3 +325,30 @@ def preset(name: str, **overrides: Any) -> Settings:
     if name not in PRESETS:
         raise UsageError(f"unknown preset {name!r}: choose one of {sorted(PRESETS)}")
     return Settings(preset=name).replace(**{**PRESETS[name], **overrides})
+
+
+def settings_file(path: Path) -> dict[str, Any]:
+    """Settings fields from a JSON or YAML file: a mapping of fields, or a run's results.json or run.json (their
+    "settings"), so `--config runs/x/run.json` repeats that run. Unknown fields are refused, naming the closest."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in (".yaml", ".yml"):
+            import yaml  # only a YAML settings file needs it
+
+            loaded = yaml.safe_load(text)
+        else:
+            loaded = json.loads(text)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot read settings file {path} ({err}): pass a JSON or YAML mapping of fields") from err
+    fields = loaded.get("settings", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(fields, dict):
+        raise UsageError(f'settings file {path} holds no mapping of fields: write e.g. {{"max_steps": 100}}')
+    names = [f.name for f in dataclasses.fields(Settings)]
+    for key in fields:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            raise UsageError(
+                f"settings file {path}: unknown field {key!r}"
+                + (f": did you mean {close[0]!r}?" if close else ": `mlm-bench run --help` lists the fields")
+            )
+    return fields

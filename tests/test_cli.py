@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,9 @@ from transformers import HfArgumentParser
 
 import mlm_bench
 from mlm_bench import cli
-from mlm_bench.cli import context_verdict, main
-from mlm_bench.config import PRESETS
+from mlm_bench.cli import context_verdict, main, parse_settings
+from mlm_bench.config import PRESETS, preset
+from mlm_bench.errors import UsageError
 from mlm_bench.tokenizer import build_tokenizer, save_tokenizer
 
 TINY_ARGS = [
@@ -204,3 +206,30 @@ def test_quiet_keeps_the_report_and_drops_the_progress_lines(run_argv, tmp_path,
     quiet = capsys.readouterr().out
     assert "corpus: " in loud and "corpus: " not in quiet
     assert f"results: {tmp_path / 'quiet' / 'results.json'}" in quiet
+
+
+def test_config_file_sits_between_its_preset_and_the_flags(tmp_path: Path) -> None:
+    (tmp_path / "run.yaml").write_text("preset: fast\nmax_steps: 7\nlearning_rate: 0.01\n", encoding="utf-8")
+    settings, _ = parse_settings(["--config", str(tmp_path / "run.yaml"), "--max_steps", "9"])
+    assert (settings.preset, settings.flatten, settings.learning_rate, settings.max_steps) == ("fast", True, 0.01, 9)
+
+
+def test_a_runs_own_run_json_repeats_its_settings(tmp_path: Path) -> None:
+    started = preset("fast", max_steps=5, trainer_args=["save_total_limit=2"])
+    (tmp_path / "run.json").write_text(json.dumps({"settings": started.to_dict()}), encoding="utf-8")
+    assert parse_settings(["--config", str(tmp_path / "run.json")])[0] == started
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"max_step": 7}', "unknown field 'max_step': did you mean 'max_steps'"),
+        ('{"max_steps": "many"}', "--max_steps/--max-steps: invalid int value: 'many'"),
+        ("[1, 2]", "holds no mapping of fields"),
+        ("{not json", "cannot read settings file"),
+    ],
+)
+def test_a_bad_config_file_is_one_line_naming_the_problem(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "bad.json").write_text(content, encoding="utf-8")
+    with pytest.raises(UsageError, match=re.escape(message)):
+        parse_settings(["--config", str(tmp_path / "bad.json")])
