@@ -6,11 +6,12 @@ tokens), one optimizer step per round, in one process so the variants share the 
 - `fast`: the seed-shape-fast preset: each text masked alone, packed after masking, FlexAttention's document mask,
   a fixed-width sparse head, bf16, TF32, fused AdamW, torch.compile.
 
-Each records non-pad tokens/s over all timed rounds, MFU (6 x parameters x non-pad tokens/s) against a bf16 matmul
-peak measured in the same process and against the datasheet, its warm-up time (compile included) and, compiled,
-the graphs torch compiled during warm-up and after it and the graph breaks. `scripts/gpu_summary.py` turns the
---benchmark-json file into results/gpu/ JSON. With --gpu-dry-run the same code runs on CPU with a tiny model (sdpa:
-flex has no CPU backward; aot_eager): a check of this file, not a measurement.
+Each records non-pad tokens/s over all timed rounds, MFU as issue 13 defines it (6 x all parameters x non-pad
+tokens/s; it counts the embeddings and the whole vocabulary projection, so a sparse head's skipped work counts as
+done) against a bf16 matmul peak measured in the same process and against the datasheet, its warm-up time
+(compile included) and, compiled, the graphs torch compiled during warm-up and after it and the graph breaks.
+`scripts/gpu_summary.py` turns the --benchmark-json file into results/gpu/ JSON. With --gpu-dry-run the same code
+runs on CPU with a tiny model (sdpa: flex has no CPU backward; aot_eager): a check of this file, not a measurement.
 """
 
 from __future__ import annotations

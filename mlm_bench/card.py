@@ -20,13 +20,13 @@ logger = logging.getLogger(__name__)
 
 def write_card(directory: Path, results: dict[str, Any]) -> list[Path]:
     """README.md from the run's results, and loss_curve.png when matplotlib is installed; the files written."""
-    card = directory / CARD_FILE
-    card.write_text(model_card(results), encoding="utf-8")
     curve = plot_loss_curve(results["train"]["loss_curve"], directory / CURVE_FILE)
+    card = directory / CARD_FILE
+    card.write_text(model_card(results, curve is not None), encoding="utf-8")
     return [card] if curve is None else [card, curve]
 
 
-def model_card(results: dict[str, Any]) -> str:
+def model_card(results: dict[str, Any], with_curve: bool = True) -> str:
     """The run as Markdown: what was trained on what, how, and what it learned (figures from results.json)."""
     settings, train, ev = results["settings"], results["train"], results["eval"]
     at_mask = ev["by_treatment"]["mask"]
@@ -62,7 +62,8 @@ def model_card(results: dict[str, Any]) -> str:
         "",
         *[f"- `{name}`: {settings[name]}" for name in CARD_SETTINGS if name in settings],
         "",
-        f"The loss curve is `{CURVE_FILE}`; every setting and figure is in `results.json`.",
+        (f"The loss curve is `{CURVE_FILE}`; e" if with_curve else "E")
+        + "very setting and figure is in `results.json`.",
     ]
     return "\n".join(lines) + "\n"
 

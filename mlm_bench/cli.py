@@ -111,7 +111,10 @@ def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
         "--resume", action="store_true", help="Continue the unfinished run in --output-dir from its last checkpoint."
     )
     loudness = parser.add_mutually_exclusive_group()
-    loudness.add_argument("-q", "--quiet", action="store_true", help="Only warnings, errors and the final report.")
+    loudness.add_argument(
+        "-q", "--quiet", action="store_true", help="No progress lines of mlm-bench or datasets, no transformers "
+        "warnings: Trainer's loss lines and the final report remain."
+    )  # fmt: skip
     loudness.add_argument("-v", "--verbose", action="store_true", help="Also debug lines, and transformers' info.")
     parser.set_defaults(**base)
     try:
@@ -136,7 +139,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     output_dir = options.output_dir or Path("runs") / settings.preset
     try:
         with _sigterm_as_interrupt():
-            results = run(settings, output_dir, force=options.force, resume=options.resume)
+            results = run(settings, output_dir, force=options.force, resume=options.resume, hub_checked=True)
     except Interrupted as stop:  # stopped after claiming the directory: its checkpoints are this run's
         if is_main_process(settings) and stop.kept is not None:
             print(f"mlm-bench: continue with: {resume_command(argv, output_dir)}", file=sys.stderr)
@@ -157,7 +160,10 @@ def _configure_logging(level: int) -> None:
     import transformers  # only a run needs it, and only once its arguments are known to be good
 
     if level == logging.WARNING:
+        import datasets
+
         transformers.logging.set_verbosity_error()
+        datasets.disable_progress_bars()
     elif level == logging.DEBUG:
         transformers.logging.set_verbosity_info()
 

@@ -93,10 +93,17 @@ class FlatteningCollator:
     The model must keep packed texts apart (model.isolate_packed_rows), or they would attend to each other.
     """
 
-    def __init__(self, collator: DataCollatorForLanguageModeling, row_length: int, pad_to_multiple_of: int | None):
+    def __init__(
+        self,
+        collator: DataCollatorForLanguageModeling,
+        row_length: int,
+        pad_to_multiple_of: int | None,
+        min_rows: int = 1,
+    ) -> None:
         self.collator = collator
         multiple = pad_to_multiple_of or 1
         self.row_length = -(-row_length // multiple) * multiple
+        self.min_rows = min_rows
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = self.collator(features)
@@ -109,14 +116,12 @@ class FlatteningCollator:
                 "encode with truncation at max_length"
             )
         rows = [self._row([texts[i] for i in members]) for members in _first_fit(lengths, self.row_length)]
-        if len(rows) == 1:
-            # torch.compile specialises a dimension of size 1, so a batch that fits one row would compile again.
-            rows.append(self._row([]))
+        rows += [self._row([]) for _ in range(self.min_rows - len(rows))]
         return {key: torch.cat([row[key] for row in rows]) for key in rows[0]}
 
     def _row(self, texts: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """One packed row: the texts' (ids, labels) side by side, positions from 0 in each, padded to row_length
-        (all padding for no text)."""
+        (all padding for no text: the filler min_rows asks for)."""
         ids = torch.cat([ids for ids, _ in texts]) if texts else torch.zeros(0, dtype=torch.long)
         labels = torch.cat([labels for _, labels in texts]) if texts else ids
         positions = torch.cat([torch.arange(len(ids)) for ids, _ in texts]) if texts else ids
@@ -189,9 +194,11 @@ def build_collator(
         pad_to_multiple_of=None if settings.flatten else settings.pad_to_multiple_of,
         seed=seed,
     )
-    return (
-        FlatteningCollator(masking, settings.max_length, settings.pad_to_multiple_of) if settings.flatten else masking
-    )
+    if not settings.flatten:
+        return masking
+    # torch.compile specialises a dimension of size 1: a batch that fits one row would compile again.
+    min_rows = 1 if settings.torch_compile == "off" else 2
+    return FlatteningCollator(masking, settings.max_length, settings.pad_to_multiple_of, min_rows)
 
 
 class BatchSeededCollator:

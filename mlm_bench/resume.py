@@ -137,7 +137,15 @@ def _check_output_dir(path: Path, force: bool, resume: bool, settings: dict[str,
     # os.access answers yes to root on a read-only filesystem or in /proc: creating something is the real test.
     os.rmdir(tempfile.mkdtemp(prefix=".mlm-bench-probe-", dir=nearest))
     if path.is_dir():
-        _lock(path).release()  # refused now if another run holds it
+        _probe_lock(path)
+
+
+def _probe_lock(path: Path) -> None:
+    """Refuse now if another run holds the directory's lock; a lock file made only to ask is removed again."""
+    existed = (path / LOCK_FILE).exists()
+    _lock(path).release()
+    if not existed:
+        (path / LOCK_FILE).unlink(missing_ok=True)
 
 
 def _unusable(path: Path, err: OSError) -> UsageError:

@@ -156,17 +156,21 @@ def _left_behind(output_dir: Path, kept: Path | None) -> str:
     return f"the last complete checkpoint ({kept.name}) is kept in {output_dir}"
 
 
-def run(settings: Settings, output_dir: Path, force: bool = False, resume: bool = False) -> dict[str, Any]:
+def run(
+    settings: Settings, output_dir: Path, force: bool = False, resume: bool = False, hub_checked: bool = False
+) -> dict[str, Any]:
     """Run the recipe into output_dir: checkpoints as it trains, model and tokenizer, then results.json last.
 
     A run that fails keeps its complete checkpoints (`resume=True` continues from the last one); one that
-    failed before its first checkpoint, or was refused, leaves nothing behind.
+    failed before its first checkpoint, or was refused, leaves nothing behind. `hub_checked`: the caller already
+    ran hub.check_hub (the CLI does, before its heavy imports), so its network probe is not repeated.
     """
     started = time.perf_counter()
     if not is_main_process(settings):
         return _follow(settings, output_dir, resume)
     preflight(output_dir, force=force, resume=resume, settings=settings.to_dict())
-    check_hub(settings)
+    if not hub_checked:
+        check_hub(settings)
     prepared = prepare(settings)
     record = {
         "settings": settings.to_dict(),

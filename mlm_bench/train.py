@@ -8,7 +8,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import datasets
 import torch
@@ -60,7 +60,12 @@ FIXED_TRAINING_ARGUMENTS = {
     "output_dir": "checkpoints go under the run directory (--output-dir)",
     "remove_unused_columns": "the collator reads special_tokens_mask, which the model does not take",
     "dataloader_num_workers": "the masks are seeded by a batch counter in the main process",
+    "save_only_model": "a resume needs the optimizer, scheduler and RNG state in every checkpoint",
+    "save_safetensors": "checkpoints count as complete by their safetensors weights",
+    "ignore_data_skip": "a resume must skip the batches it already trained on to repeat the run bit for bit",
 }
+# These switch torch.compile on by themselves: allowed only when the torch_compile setting has it on.
+COMPILE_TUNING = ("torch_compile_mode", "torch_compile_backend")
 # Defaults mlm-bench picks that --trainer_args may change: no setting of ours says otherwise.
 TRAINING_DEFAULTS = ("report_to", "save_total_limit", "dataloader_pin_memory", "logging_nan_inf_filter")
 
@@ -110,6 +115,10 @@ def extra_training_arguments(settings: Settings) -> dict[str, Any]:
     malformed = [key + eq + value for key, eq, value in pairs if not key or not eq]
     if malformed:
         raise UsageError(f"--trainer_args takes KEY=VALUE items, got {malformed[0]!r}: e.g. report_to=tensorboard")
+    keys = [key for key, _, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise UsageError(f"--trainer_args gives {repeated[0]} twice: give each field once")
     known = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
     from_settings = (
         set(_set_by_settings(settings, Path("unused"))) - set(FIXED_TRAINING_ARGUMENTS) - set(TRAINING_DEFAULTS)
@@ -121,14 +130,23 @@ def extra_training_arguments(settings: Settings) -> dict[str, Any]:
             raise UsageError(f"--trainer_args {key}: TrainingArguments has no field {key!r}{hint}")
         if key in FIXED_TRAINING_ARGUMENTS:
             raise UsageError(f"--trainer_args {key}: mlm-bench fixes it ({FIXED_TRAINING_ARGUMENTS[key]})")
+        if key in COMPILE_TUNING and not speed_options(settings)["torch_compile"]:
+            raise UsageError(f"--trainer_args {key} turns torch.compile on: pass --torch_compile on with it")
         if key in from_settings:
             raise UsageError(
                 f"--trainer_args {key}: one of mlm-bench's settings sets it: use that setting (`mlm-bench run "
                 "--help`), so results.json records the value once"
             )
     argv = ["--output_dir", "unused", *(part for key, _, value in pairs for part in (f"--{key}", value))]
-    parsed, _ = HfArgumentParser(TrainingArguments).parse_known_args(argv)
+    parsed, _ = _TrainerArgsParser(TrainingArguments).parse_known_args(argv)
     return {key: getattr(parsed, key) for key, _, _ in pairs}
+
+
+class _TrainerArgsParser(HfArgumentParser):
+    """The library's parser of TrainingArguments, whose errors come back as one line, not a usage text and exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"--trainer_args: {message}")
 
 
 class NonFiniteLossError(RunError):
@@ -148,7 +166,8 @@ class _DeviceTally:
         self.dropped: torch.Tensor | int = 0  # labelled tokens past the sparse head's width (model.overflow)
 
     def add_loss(self, loss: torch.Tensor, step: int, learning_rate: float) -> None:
-        loss = loss.detach().float()
+        # float64: a float32 sum drifts over a long run; Trainer's own sum was a Python float.
+        loss = loss.detach().double()
         if self.nonfinite is None:
             self.nonfinite = torch.full((3,), -1.0, device=loss.device)
         first = ~torch.isfinite(loss) & (self.nonfinite[0] < 0)
@@ -159,21 +178,35 @@ class _DeviceTally:
 
     def check(self) -> None:
         """Raise NonFiniteLossError naming the first step whose loss was not finite, or a RunError if a row had more
-        labels than the sparse head's width (reads the device)."""
+        labels than the sparse head's width (reads the device). Under DDP every rank raises when any rank must, so
+        none is left waiting in the next collective."""
+        if self.nonfinite is None:
+            return
         dropped = int(self.dropped)
+        step, value, learning_rate = self.nonfinite.tolist()
+        # Every rank joins the collective before any raises.
+        anywhere = _any_rank_flags(self.nonfinite.device, dropped > 0 or step >= 0)
         if dropped:
             raise RunError(
                 f"{dropped} masked tokens fell outside the sparse head's width ({self.capacity:g} of each row) and "
                 "were left out of the loss: raise --sparse_capacity, or pass 0 for exactly the masked ones"
             )
-        if self.nonfinite is None:
-            return
-        step, value, learning_rate = self.nonfinite.tolist()
         if step >= 0:
             raise NonFiniteLossError(
                 f"training loss is {value} at step {int(step)} (learning rate {learning_rate:.3g}): "
                 "lower --learning_rate or raise --warmup_steps, then start over"
             )
+        if anywhere:
+            raise RunError("another rank's loss was not finite or overflowed the sparse head: its log says which")
+
+
+def _any_rank_flags(device: torch.device, flagged: bool) -> bool:
+    """Whether any DDP rank flagged (always this rank's own answer outside DDP)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return flagged
+    found = torch.tensor([float(flagged)], device=device)
+    torch.distributed.all_reduce(found, op=torch.distributed.ReduceOp.MAX)
+    return bool(found.item())
 
 
 class _StopOnBadLoss(TrainerCallback):

@@ -24,3 +24,4 @@ def test_without_matplotlib_the_card_is_written_alone(tmp_path: Path, monkeypatc
     assert plot_loss_curve([{"step": 1, "loss": 2.0}], tmp_path / "curve.png") is None
     results = json.loads(REFERENCE.read_text(encoding="utf-8"))
     assert [p.name for p in write_card(tmp_path, results)] == ["README.md"]
+    assert "loss_curve.png" not in (tmp_path / "README.md").read_text(encoding="utf-8")

@@ -143,6 +143,33 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(text_p
     assert not (out / RESULTS_FILE).exists()
 
 
+@pytest.mark.parametrize(
+    ("overrides", "bad_step"),
+    [
+        ({"logging_steps": 100, "save_steps": 4}, 3),  # read at step 4's save, before checkpoint-4 is written
+        ({"logging_steps": 100, "save_steps": 0}, 8),  # read at the last step, before results.json
+    ],
+    ids=["before-a-save", "at-the-last-step"],
+)
+def test_a_non_finite_loss_between_logs_stops_before_anything_is_written(overrides, bad_step, text_path, tmp_path,
+                                                                         capsys, monkeypatch):  # fmt: skip
+    """The loss stays on the device between logs: the check where Trainer saves or ends still finds its first step."""
+    real_loss = train_module.masked_lm_loss
+    calls = []
+
+    def loss_turning_nan(outputs, labels, num_items_in_batch=None):
+        calls.append(1)
+        loss = real_loss(outputs, labels, num_items_in_batch)
+        return loss * float("nan") if len(calls) >= bad_step else loss
+
+    monkeypatch.setattr(train_module, "masked_lm_loss", loss_turning_nan)
+    out = tmp_path / "run"
+    assert cli.main(_argv(text_path, out, **overrides)) == cli.EXIT_FAILED
+    message = error_line(capsys.readouterr().err, "mlm-bench: run failed: ")
+    assert message.startswith(f"training loss is nan at step {bad_step} (learning rate ")
+    assert not out.exists()  # no checkpoint was written, so nothing is kept
+
+
 def test_ctrl_c_keeps_the_checkpoints_for_resume(text_path, tmp_path, capsys, monkeypatch):
     real_step = train_module.MlmTrainer.training_step
 
@@ -290,3 +317,12 @@ def test_published_files_get_the_mode_the_umask_gives(tmp_path):
     finally:
         os.umask(before)
     assert stat.S_IMODE((tmp_path / "model.safetensors").stat().st_mode) == 0o644
+
+
+def test_preflight_leaves_nothing_behind(tmp_path):
+    """Its probe directory and a lock file made only to ask are removed: a refused run leaves the place as it was."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    preflight(empty)
+    preflight(tmp_path / "not-yet")
+    assert list(empty.iterdir()) == [] and [p.name for p in tmp_path.iterdir()] == ["empty"]

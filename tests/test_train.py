@@ -371,8 +371,13 @@ def test_trainer_args_reach_training_arguments_typed_by_the_library(tiny_setting
         ("lerning_rate=1e-3", "has no field 'lerning_rate': did you mean learning_rate"),
         ("learning_rate=1e-3", "one of mlm-bench's settings sets it"),
         ("dataloader_num_workers=2", "mlm-bench fixes it"),
+        ("save_only_model=true", "a resume needs the optimizer"),
+        ("ignore_data_skip=true", "must skip the batches"),
+        ("torch_compile_mode=max-autotune", "turns torch.compile on: pass --torch_compile on"),
+        ("save_total_limit=abc", "--trainer_args: argument --save_total_limit"),
+        ("report_to=none report_to=tensorboard", "gives report_to twice"),
     ],
 )
 def test_trainer_args_refused_naming_the_fix(tiny_settings, tmp_path, item: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        training_arguments(tiny_settings.replace(trainer_args=[item]), tmp_path)
+        training_arguments(tiny_settings.replace(trainer_args=item.split()), tmp_path)
