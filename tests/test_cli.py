@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, pipeline
 
 import mlm_bench
 from mlm_bench import cli
@@ -34,7 +34,7 @@ def _cli(*args: str, env: dict[str, str] = OFFLINE) -> subprocess.CompletedProce
     )
 
 
-def test_run_writes_a_run_that_a_fresh_process_can_fill_masks_with(tmp_path: Path, text_file: Path) -> None:
+def test_run_writes_a_run_that_another_process_can_fill_masks_with(tmp_path: Path, text_file: Path) -> None:
     out = tmp_path / "run"
     done = _cli("run", "--dataset", str(text_file), "--heldout_fraction", "0.2", *TINY_ARGS, "--output-dir", str(out))
     assert done.returncode == 0, done.stderr
@@ -52,11 +52,8 @@ def test_run_writes_a_run_that_a_fresh_process_can_fill_masks_with(tmp_path: Pat
     assert results["train"]["steps"] == 3 and len(results["train"]["loss_curve"]) == 3
     assert results["settings"]["dataset"] == str(text_file)
     assert list(out.glob("*.safetensors")) and not list(out.glob("*.bin"))
-    probe = "from transformers import pipeline; import sys, json; "
-    probe += "print(json.dumps(pipeline('fill-mask', model=sys.argv[1], device='cpu')('今天[MASK]情很好')))"
-    fresh = subprocess.run([sys.executable, "-c", probe, str(out)], capture_output=True, text=True, env=OFFLINE)
-    assert fresh.returncode == 0, fresh.stderr
-    top5 = json.loads(fresh.stdout.strip().splitlines()[-1])
+    # The run was another process: what loads here is only what it saved.
+    top5 = pipeline("fill-mask", model=str(out), device="cpu")("今天[MASK]情很好")
     assert [p["token_str"] for p in top5] == [p["token_str"] for p in results["fill_mask"][0]["predictions"]]
 
 
