@@ -53,6 +53,7 @@ def model_card(results: dict[str, Any], with_curve: bool = True) -> str:
         f"| loss over all selected positions | {_number(ev['loss'])} |",
         f"| positions scored at [MASK] | {at_mask['tokens']:,} |",
         "",
+        *_eval_curve_lines(train.get("eval_curve", [])),
         *[line for warning in results.get("warnings", []) for line in (f"**Warning:** {warning}", "")],
         "## Fill-mask",
         "",
@@ -89,6 +90,14 @@ def plot_loss_curve(curve: list[dict[str, float]], path: Path) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _eval_curve_lines(curve: list[dict[str, float]]) -> list[str]:
+    """The context gain of the periodic held-out passes (--eval_steps), when there were any."""
+    if not curve:
+        return []
+    points = ", ".join(f"step {point['step']}: {_number(point.get('eval_context_gain'))}" for point in curve)
+    return [f"Context gain during training: {points}.", ""]
 
 
 def _probe_line(probe: dict[str, Any]) -> str:

@@ -151,6 +151,11 @@ class Settings:
     )
     lr_scheduler_type: str = _help("Trainer scheduler name.", default="linear")
     logging_steps: int = _help("Log the training loss every N steps.", default=10)
+    eval_steps: int = _help(
+        "Score the held-out set every N optimizer steps and log its context gain and [MASK] loss (train.eval_curve "
+        "in results.json, and any --trainer_args report_to); 0: only at the end. Each costs one held-out pass.",
+        default=0,
+    )
     # ~18 s of the default CPU run between checkpoints: a kill loses at most that much.
     save_steps: int = _help(
         "Write a resumable checkpoint (weights, optimizer, scheduler, RNG, data position) every N optimizer "
@@ -189,6 +194,10 @@ class Settings:
             raise UsageError(f"eval_rows must be at least 1, got {self.eval_rows}: pass e.g. --eval_rows 1000")
         if self.train_rows is not None and self.train_rows <= 0:
             raise UsageError(f"train_rows must be positive or None, got {self.train_rows}")
+        if self.eval_steps < 0:
+            raise UsageError(
+                f"eval_steps must be >= 0, got {self.eval_steps}: pass e.g. --eval_steps 250 (0: at the end)"
+            )
         if self.save_steps < 0:
             raise UsageError(f"save_steps must be >= 0, got {self.save_steps}: pass e.g. --save_steps 100 (0: none)")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:

@@ -6,6 +6,7 @@ import errno
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from mlm_bench.results import RESULTS_FILE, command_line, device_info, versions,
 from mlm_bench.resume import RunDir, claim, follow, preflight, publish, staging_dir
 from mlm_bench.seeding import seed_everything
 from mlm_bench.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
-from mlm_bench.train import TrainSummary, extra_training_arguments, speed_options, train
+from mlm_bench.train import EVAL_PREFIX, TrainSummary, extra_training_arguments, speed_options, train
 from mlm_bench.wwm import WORD_IDS
 
 SCHEMA_VERSION = 2
@@ -231,6 +232,18 @@ def eval_warnings(scores: dict[str, Any]) -> list[str]:
     ]
 
 
+def _held_out_figures(prepared: Prepared) -> Callable[[PreTrainedModel], dict[str, float]]:
+    """What a periodic held-out pass logs (settings.eval_steps): context gain and loss at [MASK]."""
+    unigram = unigram_log_probs(prepared.train_rows, prepared.tokenizer)
+
+    def score(model: PreTrainedModel) -> dict[str, float]:
+        result = evaluate_mlm(model, prepared.eval_sets["token"], unigram)
+        at_mask = result.by_treatment["mask"]
+        return {f"{EVAL_PREFIX}context_gain": result.context_gain, f"{EVAL_PREFIX}mask_loss": at_mask["loss"]}
+
+    return score
+
+
 def _evaluate(prepared: Prepared, model: PreTrainedModel) -> dict[str, Any]:
     """`eval` under per-token masking, `eval_wwm` too for a wwm run, and the sets (`eval_set`, `eval_wwm_set`)
     naming the texts and masks they were scored on."""
@@ -250,7 +263,15 @@ def _train_and_report(settings: Settings, prepared: Prepared, run_dir: RunDir, s
         f"train: {len(prepared.train_rows)} rows of <= {settings.max_length} tokens, batch {settings.batch_size}"
     )
     collator = build_collator(tokenizer, settings)
-    summary = train(model, prepared.train_rows, collator, settings, run_dir.checkpoint_dir, run_dir.resume_from)
+    summary = train(
+        model,
+        prepared.train_rows,
+        collator,
+        settings,
+        run_dir.checkpoint_dir,
+        run_dir.resume_from,
+        periodic_eval=_held_out_figures(prepared) if settings.eval_steps else None,
+    )
     scores = _evaluate(prepared, model)
     heldout_texts = list(corpus.heldout[column])
     cloze = cloze_sentences(heldout_texts, settings.cloze_probes, tokenizer.mask_token)

@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -21,6 +22,8 @@ from mlm_bench.errors import RunError, UsageError
 from mlm_bench.model import isolate_packed_rows, masked_lm_loss, overflow, selecting
 
 CUDA_OPTIONS = ("bf16", "tf32", "torch_compile")
+# Keys of the held-out figures logged during training (run.py's periodic eval writes them).
+EVAL_PREFIX = "eval_"
 # torch.compile works on CPU too, so only these are refused there.
 CUDA_ONLY = ("bf16", "tf32")
 
@@ -223,6 +226,19 @@ class _StopOnBadLoss(TrainerCallback):
         self.tally.check()
 
 
+class _PeriodicEval(TrainerCallback):
+    """Every `every` optimizer steps, `score(model)` into Trainer's log, so reporters and log_history get it."""
+
+    def __init__(self, trainer: Trainer, score: Callable[[PreTrainedModel], dict[str, float]], every: int) -> None:
+        self.trainer, self.score, self.every = trainer, score, every
+
+    def on_step_end(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step % self.every == 0:
+            model = self.trainer.model
+            self.trainer.log(self.score(model))
+            model.train()
+
+
 class MlmTrainer(Trainer):
     """Trainer that counts the tokens it trains on, stops on a non-finite loss, can use the sparse MLM head, and
     computes the masked-LM loss itself (`model.masked_lm_loss`), right under gradient accumulation on 4.57 and 5.x."""
@@ -233,6 +249,7 @@ class MlmTrainer(Trainer):
         sparse_head: bool = False,
         sparse_capacity: float = 0.0,
         short_rows: tuple[int, float] | None = None,
+        periodic_eval: tuple[Callable[[PreTrainedModel], dict[str, float]], int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, compute_loss_func=masked_lm_loss, **kwargs)
@@ -241,6 +258,8 @@ class MlmTrainer(Trainer):
         self.sparse_capacity = sparse_capacity
         self.tally = _DeviceTally(sparse_capacity)
         self.add_callback(_StopOnBadLoss(self.tally))
+        if periodic_eval is not None:
+            self.add_callback(_PeriodicEval(self, *periodic_eval))
 
     @property
     def short_row_steps(self) -> int:
@@ -321,9 +340,19 @@ class TrainSummary:
     speed_options: dict[str, bool] = field(default_factory=dict)
     optimizer: dict[str, Any] = field(default_factory=dict)
     loss_curve: list[dict[str, float]] = field(default_factory=list)
+    # Held-out figures logged during training (settings.eval_steps): each entry's step and its logged values.
+    eval_curve: list[dict[str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
+
+
+def _eval_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    return [
+        {key: value for key, value in entry.items() if key == "step" or key.startswith(EVAL_PREFIX)}
+        for entry in log_history
+        if any(key.startswith(EVAL_PREFIX) for key in entry)
+    ]
 
 
 def _loss_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
@@ -349,6 +378,7 @@ def _finished(model: PreTrainedModel, checkpoint: Path, state: dict[str, Any]) -
         pad_fraction=math.nan,
         total_flos=float(state["total_flos"]),
         loss_curve=_loss_curve(state["log_history"]),
+        eval_curve=_eval_curve(state["log_history"]),
     )
 
 
@@ -367,6 +397,7 @@ def train(
     output_dir: Path,
     resume_from: Path | None = None,
     callbacks: list[TrainerCallback] | None = None,
+    periodic_eval: Callable[[PreTrainedModel], dict[str, float]] | None = None,
 ) -> TrainSummary:
     """Run Trainer.train (from a checkpoint if given) and summarise it; checkpoints go under output_dir.
 
@@ -395,6 +426,7 @@ def train(
         sparse_head=settings.sparse_head,
         sparse_capacity=settings.sparse_capacity,
         short_rows=_short_rows(settings),
+        periodic_eval=(periodic_eval, settings.eval_steps) if periodic_eval and settings.eval_steps else None,
         callbacks=callbacks,
     )
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -423,6 +455,7 @@ def _summary(trainer: MlmTrainer, result: Any, settings: Settings, resumed_from_
         pad_fraction=1.0 - nonpad_tokens / tokens if tokens else 0.0,
         total_flos=float(trainer.state.total_flos),
         loss_curve=_loss_curve(trainer.state.log_history),
+        eval_curve=_eval_curve(trainer.state.log_history),
         world_size=trainer.args.world_size,
         short_row_steps=trainer.short_row_steps,
         speed_options=speed_options(settings),

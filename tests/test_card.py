@@ -25,3 +25,9 @@ def test_without_matplotlib_the_card_is_written_alone(tmp_path: Path, monkeypatc
     results = json.loads(REFERENCE.read_text(encoding="utf-8"))
     assert [p.name for p in write_card(tmp_path, results)] == ["README.md"]
     assert "loss_curve.png" not in (tmp_path / "README.md").read_text(encoding="utf-8")
+
+
+def test_card_lists_the_context_gain_during_training() -> None:
+    results = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    results["train"]["eval_curve"] = [{"step": 500, "eval_context_gain": 0.5}, {"step": 1000, "eval_context_gain": 2.0}]
+    assert "Context gain during training: step 500: 0.5, step 1000: 2." in model_card(results)

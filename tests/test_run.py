@@ -55,8 +55,13 @@ def test_flatten_run_reports_what_the_padded_run_reports(tmp_path: Path, tiny_se
     assert math.isclose(flat["eval"]["loss"], padded["eval"]["loss"], rel_tol=1e-5)
     assert flat["eval"]["selected_tokens"] == padded["eval"]["selected_tokens"]
     assert flat["train"]["pad_fraction"] < padded["train"]["pad_fraction"]
-    packed = run(tiny_settings.replace(train_rows=400), tmp_path / "packed")
+    packed = run(tiny_settings.replace(train_rows=400, eval_steps=2), tmp_path / "packed")
     assert packed["eval_set"] == flat["eval_set"] == padded["eval_set"]
+    # eval_steps 2 of 4 steps: the pass at step 4 scores the final model on the final eval set, so it equals it.
+    assert [point["step"] for point in packed["train"]["eval_curve"]] == [2, 4]
+    assert packed["train"]["eval_curve"][-1]["eval_context_gain"] == packed["eval"]["context_gain"]
+    assert packed["train"]["eval_curve"][-1]["eval_mask_loss"] == packed["eval"]["by_treatment"]["mask"]["loss"]
+    assert flat["train"]["eval_curve"] == []  # eval_steps 0: no pass during training
     assert packed["eval_set"]["texts"] == tiny_settings.eval_rows
     assert "the eval figures are noise" in packed["warnings"][0]  # a tiny run scores a few hundred positions
 
