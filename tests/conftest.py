@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 from pathlib import Path
@@ -67,6 +68,15 @@ def _environment_restored():
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _earlier_objects_frozen():
+    """accelerate runs a full gc.collect whenever a Trainer starts training; in a worker holding every earlier
+    test's objects that took ~0.25 s, 71 times a suite (18 s of CPU, measured). Frozen before each test, the
+    collector scans only what the test itself made."""
+    gc.freeze()
+    yield
 
 
 @pytest.fixture(scope="session")
