@@ -202,20 +202,30 @@ def build_collator(
 
 
 class BatchSeededCollator:
-    """Masks batch n from an RNG seeded by (seed, n) alone, and leaves the global RNG untouched.
+    """Masks batch n of the run from an RNG seeded by (seed, n) alone, and leaves the global RNG untouched.
 
     Trainer restores the global RNG on resume only after its DataLoader has prefetched (and masked) the next
-    batch, so masks drawn from the global RNG differ after a resume; these are the same with or without one.
+    batch, so masks drawn from the global RNG differ after a resume; these are the same with or without one, and
+    with or without DataLoader workers: n is the epoch's first batch (`start_epoch`, called before each epoch's
+    loader starts, so workers copy it) plus the batch's place in the epoch, which a worker knows from its id, since
+    a DataLoader hands its batches to its workers in turn.
     """
 
     def __init__(self, collator: Any, seed: int, start: int = 0) -> None:
         self.collator = collator
         self.seed = seed
-        self.batches = start  # batches masked so far: a resumed run starts at those its checkpoint consumed
+        self.first = start  # global index of the first batch this loader yields: a resumed run starts past its own
+        self.calls = 0  # batches this process (or this worker) masked since start_epoch
+
+    def start_epoch(self, first: int) -> None:
+        """The next batch masked is batch `first` of the run."""
+        self.first, self.calls = first, 0
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        batch_seed = int(np.random.SeedSequence([self.seed, self.batches]).generate_state(1)[0])
-        self.batches += 1
+        worker = torch.utils.data.get_worker_info()
+        place = self.calls if worker is None else worker.id + self.calls * worker.num_workers
+        self.calls += 1
+        batch_seed = int(np.random.SeedSequence([self.seed, self.first + place]).generate_state(1)[0])
         with torch.random.fork_rng(devices=[]):
             # The CPU generator alone: torch.manual_seed also queues a seed for every uninitialised accelerator
             # backend, recording a stack trace each time (8% of a small model's step).

@@ -62,7 +62,7 @@ def training_arguments(settings: Settings, output_dir: Path) -> TrainingArgument
 FIXED_TRAINING_ARGUMENTS = {
     "output_dir": "checkpoints go under the run directory (--output-dir)",
     "remove_unused_columns": "the collator reads special_tokens_mask, which the model does not take",
-    "dataloader_num_workers": "the masks are seeded by a batch counter in the main process",
+    "dataloader_persistent_workers": "each epoch's workers must start from that epoch's first batch index",
     "save_only_model": "a resume needs the optimizer, scheduler and RNG state in every checkpoint",
     "save_safetensors": "checkpoints count as complete by their safetensors weights",
     "ignore_data_skip": "a resume must skip the batches it already trained on to repeat the run bit for bit",
@@ -99,7 +99,6 @@ def _set_by_settings(settings: Settings, output_dir: Path) -> dict[str, Any]:
         save_total_limit=1,
         # Our rows already carry special_tokens_mask, which the collator reads; the model does not.
         remove_unused_columns=False,
-        dataloader_num_workers=0,
         # Pinned memory only speeds host-to-GPU copies; on CPU torch warns that it is unused.
         dataloader_pin_memory=uses_cuda(settings),
         bf16=options["bf16"],
@@ -224,6 +223,20 @@ class _StopOnBadLoss(TrainerCallback):
 
     def on_epoch_end(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
         self.tally.check()
+
+
+class _EpochSeeds(TrainerCallback):
+    """Tells the batch-seeded collator where each epoch's batches start, before the epoch's loader (and its
+    workers) starts: the run's first batch index (past a resume's), then the start of each following epoch."""
+
+    def __init__(self, collator: BatchSeededCollator) -> None:
+        self.collator = collator
+        self.next_first = collator.first
+
+    def on_epoch_begin(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
+        per_epoch = len(kwargs["train_dataloader"])
+        self.collator.start_epoch(self.next_first)
+        self.next_first = (self.next_first // per_epoch + 1) * per_epoch
 
 
 class _PeriodicEval(TrainerCallback):
@@ -415,19 +428,20 @@ def train(
             return summary
     if settings.flatten:
         isolate_packed_rows(model)
+    # Each DDP rank masks its own batches from its own stream.
+    seeded = BatchSeededCollator(
+        collator, settings.seed + args.process_index, start=resumed_from_step * args.gradient_accumulation_steps
+    )
     trainer = MlmTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
-        # Each DDP rank masks its own batches from its own stream.
-        data_collator=BatchSeededCollator(
-            collator, settings.seed + args.process_index, start=resumed_from_step * args.gradient_accumulation_steps
-        ),
+        data_collator=seeded,
         sparse_head=settings.sparse_head,
         sparse_capacity=settings.sparse_capacity,
         short_rows=_short_rows(settings),
         periodic_eval=(periodic_eval, settings.eval_steps) if periodic_eval and settings.eval_steps else None,
-        callbacks=callbacks,
+        callbacks=[_EpochSeeds(seeded), *(callbacks or [])],
     )
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     return _summary(trainer, result, settings, resumed_from_step)

@@ -370,7 +370,7 @@ def test_trainer_args_reach_training_arguments_typed_by_the_library(tiny_setting
         ("report_to", "takes KEY=VALUE items"),
         ("lerning_rate=1e-3", "has no field 'lerning_rate': did you mean learning_rate"),
         ("learning_rate=1e-3", "one of mlm-bench's settings sets it"),
-        ("dataloader_num_workers=2", "mlm-bench fixes it"),
+        ("dataloader_persistent_workers=true", "mlm-bench fixes it"),
         ("save_only_model=true", "a resume needs the optimizer"),
         ("ignore_data_skip=true", "must skip the batches"),
         ("torch_compile_mode=max-autotune", "turns torch.compile on: pass --torch_compile on"),
@@ -381,3 +381,28 @@ def test_trainer_args_reach_training_arguments_typed_by_the_library(tiny_setting
 def test_trainer_args_refused_naming_the_fix(tiny_settings, tmp_path, item: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         training_arguments(tiny_settings.replace(trainer_args=item.split()), tmp_path)
+
+
+def _loss_curve_with_workers(tokenizer, heldout_rows, tiny_settings, tmp_path, workers: int) -> list[float]:
+    """12 steps of batch 8 over 32 rows: 4 batches an epoch, so three epoch boundaries."""
+    settings = tiny_settings.replace(max_steps=12, logging_steps=1, trainer_args=[f"dataloader_num_workers={workers}"])
+    seed_everything(settings.seed)
+    model = build_model(settings, tokenizer)
+    rows = heldout_rows.select(range(32))
+    summary = train(model, rows, build_collator(tokenizer, settings), settings, tmp_path / str(workers))
+    return [point["loss"] for point in summary.loss_curve]
+
+
+def test_dataloader_workers_mask_exactly_as_the_main_process(tokenizer, heldout_rows, tiny_settings, tmp_path):
+    """Each batch's masks are seeded by its index in the run, which a worker derives from its id: two workers train
+    bit for bit as no worker does, across epoch boundaries."""
+    alone = _loss_curve_with_workers(tokenizer, heldout_rows, tiny_settings, tmp_path, 0)
+    assert _loss_curve_with_workers(tokenizer, heldout_rows, tiny_settings, tmp_path, 2) == alone
+
+
+def test_worker_check_fails_when_workers_count_batches_alone(tokenizer, heldout_rows, tiny_settings, tmp_path,
+                                                             monkeypatch):  # fmt: skip
+    """Test of the test above: a worker that numbers its batches by its own count repeats the other's masks."""
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: None)
+    alone = _loss_curve_with_workers(tokenizer, heldout_rows, tiny_settings, tmp_path, 0)
+    assert _loss_curve_with_workers(tokenizer, heldout_rows, tiny_settings, tmp_path, 2) != alone
