@@ -52,10 +52,7 @@ def hub_reachable(timeout: float = CONNECT_TIMEOUT_SECONDS) -> bool:
 
 def uses_proxy() -> bool:
     """Whether HTTP(S) goes through a proxy, which a direct connect would wrongly call unreachable."""
-    return any(
-        os.environ.get(name)
-        for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
-    )
+    return any(os.environ.get(name) for name in PROXY_VARIABLES)
 
 
 def hub_offline() -> bool:

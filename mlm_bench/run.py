@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import torch
 from accelerate import PartialState
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -49,6 +50,7 @@ class Prepared:
     train_rows: datasets.Dataset
     heldout_rows: datasets.Dataset
     eval_sets: dict[str, EvalSet]  # "token", and "wwm" for a whole-word run: masked before training, checked
+    unigram: torch.Tensor  # the train rows' token log-frequencies: the baseline every held-out pass scores against
 
 
 def _tokenizer_for(settings: Settings, corpus: Corpus) -> PreTrainedTokenizerBase:
@@ -92,7 +94,8 @@ def prepare(settings: Settings) -> Prepared:
     # Held-out texts are scored one by one, whole up to eval_max_length, whatever the training layout.
     heldout_rows = encode(corpus.heldout, corpus.text_column, tokenizer, eval_settings(settings))
     eval_sets = _eval_sets(settings, heldout_rows, list(corpus.heldout[corpus.text_column]), tokenizer)
-    return Prepared(corpus, tokenizer, model, train_rows, heldout_rows, eval_sets)
+    unigram = unigram_log_probs(train_rows, tokenizer)
+    return Prepared(corpus, tokenizer, model, train_rows, heldout_rows, eval_sets, unigram)
 
 
 def _eval_sets(
@@ -234,10 +237,9 @@ def eval_warnings(scores: dict[str, Any]) -> list[str]:
 
 def _held_out_figures(prepared: Prepared) -> Callable[[PreTrainedModel], dict[str, float]]:
     """What a periodic held-out pass logs (settings.eval_steps): context gain and loss at [MASK]."""
-    unigram = unigram_log_probs(prepared.train_rows, prepared.tokenizer)
 
     def score(model: PreTrainedModel) -> dict[str, float]:
-        result = evaluate_mlm(model, prepared.eval_sets["token"], unigram)
+        result = evaluate_mlm(model, prepared.eval_sets["token"], prepared.unigram)
         at_mask = result.by_treatment["mask"]
         return {f"{EVAL_PREFIX}context_gain": result.context_gain, f"{EVAL_PREFIX}mask_loss": at_mask["loss"]}
 
@@ -247,12 +249,11 @@ def _held_out_figures(prepared: Prepared) -> Callable[[PreTrainedModel], dict[st
 def _evaluate(prepared: Prepared, model: PreTrainedModel) -> dict[str, Any]:
     """`eval` under per-token masking, `eval_wwm` too for a wwm run, and the sets (`eval_set`, `eval_wwm_set`)
     naming the texts and masks they were scored on."""
-    unigram = unigram_log_probs(prepared.train_rows, prepared.tokenizer)
     scores: dict[str, Any] = {}
     for kind, masked in prepared.eval_sets.items():
         suffix = "" if kind == "token" else f"_{kind}"
         scores[f"eval{suffix}_set"] = masked.description
-        scores[f"eval{suffix}"] = evaluate_mlm(model, masked, unigram).to_dict()
+        scores[f"eval{suffix}"] = evaluate_mlm(model, masked, prepared.unigram).to_dict()
     return scores
 
 

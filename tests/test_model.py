@@ -108,10 +108,9 @@ FLEX_ON_5X = pytest.param(
 )
 
 
-@pytest.mark.parametrize("name", ["eager", "sdpa", FLEX_ON_5X])
-def test_packed_rows_compute_as_if_alone(tokenizer, unpacked_rows, tiny_settings, texts_in, name: str) -> None:
-    """With isolate_packed_rows, each text packed by flatten gets the logits (1e-5) and the batch the loss it gets
-    alone in a padded row; without it the texts attend to those packed beside them, and their logits change."""
+def packed_against_alone(tokenizer, unpacked_rows, tiny_settings, texts_in, name: str) -> dict[str, float]:
+    """16 texts through a model with attention `name`, packed by flatten with and without isolate_packed_rows and
+    each alone in a padded row: the largest logit gap of the isolated and of the leaking packing, and both losses."""
     settings = tiny_settings.replace(packing=False, short_row_length=0, attn_implementation=name)
     examples = [dict(r) for r in unpacked_rows.select(range(16))]
     padded = build_collator(tokenizer, settings, seed=3)(examples)
@@ -125,11 +124,22 @@ def test_packed_rows_compute_as_if_alone(tokenizer, unpacked_rows, tiny_settings
         isolate_packed_rows(model)
         isolated = model(**flat)
     expected = {key: alone.logits[span] for key, span in texts_in(padded)}
-    isolated_gap = max(float((isolated.logits[span] - expected[key]).abs().max()) for key, span in texts_in(flat))
-    leaking_gap = max(float((leaking[span] - expected[key]).abs().max()) for key, span in texts_in(flat))
-    assert isolated_gap < 1e-5, isolated_gap
-    assert leaking_gap > 1e-3, leaking_gap
-    assert math.isclose(float(isolated.loss), float(alone.loss), rel_tol=1e-5)
+    return {
+        "isolated_gap": max(float((isolated.logits[span] - expected[key]).abs().max()) for key, span in texts_in(flat)),
+        "leaking_gap": max(float((leaking[span] - expected[key]).abs().max()) for key, span in texts_in(flat)),
+        "isolated_loss": float(isolated.loss),
+        "alone_loss": float(alone.loss),
+    }
+
+
+@pytest.mark.parametrize("name", ["eager", "sdpa", FLEX_ON_5X])
+def test_packed_rows_compute_as_if_alone(tokenizer, unpacked_rows, tiny_settings, texts_in, name: str) -> None:
+    """With isolate_packed_rows, each text packed by flatten gets the logits (1e-5) and the batch the loss it gets
+    alone in a padded row; without it the texts attend to those packed beside them, and their logits change."""
+    found = packed_against_alone(tokenizer, unpacked_rows, tiny_settings, texts_in, name)
+    assert found["isolated_gap"] < 1e-5, found
+    assert found["leaking_gap"] > 1e-3, found
+    assert math.isclose(found["isolated_loss"], found["alone_loss"], rel_tol=1e-5)
 
 
 @pytest.mark.skipif(not BERT_HAS_FLEX_ATTENTION, reason="BERT takes flex_attention from 5.0 (refusal tested)")
@@ -144,18 +154,8 @@ def test_flex_document_mask_that_ignores_texts_fails_the_equality(
 
     original = model_module._document_block_mask
     monkeypatch.setattr(model_module, "_document_block_mask", leaky)
-    settings = tiny_settings.replace(packing=False, short_row_length=0, attn_implementation="flex_attention")
-    examples = [dict(r) for r in unpacked_rows.select(range(16))]
-    padded = build_collator(tokenizer, settings, seed=3)(examples)
-    flat = build_collator(tokenizer, settings.replace(flatten=True), seed=3)(examples)
-    seed_everything(settings.seed)
-    model = build_model(settings, tokenizer).eval()
-    with torch.no_grad():
-        alone = model(**padded).logits
-        isolate_packed_rows(model)
-        leaking = model(**flat).logits
-    expected = {key: alone[span] for key, span in texts_in(padded)}
-    assert max(float((leaking[span] - expected[key]).abs().max()) for key, span in texts_in(flat)) > 1e-3
+    found = packed_against_alone(tokenizer, unpacked_rows, tiny_settings, texts_in, "flex_attention")
+    assert found["isolated_gap"] > 1e-3, found
 
 
 @pytest.mark.skipif(BERT_HAS_FLEX_ATTENTION, reason="5.x BERT takes flex_attention (equality tested)")

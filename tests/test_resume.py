@@ -232,6 +232,16 @@ def test_resume_removes_the_temp_files_a_kill_left(tmp_path):
     assert not any(path.exists() for path in stale)
 
 
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Loading data fails the test: a refusal must come before it."""
+
+    def loading(*args, **kwargs):
+        raise AssertionError("data was loaded before the output directory was checked")
+
+    monkeypatch.setattr(run_module, "prepare", loading)
+
+
 def _message(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     assert cli.main(argv) == cli.EXIT_USAGE
     return error_line(capsys.readouterr().err, "mlm-bench: error: ")
@@ -252,11 +262,8 @@ def test_existing_run_is_never_overwritten_or_resumed_wrongly(case, finished, te
     assert sorted(p.relative_to(finished) for p in finished.rglob("*")) == before
 
 
+@pytest.mark.usefixtures("no_loading")
 def test_output_dir_refusals_come_before_any_loading(finished, text_path, tmp_path, capsys, monkeypatch):
-    def no_loading(*args, **kwargs):
-        raise AssertionError("data was loaded before the output directory was checked")
-
-    monkeypatch.setattr(run_module, "prepare", no_loading)
     assert "holds a finished run: pass --force" in _message(_argv(text_path, finished), capsys)
     (tmp_path / "file").write_text("", encoding="utf-8")
     under_a_file = tmp_path / "file" / "run"
@@ -273,14 +280,11 @@ def test_output_dir_refusals_come_before_any_loading(finished, text_path, tmp_pa
     )
 
 
+@pytest.mark.usefixtures("no_loading")
 def test_output_dirs_the_os_refuses_are_refused_before_loading(text_path, tmp_path, capsys, monkeypatch):
     """Where os.access says yes but nothing can be made (/proc, even for root), or the name is too long for the
     filesystem: one line and exit 2, before any data is loaded."""
 
-    def no_loading(*args, **kwargs):
-        raise AssertionError("data was loaded before the output directory was checked")
-
-    monkeypatch.setattr(run_module, "prepare", no_loading)
     assert "/proc" in _message(_argv(text_path, Path("/proc/mlm-bench-run")), capsys)
     too_long = tmp_path / ("a" * 300)
     assert f"cannot use {too_long} as the output directory (File name too long): pass another --output-dir" in (
