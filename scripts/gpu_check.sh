@@ -7,7 +7,8 @@
 #   3. learning per token: the CLI trains packed bf16 and seed-shape-fast on the same texts (2 epochs, so the same
 #      tokens) and evaluates both on the same held-out set (learn-packed/, learn-fast/ results.json);
 #   4. the contract suite with what is left (tests.xml).
-# Every step runs under `timeout` within what is left of the budget; its log and status go to $OUT.
+# Every step runs under `timeout` within what is left of the budget; its log and status go to $WORK/out, which leaves
+# as $OUT/gpu-check.tgz (the device tool brings back 8 files at most) beside run.log, steps.tsv and gpu-summary.json.
 #
 # On the device tool:  command "bash scripts/gpu_check.sh"   carry [".gpu"]   timeout_s 420
 # On CPU, as a check of this script:  DRY_RUN=1 OUT=/tmp/gpu-dry bash scripts/gpu_check.sh
@@ -20,11 +21,14 @@ BUDGET_S=${BUDGET_S:-330}
 RESERVE_S=10  # for the summary at the end
 DEADLINE=$((SECONDS + BUDGET_S))
 WORK=${WORK:-/tmp/mlm-bench-gpu}
-rm -rf "$WORK" && mkdir -p "$WORK" "$OUT"
-: > "$OUT/steps.tsv"
+LOG=$WORK/out
+rm -rf "$WORK" && mkdir -p "$LOG" "$OUT"
+: > "$LOG/steps.tsv"
+pack() { tar -czf "$OUT/gpu-check.tgz" -C "$LOG" . && cp "$LOG"/{run.log,steps.tsv,gpu-summary.json} "$OUT"/ 2>/dev/null; }
+trap pack EXIT
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$WORK/hf
 
-log() { echo "$*" | tee -a "$OUT/run.log"; }
+log() { echo "$*" | tee -a "$LOG/run.log"; }
 
 # step NAME CAP MIN CMD...: CMD under timeout min(CAP, budget left); skipped when that is under MIN seconds.
 step() {
@@ -34,17 +38,17 @@ step() {
     local limit=$((cap < left ? cap : left))
     if ((limit < min)); then
         log "== $name: skipped (${left}s of the budget left, needs ${min}s)"
-        printf '%s\tskipped\t-\t0\n' "$name" >> "$OUT/steps.tsv"
+        printf '%s\tskipped\t-\t0\n' "$name" >> "$LOG/steps.tsv"
         return 0
     fi
     log "== $name [$(date -u +%H:%M:%S), limit ${limit}s]: $*"
     local start=$SECONDS
-    timeout -k 10 "$limit" "$@" 2>&1 | tee -a "$OUT/run.log" > "$OUT/$name.log"
+    timeout -k 10 "$limit" "$@" 2>&1 | tee -a "$LOG/run.log" > "$LOG/$name.log"
     local rc=${PIPESTATUS[0]} status=ok
     ((rc != 0)) && status=failed
     ((rc == 124 || rc == 137)) && status=timeout
     log "== $name: $status (rc $rc) in $((SECONDS - start))s"
-    printf '%s\t%s\t%s\t%s\n' "$name" "$status" "$rc" "$((SECONDS - start))" >> "$OUT/steps.tsv"
+    printf '%s\t%s\t%s\t%s\n' "$name" "$status" "$rc" "$((SECONDS - start))" >> "$LOG/steps.tsv"
     return "$rc"
 }
 
@@ -87,14 +91,14 @@ device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 info = {"python": sys.version, "versions": versions(), "device": device_info(device), "cuda": torch.version.cuda}
 json.dump(info, open(sys.argv[1], "w"), indent=2)
 print(json.dumps(info, indent=2))
-' "$OUT/env.json"
+' "$LOG/env.json"
 
 # --- 2. GPU benchmarks and their summary ---------------------------------------------------------------------------
 BENCH_FLAGS=()
 [[ $DRY_RUN == 1 ]] && BENCH_FLAGS=(--gpu-dry-run)
 step bench 180 60 "$PY" -m pytest benchmarks/test_gpu.py -p no:cacheprovider -q -rs "${BENCH_FLAGS[@]}" \
-    --benchmark-json "$OUT/gpu-bench.json"
-[[ -f $OUT/gpu-bench.json ]] && step summary 30 5 "$PY" scripts/gpu_summary.py "$OUT/gpu-bench.json" "$OUT/gpu-summary.json"
+    --benchmark-json "$LOG/gpu-bench.json"
+[[ -f $LOG/gpu-bench.json ]] && step summary 30 5 "$PY" scripts/gpu_summary.py "$LOG/gpu-bench.json" "$LOG/gpu-summary.json"
 
 # --- 3. learning per token: packed bf16 against the fast path, same texts, same epochs, same held-out set ----------
 LEARN=(--num_train_epochs 2 --learning_rate 1e-4 --save_steps 0 --logging_steps 20 --force --device "$DEVICE")
@@ -110,15 +114,15 @@ for variant in packed fast; do
     declare -n flags=${variant^^}
     step "learn-$variant" 100 40 "$PY" -m mlm_bench.cli run "${flags[@]}" "${LEARN[@]}" --output-dir "$WORK/learn-$variant"
     if [[ -f $WORK/learn-$variant/results.json ]]; then
-        mkdir -p "$OUT/learn-$variant" && cp "$WORK/learn-$variant/results.json" "$OUT/learn-$variant/"
+        mkdir -p "$LOG/learn-$variant" && cp "$WORK/learn-$variant/results.json" "$LOG/learn-$variant/"
     fi
 done
 
 # --- 4. the contract suite -----------------------------------------------------------------------------------------
 TESTS=(tests/ -n 8)
 [[ $DRY_RUN == 1 ]] && TESTS=(tests/test_model.py -n 2)  # a check of the step, not the suite
-step tests 240 45 "$PY" -m pytest "${TESTS[@]}" -q -p no:cacheprovider --hypothesis-profile ci --junitxml "$OUT/tests.xml"
+step tests 240 45 "$PY" -m pytest "${TESTS[@]}" -q -p no:cacheprovider --hypothesis-profile ci --junitxml "$LOG/tests.xml"
 
 log "== done in ${SECONDS}s; steps:"
-column -t "$OUT/steps.tsv" | tee -a "$OUT/run.log"
+column -t "$LOG/steps.tsv" | tee -a "$LOG/run.log"
 exit 0  # each step's status is in steps.tsv and run.log
