@@ -75,6 +75,10 @@ class Settings:
     )
     # A short run of a tiny model does not overfit; dropout would only slow its learning.
     dropout: float = _help("Hidden and attention dropout of a built model (BERT's default 0.1).", default=0.0)
+    attention_dropout: float | None = _help(
+        "Attention-probability dropout of a built model; None: the same as dropout. flex_attention takes only 0.",
+        default=None,
+    )
     # tokenize and collate
     max_length: int = _help("Tokens per row: longer rows are truncated (or packed rows are this long).", default=128)
     packing: bool = _help(
@@ -218,6 +222,7 @@ class Settings:
                 "does not take here: pass --attn_implementation sdpa, eager or flex_attention, or --flatten false"
             )
         self._check_short_rows()
+        self._check_dropout()
         if not 0.0 <= self.sparse_capacity <= 1.0:
             raise UsageError(f"sparse_capacity must be in [0, 1], got {self.sparse_capacity}: pass e.g. 0.3 (0: exact)")
         if self.sparse_capacity and not self.sparse_head:
@@ -233,6 +238,22 @@ class Settings:
             raise UsageError(
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
                 f"{self.num_attention_heads}: change one of them"
+            )
+
+    @property
+    def attention_dropout_prob(self) -> float:
+        """The built model's attention-probability dropout."""
+        return self.dropout if self.attention_dropout is None else self.attention_dropout
+
+    def _check_dropout(self) -> None:
+        """Refuse a dropout outside [0, 1), and attention dropout under flex_attention (transformers refuses it)."""
+        for name, value in (("dropout", self.dropout), ("attention_dropout", self.attention_dropout_prob)):
+            if not 0.0 <= value < 1.0:
+                raise UsageError(f"{name} must be in [0, 1), got {value}: pass e.g. 0.1")
+        if self.attn_implementation == "flex_attention" and self.attention_dropout_prob > 0:
+            raise UsageError(
+                f"flex_attention has no attention dropout, and this model's is {self.attention_dropout_prob}: pass "
+                "--attention_dropout 0 (hidden dropout stays), or --attn_implementation sdpa"
             )
 
     def _check_short_rows(self) -> None:
@@ -310,7 +331,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # seed-shape's model and texts on the GPU fast path: each text masked alone as the recipe masks it, packed after
     # masking, attending through FlexAttention's document mask; a fixed-width sparse head (0.3 of a row: a full row
     # of 384 at 0.15 overflows its 116 with odds 1.4e-14); bf16, TF32, compiled. CUDA only (flex: no CPU backward).
-    "seed-shape-fast": {**_SEED_SHAPE, **_FAST, "sparse_capacity": 0.3, "attn_implementation": "flex_attention"},
+    # Attention dropout 0: FlexAttention has none (hidden dropout stays 0.1).
+    "seed-shape-fast": {
+        **_SEED_SHAPE,
+        **_FAST,
+        "sparse_capacity": 0.3,
+        "attn_implementation": "flex_attention",
+        "attention_dropout": 0.0,
+    },
     # tiny-zh with every waste removed.
     "fast": _FAST,
 }

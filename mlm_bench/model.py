@@ -35,7 +35,7 @@ def build_model(settings: Settings, tokenizer: PreTrainedTokenizerBase) -> BertF
         intermediate_size=settings.intermediate_size,
         max_position_embeddings=max(512, settings.max_length),
         hidden_dropout_prob=settings.dropout,
-        attention_probs_dropout_prob=settings.dropout,
+        attention_probs_dropout_prob=settings.attention_dropout_prob,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=settings.tie_word_embeddings,
         attn_implementation=settings.attn_implementation,

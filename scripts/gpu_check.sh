@@ -6,7 +6,8 @@
 #      summarised by scripts/gpu_summary.py (gpu-summary.json: the figures results/gpu/ records);
 #   3. learning per token: the CLI trains packed bf16 and seed-shape-fast on the same texts (2 epochs, so the same
 #      tokens) and evaluates both on the same held-out set (learn-packed/, learn-fast/ results.json);
-#   4. the contract suite with what is left (tests.xml).
+#   4. the masking fingerprint of the machine's versions against the stored ones (fingerprint/: the new file);
+#   5. the contract suite with what is left (tests.xml).
 # Every step runs under `timeout` within what is left of the budget; its log and status go to $WORK/out, which leaves
 # as $OUT/gpu-check.tgz (the device tool brings back 8 files at most) beside run.log, steps.tsv and gpu-summary.json.
 #
@@ -102,12 +103,13 @@ step bench 180 60 "$PY" -m pytest benchmarks/test_gpu.py -p no:cacheprovider -q 
 
 # --- 3. learning per token: packed bf16 against the fast path, same texts, same epochs, same held-out set ----------
 LEARN=(--num_train_epochs 2 --learning_rate 1e-4 --save_steps 0 --logging_steps 20 --force --device "$DEVICE")
-PACKED=(--preset seed-shape --bf16 on --tf32 on --sparse_head true --fused_adamw true)
+# Attention dropout 0 in both: the fast path's FlexAttention has none, and this compares the paths, not the models.
+PACKED=(--preset seed-shape --bf16 on --tf32 on --sparse_head true --fused_adamw true --attention_dropout 0)
 FAST=(--preset seed-shape-fast)
 if [[ $DRY_RUN == 1 ]]; then
     TINY=(--hidden_size 64 --num_hidden_layers 2 --num_attention_heads 2 --intermediate_size 128 --vocab_size 0
           --max_steps 4 --eval_rows 50 --cloze_probes 1)
-    PACKED=(--preset seed-shape "${TINY[@]}")
+    PACKED=(--preset seed-shape "${TINY[@]}" --attention_dropout 0)
     FAST=(--preset seed-shape-fast "${TINY[@]}" --attn_implementation sdpa)  # flex has no CPU backward
 fi
 for variant in packed fast; do
@@ -118,11 +120,16 @@ for variant in packed fast; do
     fi
 done
 
-# --- 4. the contract suite -----------------------------------------------------------------------------------------
+# --- 4. the fingerprint of these versions (a new version set has none stored: the file comes back for review) -----
+cp -r results/fingerprints "$WORK/fingerprints"
+step fingerprint 60 20 "$PY" -m mlm_bench.cli fingerprint --dir "$WORK/fingerprints"
+mkdir -p "$LOG/fingerprint" && cp "$WORK/fingerprints"/*.json "$LOG/fingerprint/"
+
+# --- 5. the contract suite -----------------------------------------------------------------------------------------
 TESTS=(tests/ -n 8)
 [[ $DRY_RUN == 1 ]] && TESTS=(tests/test_model.py -n 2)  # a check of the step, not the suite
 step tests 240 45 "$PY" -m pytest "${TESTS[@]}" -q -p no:cacheprovider --hypothesis-profile ci --junitxml "$LOG/tests.xml"
 
 log "== done in ${SECONDS}s; steps:"
-column -t "$LOG/steps.tsv" | tee -a "$LOG/run.log"
+cat "$LOG/steps.tsv" | tee -a "$LOG/run.log"
 exit 0  # each step's status is in steps.tsv and run.log

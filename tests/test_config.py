@@ -66,6 +66,9 @@ def test_settings_are_frozen() -> None:
         ({"eval_max_length": 4}, "eval_max_length 4 must be in [8, max_length 128]"),
         ({"short_row_length": 128}, "short_row_length 128 must be in [0, max_length 128)"),
         ({"short_row_fraction": 1.5}, "short_row_fraction must be in [0, 1]"),
+        ({"dropout": 1.0}, "dropout must be in [0, 1), got 1.0"),
+        ({"attention_dropout": -0.1}, "attention_dropout must be in [0, 1), got -0.1"),
+        ({"attn_implementation": "flex_attention", "dropout": 0.1}, "pass --attention_dropout 0"),
     ],
 )
 def test_bad_settings_are_refused_with_the_fix(changes: dict, message: str) -> None:

@@ -15,6 +15,7 @@ from transformers import RobertaConfig, RobertaForMaskedLM
 from mlm_bench import contract_training
 from mlm_bench.collate import build_collator
 from mlm_bench.compat import BERT_HAS_FLEX_ATTENTION
+from mlm_bench.config import Settings, preset
 from mlm_bench.errors import UsageError
 from mlm_bench.model import (
     IGNORE_INDEX,
@@ -93,7 +94,8 @@ def test_sparse_loss_runs_through_a_wrapper_forward(tokenizer, heldout_rows, tin
     seed_everything(tiny_settings.seed)
     model = build_model(tiny_settings, tokenizer).eval()
     batch = build_collator(tokenizer, tiny_settings, seed=7)([dict(r) for r in heldout_rows.select(range(8))])
-    wrapper = torch.nn.DataParallel(model)
+    wrapper = torch.nn.DataParallel(model)  # moves the model to cuda:0 where there is one
+    batch = {key: value.to(model.device) for key, value in batch.items()}
     calls = []
     wrapper.register_forward_hook(lambda *_: calls.append(1))
     with torch.no_grad():
@@ -156,6 +158,41 @@ def test_flex_document_mask_that_ignores_texts_fails_the_equality(
     monkeypatch.setattr(model_module, "_document_block_mask", leaky)
     found = packed_against_alone(tokenizer, unpacked_rows, tiny_settings, texts_in, "flex_attention")
     assert found["isolated_gap"] > 1e-3, found
+
+
+def flex_training_forward(tokenizer, unpacked_rows, settings) -> float:
+    """The loss of one training-mode forward of flattened texts through a flex_attention model built from
+    `settings` (tiny; forward only: torch has no flex backward on CPU)."""
+    seed_everything(settings.seed)
+    model = build_model(settings, tokenizer).train()
+    isolate_packed_rows(model)
+    batch = build_collator(tokenizer, settings, seed=3)([dict(r) for r in unpacked_rows.select(range(8))])
+    with torch.no_grad():
+        return float(model(**batch).loss)
+
+
+FLEX_TRAINING = {"packing": False, "flatten": True, "short_row_length": 0, "attn_implementation": "flex_attention"}
+
+
+@pytest.mark.skipif(not BERT_HAS_FLEX_ATTENTION, reason="BERT takes flex_attention from 5.0 (refusal tested)")
+def test_flex_attention_trains_with_hidden_dropout(tokenizer, unpacked_rows, tiny_settings) -> None:
+    """seed-shape-fast's dropout (0.1 hidden, 0 attention) runs a training forward; the built model has both."""
+    fast = preset("seed-shape-fast")
+    settings = tiny_settings.replace(**FLEX_TRAINING, dropout=fast.dropout, attention_dropout=fast.attention_dropout)
+    assert math.isfinite(flex_training_forward(tokenizer, unpacked_rows, settings))
+    config = build_model(settings, tokenizer).config
+    assert (config.hidden_dropout_prob, config.attention_probs_dropout_prob) == (0.1, 0.0)
+
+
+@pytest.mark.skipif(not BERT_HAS_FLEX_ATTENTION, reason="BERT takes flex_attention from 5.0 (refusal tested)")
+def test_flex_attention_with_attention_dropout_fails_where_the_refusal_is_removed(
+    monkeypatch, tokenizer, unpacked_rows, tiny_settings
+) -> None:
+    """Test of the settings' refusal: without it, transformers raises at the first training forward (as it did on
+    the GPU, where flex was first trained)."""
+    monkeypatch.setattr(Settings, "_check_dropout", lambda self: None)
+    with pytest.raises(ValueError, match="does not support `dropout`"):
+        flex_training_forward(tokenizer, unpacked_rows, tiny_settings.replace(**FLEX_TRAINING, dropout=0.1))
 
 
 @pytest.mark.skipif(BERT_HAS_FLEX_ATTENTION, reason="5.x BERT takes flex_attention (equality tested)")
