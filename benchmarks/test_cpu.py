@@ -212,22 +212,18 @@ def test_context_run(benchmark, record, headline, tmp_path: Path):
     assert summary.steps == WORKLOAD.max_steps and math.isfinite(result.loss)
     # Same seed, same process: a round that scores otherwise means the computation is not deterministic.
     assert all(r == result for _, r in runs)
+    metrics = {
+        "context_mask_loss": result.loss,
+        "context_mask_accuracy": result.accuracy,
+        "context_padded_mask_loss": result.padded_loss,
+        "context_gain": result.context_gain,
+        # Healthy: ~4e-6; a model that attends to padding: ~0.6. Compared with the metrics' absolute tolerance.
+        "context_padding_shift": result.padding_shift,
+    }
     tokens = summary.steps * WORKLOAD.batch_size * WORKLOAD.max_length  # copy-task rows are all max_length long
-    record(
-        samples=summary.steps * WORKLOAD.batch_size,
-        tokens=tokens,
-        nonpad_tokens=tokens,
-        losses=losses_by_step(summary),
-        metrics={
-            "context_mask_loss": result.loss,
-            "context_mask_accuracy": result.accuracy,
-            "context_padded_mask_loss": result.padded_loss,
-            "context_gain": result.context_gain,
-            # Healthy: ~4e-6; a model that attends to padding: ~0.6. Compared with the metrics' absolute tolerance.
-            "context_padding_shift": result.padding_shift,
-        },
-        settings=WORKLOAD.to_dict(),
-    )
+    samples = summary.steps * WORKLOAD.batch_size
+    record(samples=samples, tokens=tokens, nonpad_tokens=tokens, losses=losses_by_step(summary), metrics=metrics,
+           settings=WORKLOAD.to_dict())  # fmt: skip
     headline(
         f"context workload: [MASK] loss {result.loss:.4f} nats after {summary.steps} steps (unigram "
         f"{result.unigram_loss:.3f}), context gain {result.context_gain:+.3f} nats, accuracy {result.accuracy:.3f}, "

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from transformers import HfArgumentParser
 
-from mlm_bench.config import Settings, preset, settings_file
+from mlm_bench.config import RANGES, Settings, preset, settings_file
 from mlm_bench.errors import Interrupted, RunError, Terminated, UsageError
 
 EXIT_FAILED = 1
@@ -83,9 +83,12 @@ class SettingsParser(_OneLineErrors, HfArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        intervals = {name: interval for interval, names in RANGES.items() for name in names.split()}
         for action in self._actions:  # HfArgumentParser gives --no_X the help of --X, which says the opposite
             if action.option_strings and action.option_strings[0].startswith("--no_"):
                 action.help = f"Set {action.dest} false (the same as --{action.dest} false)."
+            elif action.dest in intervals:
+                action.help = f"{action.help} In {intervals[action.dest]}."
 
 
 def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:

@@ -16,6 +16,28 @@ BUILTIN = "builtin"
 _MASKED_ATTENTION = (None, "sdpa", "eager", "flex_attention")
 
 
+# Each numeric setting's interval ("inf": unbounded); Settings refuses a value outside it, naming the field.
+RANGES: dict[str, str] = {
+    "(0, 1)": "mlm_probability eval_mlm_probability",
+    "[0, 1)": "heldout_fraction dropout attention_dropout",
+    "[0, 1]": "sparse_capacity short_row_fraction",
+    "(0, inf)": "learning_rate",
+    "[0, inf)": "vocab_size num_train_epochs warmup_steps weight_decay max_grad_norm eval_steps save_steps "
+    "cloze_probes",
+    "[1, inf)": "train_rows eval_rows hidden_size num_hidden_layers num_attention_heads intermediate_size "
+    "pad_to_multiple_of batch_size gradient_accumulation_steps logging_steps",
+    "[8, inf)": "max_length",
+    "[0, 4294967295]": "seed eval_seed",  # numpy's seed range
+}
+
+
+def _within(value: float, interval: str) -> bool:
+    """Whether `value` lies in an interval written as in maths, e.g. '[0, 1)' ('inf': unbounded)."""
+    low, high = (float(end) for end in interval[1:-1].split(","))
+    above = value > low if interval[0] == "(" else value >= low
+    return above and (value < high if interval[-1] == ")" else value <= high)
+
+
 def _help(text: str, **kwargs: Any) -> Any:
     return field(metadata={"help": text}, **kwargs)
 
@@ -178,32 +200,7 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
-        for name in ("mlm_probability", "eval_mlm_probability"):
-            value = getattr(self, name)
-            if not 0.0 < value < 1.0:
-                raise UsageError(f"{name} must be in (0, 1), got {value}: pass e.g. --{name} 0.15")
-        if self.gradient_accumulation_steps < 1:
-            raise UsageError(
-                f"gradient_accumulation_steps must be at least 1, got {self.gradient_accumulation_steps}: pass e.g. 2"
-            )
-        if self.max_grad_norm < 0:
-            raise UsageError(f"max_grad_norm must be >= 0 (0: no clipping), got {self.max_grad_norm}: pass e.g. 1.0")
-        if self.batch_size <= 0:
-            raise UsageError(f"batch_size must be positive, got {self.batch_size}: pass e.g. --batch_size 32")
-        if self.max_length < 8:
-            raise UsageError(f"max_length must be at least 8, got {self.max_length}: pass e.g. --max_length 128")
-        if not 0.0 <= self.heldout_fraction < 1.0:
-            raise UsageError(f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
-        if self.eval_rows < 1:
-            raise UsageError(f"eval_rows must be at least 1, got {self.eval_rows}: pass e.g. --eval_rows 1000")
-        if self.train_rows is not None and self.train_rows <= 0:
-            raise UsageError(f"train_rows must be positive or None, got {self.train_rows}")
-        if self.eval_steps < 0:
-            raise UsageError(
-                f"eval_steps must be >= 0, got {self.eval_steps}: pass e.g. --eval_steps 250 (0: at the end)"
-            )
-        if self.save_steps < 0:
-            raise UsageError(f"save_steps must be >= 0, got {self.save_steps}: pass e.g. --save_steps 100 (0: none)")
+        self._check_ranges()
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise UsageError("nothing to train: set --max_steps N or --num_train_epochs > 0")
         if self.packing and self.group_by_length:
@@ -223,8 +220,6 @@ class Settings:
             )
         self._check_short_rows()
         self._check_dropout()
-        if not 0.0 <= self.sparse_capacity <= 1.0:
-            raise UsageError(f"sparse_capacity must be in [0, 1], got {self.sparse_capacity}: pass e.g. 0.3 (0: exact)")
         if self.sparse_capacity and not self.sparse_head:
             raise UsageError("sparse_capacity sizes the sparse head, which is off: pass --sparse_head true or drop it")
         if not 8 <= self.eval_max_length <= self.max_length:
@@ -232,13 +227,21 @@ class Settings:
                 f"eval_max_length {self.eval_max_length} must be in [8, max_length {self.max_length}] (the model never "
                 f"trains on positions past max_length): pass --eval_max_length {min(self.max_length, 128)}"
             )
-        if self.pad_to_multiple_of is not None and self.pad_to_multiple_of <= 0:
-            raise UsageError(f"pad_to_multiple_of must be positive or None, got {self.pad_to_multiple_of}: pass e.g. 8")
         if self.hidden_size % self.num_attention_heads:
             raise UsageError(
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
                 f"{self.num_attention_heads}: change one of them"
             )
+
+    def _check_ranges(self) -> None:
+        """Refuse a numeric field outside its interval in RANGES (None passes: the field's own default meaning)."""
+        for interval, names in RANGES.items():
+            for name in names.split():
+                value = getattr(self, name)
+                if value is not None and not _within(value, interval):
+                    default = Settings.__dataclass_fields__[name].default
+                    fix = f"e.g. --{name} {default}" if default is not None else "a value in it, or leave it unset"
+                    raise UsageError(f"{name} must be in {interval}, got {value}: pass {fix}")
 
     @property
     def attention_dropout_prob(self) -> float:
@@ -246,10 +249,7 @@ class Settings:
         return self.dropout if self.attention_dropout is None else self.attention_dropout
 
     def _check_dropout(self) -> None:
-        """Refuse a dropout outside [0, 1), and attention dropout under flex_attention (transformers refuses it)."""
-        for name, value in (("dropout", self.dropout), ("attention_dropout", self.attention_dropout_prob)):
-            if not 0.0 <= value < 1.0:
-                raise UsageError(f"{name} must be in [0, 1), got {value}: pass e.g. 0.1")
+        """Refuse attention dropout under flex_attention (transformers refuses it in training)."""
         if self.attn_implementation == "flex_attention" and self.attention_dropout_prob > 0:
             raise UsageError(
                 f"flex_attention has no attention dropout, and this model's is {self.attention_dropout_prob}: pass "
@@ -257,9 +257,7 @@ class Settings:
             )
 
     def _check_short_rows(self) -> None:
-        """Refuse a short-row schedule that cannot run: a fraction outside [0, 1], pieces no shorter than a row."""
-        if not 0.0 <= self.short_row_fraction <= 1.0:
-            raise UsageError(f"short_row_fraction must be in [0, 1], got {self.short_row_fraction}: pass e.g. 0.5")
+        """Refuse a short-row schedule that cannot run: pieces no shorter than a row."""
         if not 0 <= self.short_row_length < self.max_length:
             raise UsageError(
                 f"short_row_length {self.short_row_length} must be in [0, max_length {self.max_length}): pass e.g. "

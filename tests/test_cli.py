@@ -95,7 +95,7 @@ def _blank(tmp_path: Path) -> Path:
         (lambda d: ["--preset", "bert-huge"], "unknown preset 'bert-huge'"),
         (lambda d: ["--bogus_field", "1"], "--bogus_field"),
         (lambda d: ["--mlm_probability", "1.5"], "mlm_probability must be in (0, 1)"),
-        (lambda d: ["--batch_size", "0"], "batch_size must be positive"),
+        (lambda d: ["--batch_size", "0"], "batch_size must be in [1, inf)"),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line_and_leaves_nothing(
@@ -185,6 +185,13 @@ def _scores(gain: float, error: float = 0.02) -> tuple[dict, dict]:
 )
 def test_context_verdict_says_plainly_when_there_is_none(gain: float, error: float, verdict: str) -> None:
     assert context_verdict(*_scores(gain, error)).startswith(verdict)
+
+
+def test_run_help_gives_each_numeric_fields_interval(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(the recipe's 0.15). In (0, 1)." in out and "micro-batch). In [1, inf)." in out
 
 
 def test_python_dash_m_mlm_bench_is_the_command() -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
+import typing
 
 import pytest
 
+from mlm_bench import config
 from mlm_bench.config import PRESETS, Settings, preset
 from mlm_bench.errors import UsageError
 
@@ -47,28 +50,60 @@ def test_settings_are_frozen() -> None:
         Settings().seed = 1  # type: ignore[misc]
 
 
+# Numeric fields outside config.RANGES: max_steps -1 (or 0) means epochs; the others are checked against max_length.
+OWN_CHECKS = {"max_steps", "eval_max_length", "short_row_length"}
+
+
+def test_every_numeric_field_has_an_interval() -> None:
+    """A numeric field missing from config.RANGES would take any value; the tests below check each interval."""
+    hints = typing.get_type_hints(Settings)
+    numeric = {name for name, hint in hints.items() if {int, float} & {hint, *typing.get_args(hint)}}
+    assert {name for names in config.RANGES.values() for name in names.split()} == numeric - OWN_CHECKS
+
+
+def just_outside(name: str, interval: str) -> list[float]:
+    """The values next to each finite end of `interval` that it excludes (1 apart for an int field, else 1e-3)."""
+    low, high = (float(end) for end in interval[1:-1].split(","))
+    hint = typing.get_type_hints(Settings)[name]
+    step = 1 if int in (hint, *typing.get_args(hint)) else 1e-3
+    values = [low if interval[0] == "(" else low - step]
+    if math.isfinite(high):
+        values.append(high if interval[-1] == ")" else high + step)
+    return [int(v) if step == 1 else v for v in values]
+
+
+@pytest.mark.parametrize(
+    ("name", "interval"), [(name, interval) for interval, names in config.RANGES.items() for name in names.split()]
+)
+def test_a_value_outside_its_interval_is_refused_naming_it(name: str, interval: str) -> None:
+    for value in just_outside(name, interval):
+        with pytest.raises(UsageError, match=re.escape(f"{name} must be in {interval}, got {value}: pass ")):
+            Settings().replace(**{name: value})
+
+
+def test_a_field_left_out_of_the_ranges_fails_both_interval_tests(monkeypatch) -> None:
+    """Test of the tests above: without batch_size's interval, batch_size 0 is taken, and the field is missed."""
+    monkeypatch.setitem(config.RANGES, "[1, inf)", config.RANGES["[1, inf)"].replace("batch_size", ""))
+    with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):
+        test_a_value_outside_its_interval_is_refused_naming_it("batch_size", "[1, inf)")
+    with pytest.raises(AssertionError, match="batch_size"):
+        test_every_numeric_field_has_an_interval()
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"mlm_probability": 0.0}, "mlm_probability must be in (0, 1)"),
-        ({"mlm_probability": 1.0}, "mlm_probability must be in (0, 1)"),
-        ({"batch_size": 0}, "batch_size must be positive"),
-        ({"batch_size": -4}, "batch_size must be positive"),
         ({"max_steps": -1, "num_train_epochs": 0.0}, "nothing to train"),
         ({"hidden_size": 30, "num_attention_heads": 4}, "not divisible"),
-        ({"heldout_fraction": 1.0}, "heldout_fraction"),
-        ({"eval_rows": 0}, "eval_rows must be at least 1"),
         ({"not_a_field": 1}, "unknown setting"),
-        ({"eval_mlm_probability": 0.0}, "eval_mlm_probability must be in (0, 1)"),
-        ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps must be at least 1"),
-        ({"max_grad_norm": -1.0}, "max_grad_norm must be >= 0 (0: no clipping)"),
         ({"eval_max_length": 256}, "eval_max_length 256 must be in [8, max_length 128]"),
         ({"eval_max_length": 4}, "eval_max_length 4 must be in [8, max_length 128]"),
         ({"short_row_length": 128}, "short_row_length 128 must be in [0, max_length 128)"),
-        ({"short_row_fraction": 1.5}, "short_row_fraction must be in [0, 1]"),
-        ({"dropout": 1.0}, "dropout must be in [0, 1), got 1.0"),
-        ({"attention_dropout": -0.1}, "attention_dropout must be in [0, 1), got -0.1"),
         ({"attn_implementation": "flex_attention", "dropout": 0.1}, "pass --attention_dropout 0"),
+        ({"packing": True, "group_by_length": True}, "nothing to group"),
+        ({"flatten": True, "packing": True}, "pass --packing false or --flatten false"),
+        ({"flatten": True, "packing": False, "attn_implementation": "flash_attention_2"}, "pass --attn_implementation"),
+        ({"sparse_head": False, "sparse_capacity": 0.3}, "pass --sparse_head true"),
     ],
 )
 def test_bad_settings_are_refused_with_the_fix(changes: dict, message: str) -> None:
@@ -97,17 +132,3 @@ def test_tiny_zh_leaves_the_cuda_speed_settings_off() -> None:
         None,
         False,
     )
-
-
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"packing": True, "group_by_length": True}, "nothing to group"),
-        ({"pad_to_multiple_of": 0}, "pad_to_multiple_of must be positive"),
-        ({"flatten": True, "packing": True}, "pass --packing false or --flatten false"),
-        ({"flatten": True, "packing": False, "attn_implementation": "flash_attention_2"}, "pass --attn_implementation"),
-    ],
-)
-def test_bad_speed_settings_are_refused_with_the_fix(changes: dict, message: str) -> None:
-    with pytest.raises(UsageError, match=message):
-        Settings().replace(**changes)

@@ -109,13 +109,13 @@ def test_damaged_or_non_utf8_dataset_is_refused(kind, tmp_path, corpus, run_argv
 
 
 SETTINGS_CASES = {
-    "batch-zero": ({"batch_size": 0}, "batch_size must be positive, got 0: pass e.g. --batch_size 32"),
-    "batch-negative": ({"batch_size": -8}, "batch_size must be positive, got -8"),
+    "batch-zero": ({"batch_size": 0}, "batch_size must be in [1, inf), got 0: pass e.g. --batch_size 32"),
+    "batch-negative": ({"batch_size": -8}, "batch_size must be in [1, inf), got -8"),
     "mlm-zero": ({"mlm_probability": 0.0}, "mlm_probability must be in (0, 1), got 0.0: pass e.g."),
     "mlm-one": ({"mlm_probability": 1.0}, "mlm_probability must be in (0, 1), got 1.0"),
     "mlm-negative": ({"mlm_probability": -0.1}, "mlm_probability must be in (0, 1), got -0.1"),
     "mlm-above-one": ({"mlm_probability": 1.5}, "mlm_probability must be in (0, 1), got 1.5"),
-    "save-steps-negative": ({"save_steps": -1}, "save_steps must be >= 0, got -1"),
+    "save-steps-negative": ({"save_steps": -1}, "save_steps must be in [0, inf), got -1"),
 }
 
 
@@ -165,7 +165,7 @@ def test_refusal_from_the_real_command(tmp_path, text_file):
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        "mlm-bench: error: batch_size must be positive, got 0: pass e.g. --batch_size 32"
+        "mlm-bench: error: batch_size must be in [1, inf), got 0: pass e.g. --batch_size 32"
     ]
     assert not out.exists()
 
