@@ -6,6 +6,8 @@ import dataclasses
 import difflib
 import json
 import math
+import typing
+from argparse import ArgumentTypeError
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any, NoReturn
 import datasets
 import torch
 from transformers import HfArgumentParser, PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
+from transformers.hf_argparser import string_to_bool
 
 from mlm_bench.collate import BatchSeededCollator, cut_rows
 from mlm_bench.compat import sampling_arguments
@@ -139,9 +142,24 @@ def extra_training_arguments(settings: Settings) -> dict[str, Any]:
                 f"--trainer_args {key}: one of mlm-bench's settings sets it: use that setting (`mlm-bench run "
                 "--help`), so results.json records the value once"
             )
-    argv = ["--output_dir", "unused", *(part for key, _, value in pairs for part in (f"--{key}", value))]
+    return _typed({key: value for key, _, value in pairs})
+
+
+def _typed(items: dict[str, str]) -> dict[str, Any]:
+    """TrainingArguments values from strings, by the library's parser; it types a str-or-bool field as bool alone
+    (include_num_input_tokens_seen=non_padding fails there), so such a field takes a bool or else the string."""
+    hints = typing.get_type_hints(TrainingArguments)
+    either = {key for key in items if {str, bool} <= set(typing.get_args(hints[key]))}
+    argv = ["--output_dir", "unused", *(part for key in items.keys() - either for part in (f"--{key}", items[key]))]
     parsed, _ = _TrainerArgsParser(TrainingArguments).parse_known_args(argv)
-    return {key: getattr(parsed, key) for key, _, _ in pairs}
+    return {key: _bool_or_string(value) if key in either else getattr(parsed, key) for key, value in items.items()}
+
+
+def _bool_or_string(value: str) -> bool | str:
+    try:
+        return string_to_bool(value)
+    except ArgumentTypeError:
+        return value
 
 
 class _TrainerArgsParser(HfArgumentParser):
@@ -247,8 +265,10 @@ class _PeriodicEval(TrainerCallback):
 
     def on_step_end(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
         if state.global_step % self.every == 0:
-            model = self.trainer.model
+            model, should_log = self.trainer.model, control.should_log
             self.trainer.log(self.score(model))
+            # Trainer.log clears should_log, which would drop this step's training loss from the log.
+            control.should_log = should_log
             model.train()
 
 
@@ -348,6 +368,9 @@ class TrainSummary:
     tokens_per_second: float
     pad_fraction: float
     total_flos: float
+    # Tokens this call trained on, all ranks together: row positions, and those that are not padding.
+    tokens: int = 0
+    nonpad_tokens: int = 0
     world_size: int = 1
     short_row_steps: int = 0
     speed_options: dict[str, bool] = field(default_factory=dict)
@@ -468,6 +491,8 @@ def _summary(trainer: MlmTrainer, result: Any, settings: Settings, resumed_from_
         tokens_per_second=tokens / runtime,
         pad_fraction=1.0 - nonpad_tokens / tokens if tokens else 0.0,
         total_flos=float(trainer.state.total_flos),
+        tokens=tokens,
+        nonpad_tokens=nonpad_tokens,
         loss_curve=_loss_curve(trainer.state.log_history),
         eval_curve=_eval_curve(trainer.state.log_history),
         world_size=trainer.args.world_size,

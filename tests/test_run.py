@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import struct
 from pathlib import Path
 
 import datasets
 import pytest
 from transformers import BertConfig, BertForMaskedLM
 
+from mlm_bench import train as train_module
 from mlm_bench.card import CARD_FILE, CURVE_FILE
 from mlm_bench.config import Settings, preset
 from mlm_bench.errors import UsageError
@@ -59,11 +61,48 @@ def test_flatten_run_reports_what_the_padded_run_reports(tmp_path: Path, tiny_se
     assert packed["eval_set"] == flat["eval_set"] == padded["eval_set"]
     # eval_steps 2 of 4 steps: the pass at step 4 scores the final model on the final eval set, so it equals it.
     assert [point["step"] for point in packed["train"]["eval_curve"]] == [2, 4]
+    # The held-out pass logs at its steps without taking the training loss's place there.
+    assert [p["step"] for p in packed["train"]["loss_curve"]] == [p["step"] for p in padded["train"]["loss_curve"]]
     assert packed["train"]["eval_curve"][-1]["eval_context_gain"] == packed["eval"]["context_gain"]
     assert packed["train"]["eval_curve"][-1]["eval_mask_loss"] == packed["eval"]["by_treatment"]["mask"]["loss"]
     assert flat["train"]["eval_curve"] == []  # eval_steps 0: no pass during training
     assert packed["eval_set"]["texts"] == tiny_settings.eval_rows
     assert "the eval figures are noise" in packed["warnings"][0]  # a tiny run scores a few hundred positions
+
+
+def tensorboard_scalars(directory: Path) -> dict[str, list[int]]:
+    """The steps of each scalar in the TensorBoard event files under `directory` (records: length, CRC, event, CRC)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    steps: dict[str, list[int]] = {}
+    for path in sorted(directory.rglob("events.out.tfevents.*")):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at : at + 8])
+            event = Event.FromString(data[at + 12 : at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                steps.setdefault(value.tag, []).append(event.step)
+    return steps
+
+
+def test_tensorboard_gets_the_training_loss_and_the_held_out_figures(tmp_path: Path, tiny_settings) -> None:
+    """--trainer_args report_to=tensorboard: Trainer's reporter logs the loss at every logging step and the periodic
+    held-out pass at its steps."""
+    pytest.importorskip("tensorboardX", reason="report_to=tensorboard needs tensorboardX: pip install '.[test]'")
+    settings = tiny_settings.replace(train_rows=400, eval_steps=2, trainer_args=["report_to=tensorboard"])
+    run(settings, tmp_path / "run")
+    scalars = tensorboard_scalars(tmp_path / "run")
+    assert scalars["train/loss"] == [1, 2, 3, 4], scalars
+    assert scalars["eval/context_gain"] == scalars["eval/mask_loss"] == [2, 4], scalars
+
+
+def test_tensorboard_check_fails_when_report_to_is_forced_off(tmp_path: Path, tiny_settings, monkeypatch) -> None:
+    """Test of the test above: with report_to held at none, as before --trainer_args, no event file is written."""
+    real = train_module.extra_training_arguments
+    monkeypatch.setattr(train_module, "extra_training_arguments", lambda s: {**real(s), "report_to": "none"})
+    with pytest.raises(KeyError, match="train/loss"):
+        test_tensorboard_gets_the_training_loss_and_the_held_out_figures(tmp_path, tiny_settings)
 
 
 def test_too_few_mask_positions_are_warned_about() -> None:

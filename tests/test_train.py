@@ -323,8 +323,8 @@ def host_reads_by_step(monkeypatch, run) -> dict[int, list[str]]:
     return reads
 
 
-def _six_steps_logged_at_the_last(tokenizer, heldout_rows, tiny_settings, tmp_path):
-    settings = tiny_settings.replace(max_steps=STEPS, logging_steps=STEPS, save_steps=0)
+def _six_steps_logged_at_the_last(tokenizer, heldout_rows, tiny_settings, tmp_path, **changes):
+    settings = tiny_settings.replace(max_steps=STEPS, logging_steps=STEPS, save_steps=0, **changes)
     seed_everything(settings.seed)
     model = build_model(settings, tokenizer)
     collator = build_collator(tokenizer, settings)
@@ -357,11 +357,68 @@ def test_host_read_check_fails_on_a_per_step_read(tokenizer, heldout_rows, tiny_
     assert all(reads.get(step) for step in range(1, STEPS)), reads
 
 
+TRAINER_COUNTS = ["include_num_input_tokens_seen=non_padding"]
+
+
+def test_trainers_own_token_count_reads_the_device_every_step(
+    tokenizer, heldout_rows, tiny_settings, tmp_path, monkeypatch
+):
+    """Why the tally counts non-pad tokens, not Trainer: include_num_input_tokens_seen=non_padding reads its count
+    back every step (`.item()`) on 4.57 and 5.x. A version that stops doing so fails this: then Trainer's count can
+    replace the tally's."""
+    run = _six_steps_logged_at_the_last(tokenizer, heldout_rows, tiny_settings, tmp_path, trainer_args=TRAINER_COUNTS)
+    reads = host_reads_by_step(monkeypatch, run)
+    assert all(any("trainer.py" in where for where in reads.get(step, [])) for step in range(1, STEPS)), reads
+
+
+class _TokensSeen(TrainerCallback):
+    def on_train_end(self, args, state, control, **kwargs) -> None:
+        self.seen = state.num_input_tokens_seen
+
+
+def test_tally_counts_the_non_padding_tokens_trainer_counts(tokenizer, unpacked_rows, tiny_settings, tmp_path):
+    """The tally's non-pad count equals Trainer's own (include_num_input_tokens_seen=non_padding) on a padded run."""
+    settings = tiny_settings.replace(max_steps=STEPS, save_steps=0, packing=False, trainer_args=TRAINER_COUNTS)
+    seed_everything(settings.seed)
+    seen = _TokensSeen()
+    summary = train(build_model(settings, tokenizer), unpacked_rows, build_collator(tokenizer, settings), settings,
+                    tmp_path, callbacks=[seen])  # fmt: skip
+    assert 0 < summary.nonpad_tokens == seen.seen < summary.tokens, (summary.nonpad_tokens, seen.seen, summary.tokens)
+
+
+class _CountsPadding(train_module._DeviceTally):
+    """A tally that counts padding too, as one summing mask.numel() would."""
+
+    @property
+    def nonpad_tokens(self) -> int:
+        return self.tokens
+
+    @nonpad_tokens.setter
+    def nonpad_tokens(self, value) -> None:
+        pass
+
+
+def test_token_count_check_fails_on_a_tally_that_counts_padding(
+    tokenizer, unpacked_rows, tiny_settings, tmp_path, monkeypatch
+):
+    """Test of the test above."""
+    monkeypatch.setattr(train_module, "_DeviceTally", _CountsPadding)
+    with pytest.raises(AssertionError):
+        test_tally_counts_the_non_padding_tokens_trainer_counts(tokenizer, unpacked_rows, tiny_settings, tmp_path)
+
+
 def test_trainer_args_reach_training_arguments_typed_by_the_library(tiny_settings, tmp_path) -> None:
     settings = tiny_settings.replace(trainer_args=["save_total_limit=3", "disable_tqdm=true", "report_to=none"])
     args = training_arguments(settings, tmp_path)
     assert (args.save_total_limit, args.disable_tqdm) == (3, True)
     assert training_arguments(tiny_settings, tmp_path).save_total_limit == 1  # mlm-bench's default otherwise
+
+
+@pytest.mark.parametrize(("value", "expected"), [("non_padding", "non_padding"), ("true", "all"), ("no", "no")])
+def test_a_str_or_bool_trainer_arg_takes_both(tiny_settings, tmp_path, value: str, expected: str) -> None:
+    """HfArgumentParser alone types include_num_input_tokens_seen as bool and refuses non_padding."""
+    settings = tiny_settings.replace(trainer_args=[f"include_num_input_tokens_seen={value}"])
+    assert training_arguments(settings, tmp_path).include_num_input_tokens_seen == expected
 
 
 @pytest.mark.parametrize(
