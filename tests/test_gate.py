@@ -2,50 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+from gate_files import LOSSES, bench, verdict, write
 
 from mlm_bench import gate, gate_inputs, gate_report
-from mlm_bench.cli import main
 from mlm_bench.errors import UsageError
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def bench(
-    name: str, median: float, noise: float = 0.01, losses: dict | None = None, rounds: int = 10, **extra: Any
-) -> dict[str, Any]:
-    """One benchmark entry shaped as pytest-benchmark 5 writes it: per-round times spread evenly over
-    median x (1 ± noise), the stats the gate reads, and extra_info."""
-    data = [median * (1 + noise * (2 * i / (rounds - 1) - 1)) for i in range(rounds)] if rounds > 1 else [median]
-    ordered = sorted(data)
-    stats = {"min": ordered[0], "mean": sum(data) / len(data), "median": median, "rounds": rounds, "data": data}
-    stats["iqr"] = ordered[(3 * rounds) // 4] - ordered[rounds // 4] if rounds > 1 else 0.0
-    return {
-        "name": name,
-        "fullname": f"benchmarks/test_cpu.py::{name}",
-        "stats": stats,
-        "extra_info": {"losses": losses or {}, "metrics": {}, "samples_per_call": 32, **extra},
-    }
-
-
-def write(path: Path, *benchmarks: dict[str, Any]) -> Path:
-    path.write_text(json.dumps({"machine_info": {}, "benchmarks": list(benchmarks)}), encoding="utf-8")
-    return path
-
-
-def verdict(tmp_path: Path, base: list[dict], new: list[dict], **thresholds: Any) -> gate.GateResult:
-    a, b = write(tmp_path / "a.json", *base), write(tmp_path / "b.json", *new)
-    return gate.compare(gate_inputs.load_run(a), gate_inputs.load_run(b), gate.Thresholds(**thresholds))
-
-
-LOSSES = {"5": 8.0, "10": 7.0}
 
 
 def test_identical_runs_pass(tmp_path: Path):
@@ -183,14 +146,6 @@ def test_fingerprint_change_is_a_regression_until_accepted(tmp_path: Path):
     assert gate.compare(*runs, fingerprints=(FP_BASE, FP_NEW), accepted_entries=[other]).exit_code == 1
 
 
-def test_report_lists_the_known_defects_of_each_side(tmp_path: Path):
-    old = bench("test_step", 1.0, versions={"transformers": "4.57.6"})
-    new = bench("test_step", 1.0, versions={"transformers": "5.24.0"})
-    report = gate_report.render_markdown(verdict(tmp_path, [old], [new]))
-    defects_section = report.split("## Known upstream defects")[1]
-    assert "- base: collator-seed-zero" in defects_section and "- new: bert-mlm-ga-loss" in defects_section
-
-
 def test_changed_resolved_setting_is_a_regression(tmp_path: Path):
     """`exact` values (the resolved optimizer, the tokenizer size) must not change at all."""
     base = bench("test_step", 1.0, exact={"optimizer": {"eps": 1e-8, "betas": [0.9, 0.999]}, "tokenizer_size": 4669})
@@ -208,12 +163,9 @@ def test_fingerprint_diff_names_changed_added_and_removed_keys():
 
 
 def test_failed_contract_tests_in_new_env_are_a_regression(tmp_path: Path):
-    xml = tmp_path / "new.xml"
-    xml.write_text('<testsuites><testsuite tests="3" failures="1" errors="0" skipped="0"/></testsuites>')
-    outcome = gate_inputs.junit_outcome(xml)
-    assert (outcome.tests, outcome.failures, outcome.passed) == (3, 1, False)
     a, b = write(tmp_path / "a.json", bench("test_step", 1.0)), write(tmp_path / "b.json", bench("test_step", 1.0))
-    result = gate.compare(gate_inputs.load_run(a), gate_inputs.load_run(b), gate.Thresholds(), junit=[("new", outcome)])
+    failed = gate_inputs.TestOutcome("new.xml", tests=3, failures=1, errors=0, skipped=0)
+    result = gate.compare(gate_inputs.load_run(a), gate_inputs.load_run(b), gate.Thresholds(), junit=[("new", failed)])
     assert result.exit_code == 1
 
 
@@ -232,36 +184,3 @@ def test_nonzero_contract_test_exit_code_is_a_regression(tmp_path: Path):
 def test_no_common_benchmark_is_unusable(tmp_path: Path):
     with pytest.raises(UsageError, match="share no benchmark"):
         verdict(tmp_path, [bench("test_a", 1.0)], [bench("test_b", 1.0)])
-
-
-@pytest.mark.parametrize(
-    "content",
-    ["not json", json.dumps([1, 2]), json.dumps({"benchmarks": [{"name": "x"}]})],
-    ids=["not-json", "no-benchmarks-key", "no-stats"],
-)
-def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str):
-    good = write(tmp_path / "good.json", bench("test_step", 1.0))
-    bad = tmp_path / "bad.json"
-    bad.write_text(content)
-    assert main(["gate", str(bad), str(good)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "bad.json" in err[0]
-
-
-def test_cli_end_to_end_reports_regression_and_writes_report(tmp_path: Path):
-    """The real command: exit 1 on a planted loss change, markdown on stdout, report.md and plots on disk."""
-    pytest.importorskip("matplotlib", reason="--report plots need the `gate` extra (matplotlib)")
-    base = write(tmp_path / "a.json", bench("test_run", 1.0, losses=LOSSES))
-    new = write(tmp_path / "b.json", bench("test_run", 1.0, losses={"5": 8.0, "10": 7.5}))
-    report = tmp_path / "report"
-    done = subprocess.run(
-        [sys.executable, "-m", "mlm_bench.cli", "gate", str(base), str(new), "--report", str(report)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        check=False,
-    )
-    assert done.returncode == 1, done.stderr
-    assert "REGRESSION" in done.stdout and "loss@10" in done.stdout
-    assert {p.name for p in report.iterdir()} == {"report.md", "throughput.png", "loss_curves.png"}
