@@ -9,6 +9,7 @@ from typing import Any
 
 CARD_FILE = "README.md"
 CURVE_FILE = "loss_curve.png"
+LOSS_AXIS, GAIN_AXIS = "training loss (nats)", "held-out context gain at [MASK] (nats)"
 # The settings a reader needs to place the run; results.json has them all.
 CARD_SETTINGS = (
     "preset", "dataset", "model_name_or_path", "max_length", "packing", "flatten", "mask", "mlm_probability",
@@ -19,8 +20,9 @@ logger = logging.getLogger(__name__)
 
 
 def write_card(directory: Path, results: dict[str, Any]) -> list[Path]:
-    """README.md from the run's results, and loss_curve.png when matplotlib is installed; the files written."""
-    curve = plot_loss_curve(results["train"]["loss_curve"], directory / CURVE_FILE)
+    """README.md from the run's results, and loss_curve.png (with the context gain of --eval_steps) when matplotlib
+    is installed; the files written."""
+    curve = plot_loss_curve(results["train"], directory / CURVE_FILE)
     card = directory / CARD_FILE
     card.write_text(model_card(results, curve is not None), encoding="utf-8")
     return [card] if curve is None else [card, curve]
@@ -69,9 +71,20 @@ def model_card(results: dict[str, Any], with_curve: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_loss_curve(curve: list[dict[str, float]], path: Path) -> Path | None:
-    """The logged training loss against the step, as a PNG; None (and a log line) without matplotlib or points."""
-    if not curve:
+def curve_series(train: dict[str, Any]) -> dict[str, tuple[list[float], list[float]]]:
+    """What the plot draws, by axis label: the logged training loss, and the periodic held-out context gain
+    (--eval_steps) where there is one, each against the optimizer step."""
+    series = {LOSS_AXIS: ([p["step"] for p in train["loss_curve"]], [p["loss"] for p in train["loss_curve"]])}
+    gains = [p for p in train.get("eval_curve", []) if p.get("eval_context_gain") is not None]
+    if gains:
+        series[GAIN_AXIS] = ([p["step"] for p in gains], [p["eval_context_gain"] for p in gains])
+    return series
+
+
+def plot_loss_curve(train: dict[str, Any], path: Path) -> Path | None:
+    """curve_series as a PNG (the context gain on a second axis); None (and a log line) without matplotlib or
+    a logged loss."""
+    if not train["loss_curve"]:
         return None
     try:
         import matplotlib
@@ -81,11 +94,15 @@ def plot_loss_curve(curve: list[dict[str, float]], path: Path) -> Path | None:
     except ImportError:
         logger.info(f"no {CURVE_FILE}: install matplotlib (pip install 'mlm-bench[gate]') for the plot")
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([point["step"] for point in curve], [point["loss"] for point in curve], marker=".")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (nats)")
-    ax.grid(alpha=0.3)
+    series = curve_series(train)
+    fig, loss_axis = plt.subplots(figsize=(6, 3.5))
+    for axis, label, color in ((loss_axis, LOSS_AXIS, "C0"), (None, GAIN_AXIS, "C1")):
+        if label in series:
+            axis = axis or loss_axis.twinx()
+            axis.plot(*series[label], marker=".", color=color)
+            axis.set_ylabel(label, color=color)
+    loss_axis.set_xlabel("optimizer step")
+    loss_axis.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
