@@ -19,24 +19,21 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from mlm_bench.card import write_card
 from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings
-from mlm_bench.corpus import Corpus, distinct_texts_needed, is_punctuation_only, load_corpus
-from mlm_bench.encode import count_truncated, encode
+from mlm_bench.corpus import Corpus, distinct_texts_needed, load_corpus
+from mlm_bench.encode import encode
 from mlm_bench.errors import Interrupted, RunError, Terminated, UsageError
 from mlm_bench.evaluate import EvalSet, build_eval_set, eval_settings, evaluate_mlm, unigram_log_probs
 from mlm_bench.hub import check_hub
 from mlm_bench.infer import cloze_sentences, fill_mask, fill_mask_pipeline
 from mlm_bench.model import build_model, check_compatible, load_model
-from mlm_bench.results import RESULTS_FILE, command_line, device_info, versions, write_json_atomic
+from mlm_bench.report import build_results
+from mlm_bench.results import RESULTS_FILE, command_line, versions, write_json_atomic
 from mlm_bench.resume import RunDir, claim, follow, preflight, publish, staging_dir
 from mlm_bench.seeding import seed_everything
 from mlm_bench.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
-from mlm_bench.train import EVAL_PREFIX, TrainSummary, extra_training_arguments, speed_options, train
+from mlm_bench.train import EVAL_PREFIX, extra_training_arguments, speed_options, train
 from mlm_bench.wwm import WORD_IDS
 
-SCHEMA_VERSION = 2
-# Fewer held-out [MASK] positions than this and the accuracy's standard error passes 0.01 (at accuracy 0.3,
-# sqrt(0.21 / 2000) = 0.010): differences between runs are then mostly noise.
-MIN_MASK_POSITIONS = 2000
 logger = logging.getLogger(__name__)
 
 
@@ -115,18 +112,6 @@ def _eval_sets(
                 "a higher --heldout_fraction)"
             )
     return sets
-
-
-def unk_rate(rows: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> float:
-    """Share of non-special tokens that are [UNK]: a tokenizer that lost its vocabulary shows here."""
-    special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
-    unk = total = 0
-    for batch in rows.iter(batch_size=1000):
-        for ids in batch["input_ids"]:
-            kept = [i for i in ids if i not in special]
-            total += len(kept)
-            unk += sum(i == tokenizer.unk_token_id for i in kept)
-    return unk / total if total else 0.0
 
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -224,17 +209,6 @@ def _follow(settings: Settings, output_dir: Path, resume: bool) -> dict[str, Any
     return _train_and_report(settings, prepared, run_dir, save=False)
 
 
-def eval_warnings(scores: dict[str, Any]) -> list[str]:
-    """What makes the held-out figures unreliable, said in results.json and at the end of the run."""
-    positions = scores["eval"]["by_treatment"]["mask"]["tokens"]
-    if positions >= MIN_MASK_POSITIONS:
-        return []
-    return [
-        f"only {positions} held-out positions were scored as [MASK] (fewer than {MIN_MASK_POSITIONS:,}): the eval "
-        "figures are noise at this size; give more held-out text (--heldout_fraction, --eval_rows)"
-    ]
-
-
 def _held_out_figures(prepared: Prepared) -> Callable[[PreTrainedModel], dict[str, float]]:
     """What a periodic held-out pass logs (settings.eval_steps): context gain and loss at [MASK]."""
 
@@ -278,7 +252,17 @@ def _train_and_report(settings: Settings, prepared: Prepared, run_dir: RunDir, s
     cloze = cloze_sentences(heldout_texts, settings.cloze_probes, tokenizer.mask_token)
     probes = [(settings.fill_mask_probe, ""), *cloze]
     predictions = fill_mask(fill_mask_pipeline(model, tokenizer), [text for text, _ in probes])
-    results = _results(settings, prepared, summary, scores, list(zip(probes, predictions, strict=True)))
+    results = build_results(
+        settings,
+        prepared.corpus,
+        tokenizer,
+        model,
+        len(prepared.train_rows),
+        prepared.heldout_rows,
+        summary,
+        scores,
+        list(zip(probes, predictions, strict=True)),
+    )
     if save:
         staging = staging_dir(run_dir.path)
         model.save_pretrained(str(staging))
@@ -286,46 +270,3 @@ def _train_and_report(settings: Settings, prepared: Prepared, run_dir: RunDir, s
         write_card(staging, results)
         publish(staging, run_dir.path)
     return results
-
-
-def _results(
-    settings: Settings,
-    prepared: Prepared,
-    summary: TrainSummary,
-    scores: dict[str, Any],
-    probed: list[tuple[tuple[str, str], list[dict[str, Any]]]],
-) -> dict[str, Any]:
-    """results.json's content (but wall_seconds, added when the run is over)."""
-    tokenizer, model, corpus = prepared.tokenizer, prepared.model, prepared.corpus
-    column = corpus.text_column
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "settings": settings.to_dict(),
-        "command": command_line(),
-        "seed": settings.seed,
-        "versions": versions(),
-        "device": device_info(model.device),
-        "corpus": {
-            "name": corpus.name,
-            "fingerprint": corpus.fingerprint,
-            "train_rows": len(corpus.train),
-            "heldout_rows": len(corpus.heldout),
-            "dropped_empty_rows": corpus.dropped_empty_rows,
-            "train_sequences": len(prepared.train_rows),
-            "heldout_unk_rate": unk_rate(prepared.heldout_rows, tokenizer),
-            "punctuation_only_rows": sum(map(is_punctuation_only, [*corpus.train[column], *corpus.heldout[column]])),
-            # Packing cuts no row: it splits long ones across training rows instead.
-            "truncated_rows": 0
-            if settings.packing
-            else count_truncated(corpus.train, column, tokenizer, settings.max_length),
-            "heldout_truncated_texts": count_truncated(corpus.heldout, column, tokenizer, settings.eval_max_length),
-        },
-        "vocab_size": len(tokenizer),
-        "model_parameters": model.num_parameters(),
-        "train": summary.to_dict(),
-        **scores,
-        "warnings": eval_warnings(scores),
-        "fill_mask": [
-            {"text": text, "answer": answer or None, "predictions": preds} for (text, answer), preds in probed
-        ],
-    }

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+import datasets
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
@@ -91,3 +92,15 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
     if config.get("tokenizer_class") == "TokenizersBackend":
         config["tokenizer_class"] = "PreTrainedTokenizerFast"
         config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+def unk_rate(rows: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> float:
+    """Share of non-special tokens that are [UNK]: a tokenizer that lost its vocabulary shows here."""
+    special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+    unk = total = 0
+    for batch in rows.iter(batch_size=1000):
+        for ids in batch["input_ids"]:
+            kept = [i for i in ids if i not in special]
+            total += len(kept)
+            unk += sum(i == tokenizer.unk_token_id for i in kept)
+    return unk / total if total else 0.0

@@ -22,8 +22,8 @@ from mlm_bench.config import Settings
 from mlm_bench.corpus import Corpus
 from mlm_bench.encode import encode
 from mlm_bench.model import load_model
-from mlm_bench.run import run, unk_rate
-from mlm_bench.tokenizer import build_tokenizer, save_tokenizer
+from mlm_bench.run import run
+from mlm_bench.tokenizer import build_tokenizer, save_tokenizer, unk_rate
 
 REPO = Path(__file__).resolve().parents[1]
 

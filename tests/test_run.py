@@ -15,7 +15,7 @@ from mlm_bench.card import CARD_FILE, CURVE_FILE
 from mlm_bench.config import Settings, preset
 from mlm_bench.errors import UsageError
 from mlm_bench.results import RESULTS_FILE
-from mlm_bench.run import MIN_MASK_POSITIONS, eval_warnings, prepare, run
+from mlm_bench.run import prepare, run
 from mlm_bench.tokenizer import save_tokenizer
 
 
@@ -103,15 +103,6 @@ def test_tensorboard_check_fails_when_report_to_is_forced_off(tmp_path: Path, ti
     monkeypatch.setattr(train_module, "extra_training_arguments", lambda s: {**real(s), "report_to": "none"})
     with pytest.raises(KeyError, match="train/loss"):
         test_tensorboard_gets_the_training_loss_and_the_held_out_figures(tmp_path, tiny_settings)
-
-
-def test_too_few_mask_positions_are_warned_about() -> None:
-    def scores(positions: int) -> dict:
-        return {"eval": {"by_treatment": {"mask": {"tokens": positions}}}}
-
-    assert eval_warnings(scores(MIN_MASK_POSITIONS)) == []
-    (warning,) = eval_warnings(scores(MIN_MASK_POSITIONS - 1))
-    assert warning.startswith(f"only {MIN_MASK_POSITIONS - 1} held-out positions were scored as [MASK]")
 
 
 def test_wwm_run_scores_token_and_whole_word_masking_on_the_same_texts(tmp_path: Path, tiny_settings) -> None:

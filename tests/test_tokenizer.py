@@ -9,8 +9,14 @@ import pytest
 from transformers import AutoTokenizer
 
 from mlm_bench.errors import UsageError
-from mlm_bench.run import unk_rate
-from mlm_bench.tokenizer import SPECIAL_TOKENS, build_tokenizer, check_mlm_tokenizer, load_tokenizer, save_tokenizer
+from mlm_bench.tokenizer import (
+    SPECIAL_TOKENS,
+    build_tokenizer,
+    check_mlm_tokenizer,
+    load_tokenizer,
+    save_tokenizer,
+    unk_rate,
+)
 
 
 def test_vocab_is_every_character_of_the_corpus(tokenizer, corpus) -> None:
