@@ -116,7 +116,7 @@ def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
         "-q", "--quiet", action="store_true", help="No progress lines of mlm-bench or datasets, no transformers "
         "warnings: Trainer's loss lines and the final report remain."
     )  # fmt: skip
-    loudness.add_argument("-v", "--verbose", action="store_true", help="Also debug lines, and transformers' info.")
+    loudness.add_argument("-v", "--verbose", action="store_true", help="Also transformers' info messages.")
     parser.set_defaults(**base)
     try:
         settings, options, extras = parser.parse_args_into_dataclasses(args=list(argv), return_remaining_strings=True)
@@ -131,7 +131,11 @@ def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
 
 def cmd_run(argv: Sequence[str]) -> int:
     settings, options = parse_settings(argv)
-    _configure_logging(logging.WARNING if options.quiet else logging.DEBUG if options.verbose else logging.INFO)
+    with _logging_at(logging.WARNING if options.quiet else logging.DEBUG if options.verbose else logging.INFO):
+        return _run_command(argv, settings, options)
+
+
+def _run_command(argv: Sequence[str], settings: Settings, options: argparse.Namespace) -> int:
     from mlm_bench.hub import check_hub
 
     check_hub(settings)  # before the heavy imports below: an offline refusal in a second, not four
@@ -150,23 +154,32 @@ def cmd_run(argv: Sequence[str]) -> int:
     return 0
 
 
-def _configure_logging(level: int) -> None:
-    """mlm-bench's progress lines on stdout at `level`; transformers' own messages follow -q and -v too."""
+@contextlib.contextmanager
+def _logging_at(level: int) -> Iterator[None]:
+    """mlm-bench's progress lines on stdout at `level`, transformers' and datasets' messages following -q and -v;
+    all as they were afterwards, so a later call in the same process starts from the library defaults."""
+    import datasets  # only a run needs them, and only once its arguments are known to be good
+    import transformers
+
+    package = logging.getLogger("mlm_bench")
+    saved = (package.handlers[:], package.level, package.propagate, transformers.logging.get_verbosity())
+    bars = datasets.is_progress_bar_enabled()
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    package = logging.getLogger("mlm_bench")
-    package.handlers[:] = [handler]
+    package.handlers[:], package.propagate = [handler], False
     package.setLevel(level)
-    package.propagate = False
-    import transformers  # only a run needs it, and only once its arguments are known to be good
-
     if level == logging.WARNING:
-        import datasets
-
         transformers.logging.set_verbosity_error()
         datasets.disable_progress_bars()
     elif level == logging.DEBUG:
         transformers.logging.set_verbosity_info()
+    try:
+        yield
+    finally:
+        package.handlers[:], package.propagate = saved[0], saved[2]
+        package.setLevel(saved[1])
+        transformers.logging.set_verbosity(saved[3])
+        (datasets.enable_progress_bars if bars else datasets.disable_progress_bars)()
 
 
 def _terminate(signum: int, frame: Any) -> NoReturn:

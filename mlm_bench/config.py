@@ -357,11 +357,15 @@ def settings_file(path: Path) -> dict[str, Any]:
         if path.suffix in (".yaml", ".yml"):
             import yaml  # only a YAML settings file needs it
 
-            loaded = yaml.safe_load(text)
+            try:
+                loaded = yaml.safe_load(text)
+            except yaml.YAMLError as err:  # not a ValueError
+                raise ValueError(err) from err
         else:
             loaded = json.loads(text)
     except (OSError, ValueError) as err:
-        raise UsageError(f"cannot read settings file {path} ({err}): pass a JSON or YAML mapping of fields") from err
+        reason = " ".join(str(err).split())  # YAML's messages span lines
+        raise UsageError(f"cannot read settings file {path} ({reason}): pass a JSON or YAML mapping of fields") from err
     fields = loaded.get("settings", loaded) if isinstance(loaded, dict) else None
     if not isinstance(fields, dict):
         raise UsageError(f'settings file {path} holds no mapping of fields: write e.g. {{"max_steps": 100}}')

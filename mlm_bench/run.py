@@ -31,7 +31,7 @@ from mlm_bench.results import RESULTS_FILE, command_line, versions, write_json_a
 from mlm_bench.resume import RunDir, claim, follow, preflight, publish, staging_dir
 from mlm_bench.seeding import seed_everything
 from mlm_bench.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
-from mlm_bench.train import EVAL_PREFIX, extra_training_arguments, speed_options, train
+from mlm_bench.train import EVAL_PREFIX, check_training_arguments, speed_options, train
 from mlm_bench.wwm import WORD_IDS
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def _tokenizer_for(settings: Settings, corpus: Corpus) -> PreTrainedTokenizerBas
 def prepare(settings: Settings) -> Prepared:
     """Load and check data, tokenizer and model; encode train and held-out rows."""
     seed_everything(settings.seed, allow_tf32=speed_options(settings)["tf32"])
-    extra_training_arguments(settings)  # refused now, not after loading
+    check_training_arguments(settings)  # refused now, not after loading
     corpus = load_corpus(settings)
     if len(corpus.heldout) == 0:
         distinct = len(set(corpus.train[corpus.text_column]))

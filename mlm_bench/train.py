@@ -61,6 +61,14 @@ def training_arguments(settings: Settings, output_dir: Path) -> TrainingArgument
     return TrainingArguments(**{**_set_by_settings(settings, output_dir), **extra_training_arguments(settings)})
 
 
+def check_training_arguments(settings: Settings) -> None:
+    """Build the TrainingArguments once before anything is loaded, so what the library refuses is refused now."""
+    try:
+        training_arguments(settings, Path("unused"))
+    except ValueError as err:
+        raise UsageError(f"--trainer_args: TrainingArguments refused them: {err}") from err
+
+
 # TrainingArguments that mlm-bench fixes, and why; --trainer_args may not change them.
 FIXED_TRAINING_ARGUMENTS = {
     "output_dir": "checkpoints go under the run directory (--output-dir)",
@@ -69,6 +77,11 @@ FIXED_TRAINING_ARGUMENTS = {
     "save_only_model": "a resume needs the optimizer, scheduler and RNG state in every checkpoint",
     "save_safetensors": "checkpoints count as complete by their safetensors weights",
     "ignore_data_skip": "a resume must skip the batches it already trained on to repeat the run bit for bit",
+    "resume_from_checkpoint": "--resume continues a run from its last complete checkpoint",
+    **dict.fromkeys(
+        ("eval_strategy", "eval_steps", "do_eval", "eval_on_start", "load_best_model_at_end", "metric_for_best_model"),
+        "Trainer has no eval set here: mlm-bench scores its own held-out set during training with --eval_steps N",
+    ),
 }
 # These switch torch.compile on by themselves: allowed only when the torch_compile setting has it on.
 COMPILE_TUNING = ("torch_compile_mode", "torch_compile_backend")

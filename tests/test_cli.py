@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import logging
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import datasets
 import pytest
+import transformers
 from transformers import HfArgumentParser, pipeline
 
 import mlm_bench
@@ -217,6 +220,22 @@ def test_quiet_keeps_the_report_and_drops_the_progress_lines(run_argv, tmp_path,
     assert f"results: {tmp_path / 'quiet' / 'results.json'}" in quiet
 
 
+@pytest.mark.parametrize(
+    ("level", "library", "bars"),
+    [(logging.WARNING, logging.ERROR, False), (logging.INFO, None, True), (logging.DEBUG, logging.INFO, True)],
+    ids=["-q", "default", "-v"],
+)
+def test_loudness_reaches_the_libraries_and_is_undone_after(level: int, library: int | None, bars: bool) -> None:
+    """-q silences transformers and datasets' bars, -v raises transformers to info; a later run in the same process
+    starts from what was there before."""
+    before = (transformers.logging.get_verbosity(), datasets.is_progress_bar_enabled())
+    with cli._logging_at(level):
+        assert logging.getLogger("mlm_bench").level == level
+        assert transformers.logging.get_verbosity() == (library or before[0])
+        assert datasets.is_progress_bar_enabled() == (bars and before[1])
+    assert (transformers.logging.get_verbosity(), datasets.is_progress_bar_enabled()) == before
+
+
 def test_config_file_sits_between_its_preset_and_the_flags(tmp_path: Path) -> None:
     (tmp_path / "run.yaml").write_text("preset: fast\nmax_steps: 7\nlearning_rate: 0.01\n", encoding="utf-8")
     settings, _ = parse_settings(["--config", str(tmp_path / "run.yaml"), "--max_steps", "9"])
@@ -236,9 +255,12 @@ def test_a_runs_own_run_json_repeats_its_settings(tmp_path: Path) -> None:
         ('{"max_steps": "many"}', "--max_steps/--max-steps: invalid int value: 'many'"),
         ("[1, 2]", "holds no mapping of fields"),
         ("{not json", "cannot read settings file"),
+        ("max_steps: [1", "cannot read settings file"),
     ],
 )
 def test_a_bad_config_file_is_one_line_naming_the_problem(tmp_path: Path, content: str, message: str) -> None:
-    (tmp_path / "bad.json").write_text(content, encoding="utf-8")
-    with pytest.raises(UsageError, match=re.escape(message)):
-        parse_settings(["--config", str(tmp_path / "bad.json")])
+    path = tmp_path / ("bad.yaml" if content.startswith("max_steps:") else "bad.json")
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(UsageError, match=re.escape(message)) as refused:
+        parse_settings(["--config", str(path)])
+    assert "\n" not in str(refused.value)

@@ -10,6 +10,7 @@ import datasets
 import pytest
 from transformers import BertConfig, BertForMaskedLM
 
+from mlm_bench import run as run_module
 from mlm_bench import train as train_module
 from mlm_bench.card import CARD_FILE, CURVE_FILE
 from mlm_bench.config import Settings, preset
@@ -103,6 +104,12 @@ def test_tensorboard_check_fails_when_report_to_is_forced_off(tmp_path: Path, ti
     monkeypatch.setattr(train_module, "extra_training_arguments", lambda s: {**real(s), "report_to": "none"})
     with pytest.raises(KeyError, match="train/loss"):
         test_tensorboard_gets_the_training_loss_and_the_held_out_figures(tmp_path, tiny_settings)
+
+
+def test_trainer_args_the_library_refuses_are_refused_before_loading(tiny_settings, monkeypatch) -> None:
+    monkeypatch.setattr(run_module, "load_corpus", lambda settings: pytest.fail("the corpus was loaded first"))
+    with pytest.raises(UsageError, match="TrainingArguments refused them: `torch_empty_cache_steps` must be"):
+        prepare(tiny_settings.replace(trainer_args=["torch_empty_cache_steps=0"]))
 
 
 def test_wwm_run_scores_token_and_whole_word_masking_on_the_same_texts(tmp_path: Path, tiny_settings) -> None:

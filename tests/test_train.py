@@ -433,6 +433,8 @@ def test_a_str_or_bool_trainer_arg_takes_both(tiny_settings, tmp_path, value: st
         ("torch_compile_mode=max-autotune", "turns torch.compile on: pass --torch_compile on"),
         ("save_total_limit=abc", "--trainer_args: argument --save_total_limit"),
         ("report_to=none report_to=tensorboard", "gives report_to twice"),
+        ("eval_strategy=steps", "with --eval_steps N"),
+        ("resume_from_checkpoint=runs/a", "--resume continues a run"),
     ],
 )
 def test_trainer_args_refused_naming_the_fix(tiny_settings, tmp_path, item: str, message: str) -> None:
