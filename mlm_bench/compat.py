@@ -54,3 +54,13 @@ def block_mask_argument(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tens
         ~allowed, torch.finfo(dtype).min
     )
     return blocked[:, None]
+
+
+# 5.x saves a fast tokenizer's class as "TokenizersBackend", which 4.57 cannot load; both load this one.
+_PORTABLE_TOKENIZER_CLASS = {"TokenizersBackend": "PreTrainedTokenizerFast"}
+
+
+def portable_tokenizer_config(config: dict[str, Any]) -> dict[str, Any]:
+    """tokenizer_config.json's content naming a tokenizer class that 4.57 and 5.x both load."""
+    name = config.get("tokenizer_class")
+    return {**config, "tokenizer_class": _PORTABLE_TOKENIZER_CLASS.get(name, name)} if name else config

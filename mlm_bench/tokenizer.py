@@ -10,6 +10,7 @@ import datasets
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from mlm_bench.compat import portable_tokenizer_config
 from mlm_bench.errors import UsageError
 
 SPECIAL_TOKENS = {
@@ -85,13 +86,13 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
-    """save_pretrained, naming a class both 4.57 and 5.x load (5.x writes TokenizersBackend, unknown to 4.x)."""
+    """save_pretrained, naming a tokenizer class both 4.57 and 5.x load (compat.portable_tokenizer_config)."""
     tokenizer.save_pretrained(str(directory))
     config_path = directory / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    if config.get("tokenizer_class") == "TokenizersBackend":
-        config["tokenizer_class"] = "PreTrainedTokenizerFast"
-        config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+    portable = portable_tokenizer_config(config)
+    if portable != config:
+        config_path.write_text(json.dumps(portable, ensure_ascii=False, indent=2), encoding="utf-8")
 
 
 def unk_rate(rows: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> float:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
+from transformers import BertConfig, BertForMaskedLM
 
 from mlm_bench import defects
 from mlm_bench.config import Settings, preset
@@ -87,7 +88,8 @@ def tiny_settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def corpus(tiny_settings: Settings) -> Corpus:
-    """The builtin corpus, split as every run splits it."""
+    """The builtin corpus, split as every run splits it, its held-out side cut to tiny_settings' 40 texts (the
+    benchmarks' own fixture keeps 1,000)."""
     return load_corpus(tiny_settings)
 
 
@@ -146,6 +148,12 @@ def run_argv(text_file: Path):
         return ["run", *flags, "--output-dir", str(output_dir), *extra]
 
     return argv
+
+
+def tiny_bert(vocab_size: int, **config: Any) -> BertForMaskedLM:
+    """A random 1-layer, 32-wide BERT masked LM: what a user's pretrained model directory holds, in miniature."""
+    sizes = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+    return BertForMaskedLM(BertConfig(vocab_size=vocab_size, **{**sizes, **config}))
 
 
 def error_line(stderr: str, prefix: str) -> str:

@@ -21,3 +21,12 @@ def test_block_mask_argument_blocks_exactly_what_is_not_allowed() -> None:
     else:
         assert mask.shape == (1, 1, 2, 2) and (mask[0, 0][allowed[0]] == 0).all()
         assert (mask[0, 0][~allowed[0]] == torch.finfo(torch.float32).min).all()
+
+
+def test_a_saved_tokenizer_names_a_class_both_lines_load() -> None:
+    assert compat.portable_tokenizer_config({"tokenizer_class": "TokenizersBackend", "x": 1}) == {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "x": 1,
+    }
+    bert = {"tokenizer_class": "BertTokenizerFast"}
+    assert compat.portable_tokenizer_config(bert) == bert

@@ -12,9 +12,8 @@ from types import SimpleNamespace
 import datasets
 import pytest
 import torch
-from conftest import error_line
-from transformers import BertConfig, BertForMaskedLM
 
+from conftest import error_line, tiny_bert
 from mlm_bench import cli
 from mlm_bench import run as run_module
 from mlm_bench.checkpoints import checkpoints, is_complete
@@ -29,19 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _save_model(directory: Path, tokenizer, vocab_size: int, positions: int = 512, pickle: bool = False) -> Path:
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=positions,
-    )
-    model = BertForMaskedLM(config)
+    model = tiny_bert(vocab_size, max_position_embeddings=positions)
     if pickle:
         # What an old checkpoint or an untrusted upload looks like: config plus a pickled state dict.
         directory.mkdir(parents=True)
-        config.save_pretrained(str(directory))
+        model.config.save_pretrained(str(directory))
         torch.save(model.state_dict(), directory / "pytorch_model.bin")
     else:
         model.save_pretrained(str(directory))

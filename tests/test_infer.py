@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from transformers import BertConfig, BertForMaskedLM
-
+from conftest import tiny_bert
 from mlm_bench.infer import cloze_sentences, fill_mask, fill_mask_pipeline
 
 
@@ -19,11 +18,7 @@ def test_cloze_returns_at_most_count(corpus) -> None:
 
 
 def test_fill_mask_top5_from_the_pipeline(tokenizer) -> None:
-    model = BertForMaskedLM(
-        BertConfig(
-            vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
-        )
-    ).eval()
+    model = tiny_bert(len(tokenizer)).eval()
     (top,) = fill_mask(fill_mask_pipeline(model, tokenizer), ["今天[MASK]情很好"])
     scores = [p["score"] for p in top]
     assert len(top) == 5 and scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1

@@ -14,9 +14,8 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
-from conftest import known_defect
+from conftest import known_defect, tiny_bert
 from transformers import (
-    BertConfig,
     BertForMaskedLM,
     DataCollatorForLanguageModeling,
     Trainer,
@@ -35,14 +34,9 @@ VOCAB, LENGTH, ROWS, LABELS_PER_ROW = 40, 16, 64, 3
 RTOL = 1e-4
 
 
-def _config(**overrides) -> BertConfig:
-    base = {"vocab_size": VOCAB, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
-    return BertConfig(**{**base, "intermediate_size": 64, "hidden_dropout_prob": 0.0, **overrides})
-
-
 def _model(seed: int = 0, **overrides) -> BertForMaskedLM:
     torch.manual_seed(seed)
-    return BertForMaskedLM(_config(**overrides))
+    return tiny_bert(overrides.pop("vocab_size", VOCAB), **{"hidden_dropout_prob": 0.0, **overrides})
 
 
 @pytest.fixture(scope="module")

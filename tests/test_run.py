@@ -8,8 +8,8 @@ from pathlib import Path
 
 import datasets
 import pytest
-from transformers import BertConfig, BertForMaskedLM
 
+from conftest import tiny_bert
 from mlm_bench import run as run_module
 from mlm_bench import train as train_module
 from mlm_bench.card import CARD_FILE, CURVE_FILE
@@ -26,9 +26,7 @@ def test_seed_preset_runs_on_local_save_to_disk_data_and_pretrained_dir(tmp_path
         {"completion": list(corpus.train["completion"][:160]), "source": ["x"] * 160}
     ).save_to_disk(str(data))
     model_dir = tmp_path / "macbert"
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64)  # fmt: skip
-    BertForMaskedLM(config).save_pretrained(str(model_dir))
+    tiny_bert(len(tokenizer)).save_pretrained(str(model_dir))
     save_tokenizer(tokenizer, model_dir)
     settings = preset(
         "seed", dataset=str(data), model_name_or_path=str(model_dir), train_rows=100, max_length=64, eval_max_length=64,

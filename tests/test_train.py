@@ -121,9 +121,9 @@ def test_auto_is_off_on_cpu_and_on_with_cuda(monkeypatch: pytest.MonkeyPatch) ->
 def test_speed_settings_reach_training_arguments(tiny_settings: Settings, tmp_path: Path) -> None:
     args = training_arguments(tiny_settings.replace(torch_compile="on"), tmp_path)
     assert (args.bf16, args.torch_compile, args.dataloader_pin_memory) == (False, True, False)
-    assert str(args.optim.value if hasattr(args.optim, "value") else args.optim) == "adamw_torch_fused"
+    assert args.optim == "adamw_torch_fused"
     args = training_arguments(tiny_settings.replace(fused_adamw=False), tmp_path)
-    assert str(args.optim.value if hasattr(args.optim, "value") else args.optim) == "adamw_torch"
+    assert args.optim == "adamw_torch"
 
 
 def test_group_by_length_reaches_the_sampler(tiny_settings: Settings, tmp_path: Path) -> None:
