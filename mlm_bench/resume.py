@@ -22,6 +22,7 @@ LOCK_FILE = ".lock"
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Settings that differ at all: a resume must repeat its run's exactly (accepted.field_changes allows 1e-5)."""
     keys = sorted(set(old) | set(new))
     return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in keys if old.get(key) != new.get(key)]
 

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import datasets
@@ -202,13 +203,16 @@ def test_python_dash_m_mlm_bench_is_the_command() -> None:
     assert done.returncode == 0 and done.stdout.startswith("usage: mlm-bench COMMAND"), done.stderr
 
 
-def test_version_is_the_installed_distribution() -> None:
-    """The installed distribution's version, or 0+unknown for a source tree on sys.path (the GPU check's)."""
+def test_version_is_the_projects() -> None:
+    """pyproject.toml's version once installed; 0+unknown for a source tree on sys.path (the GPU check's)."""
     try:
-        installed = importlib.metadata.version("mlm-bench")
+        importlib.metadata.distribution("mlm-bench")
     except importlib.metadata.PackageNotFoundError:
-        installed = "0+unknown"
-    assert mlm_bench.__version__ == installed
+        assert mlm_bench.__version__ == "0+unknown"
+        return
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    declared = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]
+    assert mlm_bench.__version__ == declared
 
 
 def test_quiet_keeps_the_report_and_drops_the_progress_lines(run_argv, tmp_path, capsys) -> None:

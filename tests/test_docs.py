@@ -1,7 +1,9 @@
-"""The README's module map names every module of mlm_bench/ and nothing else."""
+"""The tree keeps its own rules: the README's module map names every module of mlm_bench/ and nothing else, and no
+function runs over 60 lines."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -19,3 +21,28 @@ def map_rows(readme: str) -> set[str]:
 def test_the_module_map_matches_the_tree() -> None:
     modules = {path.stem for path in (ROOT / "mlm_bench").glob("*.py")} - {"__init__"}
     assert map_rows((ROOT / "README.md").read_text(encoding="utf-8")) == modules
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def long_functions(source: str, name: str) -> list[str]:
+    """`name:function (lines)` for each function of `source` longer than MAX_FUNCTION_LINES."""
+    return [
+        f"{name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+
+
+def test_no_function_runs_over_60_lines() -> None:
+    files = [path for part in ("mlm_bench", "tests", "benchmarks", "scripts") for path in (ROOT / part).glob("*.py")]
+    assert files
+    assert [f for path in files for f in long_functions(path.read_text(encoding="utf-8"), path.name)] == []
+
+
+def test_the_length_check_sees_a_long_function() -> None:
+    """Test of the test above."""
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    assert long_functions(f"def f():\n{body}", "m.py") == ["m.py:f (61 lines)"]

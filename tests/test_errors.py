@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import datasets
 import pytest
 import torch
-
 from conftest import error_line, tiny_bert
+
 from mlm_bench import cli
 from mlm_bench import run as run_module
 from mlm_bench.checkpoints import checkpoints, is_complete

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from conftest import tiny_bert
+
 from mlm_bench.infer import cloze_sentences, fill_mask, fill_mask_pipeline
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import datasets
 import pytest
-
 from conftest import tiny_bert
+
 from mlm_bench import run as run_module
 from mlm_bench import train as train_module
 from mlm_bench.card import CARD_FILE, CURVE_FILE
