@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, settings
 from transformers import BertConfig, BertForMaskedLM
 
 from mlm_bench import defects
+from mlm_bench.compat import BERT_HAS_FLEX_ATTENTION
 from mlm_bench.config import Settings, preset
 from mlm_bench.corpus import Corpus, load_corpus
 from mlm_bench.encode import encode
@@ -78,6 +79,23 @@ def _earlier_objects_frozen():
     collector scans only what the test itself made."""
     gc.freeze()
     yield
+
+
+@pytest.fixture(autouse=True)
+def _flex_attention_uncompiled(monkeypatch) -> None:
+    """FlexAttention's padding mask and kernel as torch runs them uncompiled: transformers compiles both on first
+    use, which on CPU is a C++ build of ~14 s whenever inductor's cache is cold (every fresh CI venv). The masks
+    are the same; the compiled kernels run in the GPU check (scripts/gpu_check.sh)."""
+    if BERT_HAS_FLEX_ATTENTION:
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+        from transformers import masking_utils
+        from transformers.integrations import flex_attention as integration
+
+        def uncompiled_mask(*args: Any, _compile: bool = False, **kwargs: Any) -> Any:
+            return create_block_mask(*args, **kwargs)
+
+        monkeypatch.setattr(masking_utils, "create_block_mask", uncompiled_mask)
+        monkeypatch.setattr(integration.WrappedFlexAttention, "__call__", lambda self: flex_attention)
 
 
 @pytest.fixture(scope="session")
