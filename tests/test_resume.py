@@ -111,6 +111,62 @@ def test_killed_run_resumes_to_the_uninterrupted_result(finished, text_path, tmp
     assert all((weights[k] == expected[k]).all() for k in expected)
 
 
+WORKERS = ("--trainer_args", "dataloader_num_workers=2")
+
+
+@pytest.fixture(scope="module")
+def killed_with_workers(tmp_path_factory: pytest.TempPathFactory, text_path: Path) -> Path:
+    """A run with 2 DataLoader workers, killed mid-epoch while writing checkpoint-6 (checkpoint-4 is complete)."""
+    out = tmp_path_factory.mktemp("killed") / "run"
+    # A file, not a pipe: the killed run's orphaned workers hold its pipes open until they notice (~5 s).
+    log = out.parent / "stderr.txt"
+    with log.open("w", encoding="utf-8") as stderr:
+        killed = subprocess.run(
+            [sys.executable, "-c", KILL_WHILE_SAVING, str(KILL_AT), *_argv(text_path, out, *WORKERS)],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            timeout=300,
+        )
+    assert killed.returncode == -signal.SIGKILL, log.read_text(encoding="utf-8")[-2000:]
+    return out
+
+
+def resumed_with_workers(killed: Path, text_path: Path, tmp_path: Path, finished: Path) -> tuple[bool, bool]:
+    """Resumes a copy of the killed run with its 2 workers: whether its loss curve and its weights are those of
+    the uninterrupted run without workers."""
+    out = tmp_path / "run"
+    shutil.copytree(killed, out)
+    assert cli.main(_argv(text_path, out, *WORKERS, "--resume")) == 0
+    resumed = _results(out)
+    assert resumed["train"]["resumed_from_step"] == KILL_AT - 2
+    weights, expected = load_file(out / "model.safetensors"), load_file(finished / "model.safetensors")
+    same_weights = all((weights[k] == expected[k]).all() for k in expected)
+    return resumed["train"]["loss_curve"] == _results(finished)["train"]["loss_curve"], same_weights
+
+
+def test_killed_run_with_dataloader_workers_resumes_to_the_uninterrupted_result(
+    killed_with_workers, finished, text_path, tmp_path
+):
+    """Each batch's masks are seeded by its index in the run, which the workers take from the resume: killed
+    mid-epoch and resumed with 2 workers, a run trains bit for bit as the uninterrupted one with none."""
+    assert resumed_with_workers(killed_with_workers, text_path, tmp_path, finished) == (True, True)
+
+
+def test_worker_resume_check_fails_when_the_resume_offset_is_lost(
+    killed_with_workers, finished, text_path, tmp_path, monkeypatch
+):
+    """Test of the test above: batches seeded from index 0 again after the resume train on other masks."""
+
+    class FromTheStart(train_module.BatchSeededCollator):
+        def __init__(self, collator, seed: int, start: int = 0) -> None:
+            super().__init__(collator, seed, start=0)
+
+    monkeypatch.setattr(train_module, "BatchSeededCollator", FromTheStart)
+    assert resumed_with_workers(killed_with_workers, text_path, tmp_path, finished) == (False, False)
+
+
 def test_resume_from_the_last_checkpoint_trains_no_extra_step(finished, text_path, tmp_path):
     """Killed after training but before results.json: Trainer alone would train step max_steps + 1."""
     out = tmp_path / "run"
