@@ -19,6 +19,8 @@ def test_card_states_the_runs_figures() -> None:
     ev = results["eval"]
     assert f"| context gain at [MASK] (nats over token frequencies) | {ev['context_gain']:.4g} ± n/a |" in card
     assert f"{results['train']['steps']} steps" in card and results["fill_mask"][0]["text"] in card
+    assert f"- corpus: {results['corpus']['name']}, {results['corpus']['train_rows']:,} train rows" in card
+    assert f"- `learning_rate`: {results['settings']['learning_rate']}" in card
 
 
 def test_without_matplotlib_the_card_is_written_alone(tmp_path: Path, monkeypatch) -> None:
