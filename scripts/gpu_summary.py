@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,8 @@ def summarise(bench: dict[str, Any]) -> dict[str, Any]:
         "machine": first["device"],
         "versions": first["versions"],
         "command": first["command"],
-        "commit": bench.get("commit_info", {}).get("id"),
+        # gpu_check.sh's COMMIT: the device's copy of .git may name an older commit than the tree it ran.
+        "commit": os.environ.get("COMMIT") or bench.get("commit_info", {}).get("id"),
         "datetime": bench.get("datetime"),
         "measured_peak": first["measured_peak"],
         "datasheet_bf16_flops_per_second": first["datasheet_bf16_flops_per_second"],
