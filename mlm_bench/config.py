@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,11 @@ def _within(value: float, interval: str) -> bool:
     low, high = (float(end) for end in interval[1:-1].split(","))
     above = value > low if interval[0] == "(" else value >= low
     return above and (value < high if interval[-1] == ")" else value <= high)
+
+
+def _default(name: str) -> Any:
+    """A Settings field's default (the example a refusal suggests)."""
+    return Settings.__dataclass_fields__[name].default
 
 
 def _help(text: str, **kwargs: Any) -> Any:
@@ -98,7 +104,8 @@ class Settings:
     # A short run of a tiny model does not overfit; dropout would only slow its learning.
     dropout: float = _help("Hidden and attention dropout of a built model (BERT's default 0.1).", default=0.0)
     attention_dropout: float | None = _help(
-        "Attention-probability dropout of a built model; None: the same as dropout. flex_attention takes only 0.",
+        "Attention-probability dropout; None: the same as dropout for a built model, a pretrained model's own for a "
+        "loaded one. flex_attention takes only 0.",
         default=None,
     )
     # tokenize and collate
@@ -235,22 +242,29 @@ class Settings:
 
     def _check_ranges(self) -> None:
         """Refuse a numeric field outside its interval in RANGES (None passes: the field's own default meaning)."""
+        hints = typing.get_type_hints(Settings)
         for interval, names in RANGES.items():
             for name in names.split():
                 value = getattr(self, name)
+                wanted = int if int in (hints[name], *typing.get_args(hints[name])) else (int, float)
+                if value is not None and (isinstance(value, bool) or not isinstance(value, wanted)):
+                    kind = "an integer" if wanted is int else "a number"
+                    raise UsageError(f"{name} must be {kind}, got {value!r}: pass e.g. --{name} {_default(name)}")
                 if value is not None and not _within(value, interval):
-                    default = Settings.__dataclass_fields__[name].default
-                    fix = f"e.g. --{name} {default}" if default is not None else "a value in it, or leave it unset"
+                    fix = f"e.g. --{name} {_default(name)}" if _default(name) is not None else "a value in it, or unset"
                     raise UsageError(f"{name} must be in {interval}, got {value}: pass {fix}")
 
     @property
-    def attention_dropout_prob(self) -> float:
-        """The built model's attention-probability dropout."""
-        return self.dropout if self.attention_dropout is None else self.attention_dropout
+    def attention_dropout_prob(self) -> float | None:
+        """The attention-probability dropout these settings give the model (None: a loaded model keeps its own)."""
+        if self.attention_dropout is None and self.model_name_or_path is None:
+            return self.dropout
+        return self.attention_dropout
 
     def _check_dropout(self) -> None:
-        """Refuse attention dropout under flex_attention (transformers refuses it in training)."""
-        if self.attn_implementation == "flex_attention" and self.attention_dropout_prob > 0:
+        """Refuse attention dropout under flex_attention (transformers refuses it in training); a loaded model's own
+        is checked once it is loaded (model.check_compatible)."""
+        if self.attn_implementation == "flex_attention" and (self.attention_dropout_prob or 0.0) > 0:
             raise UsageError(
                 f"flex_attention has no attention dropout, and this model's is {self.attention_dropout_prob}: pass "
                 "--attention_dropout 0 (hidden dropout stays), or --attn_implementation sdpa"

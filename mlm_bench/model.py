@@ -54,9 +54,13 @@ def _attention_error(name: str | None, err: Exception) -> UsageError:
 
 
 def load_model(
-    name_or_path: str, allow_pickle: bool = False, attn_implementation: str | None = None
+    name_or_path: str,
+    allow_pickle: bool = False,
+    attn_implementation: str | None = None,
+    attention_dropout: float | None = None,
 ) -> PreTrainedModel:
-    """A pretrained masked-LM from the Hub or a save_pretrained dir; never runs remote code, nor pickles unasked."""
+    """A pretrained masked-LM from the Hub or a save_pretrained dir; never runs remote code, nor pickles unasked.
+    `attention_dropout` replaces the model's own attention-probability dropout (None keeps it)."""
     directory = Path(name_or_path)
     if not allow_pickle and directory.is_dir() and not any(directory.glob("*.safetensors")):
         pickles = sorted(p.name for p in directory.glob("*.bin"))
@@ -66,7 +70,9 @@ def load_model(
                 "a pickle can run any code in it: convert it to safetensors (save_pretrained where you trust it), "
                 "or pass --allow_pickle true if you trust its source"
             )
-    kwargs = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
+    kwargs: dict[str, Any] = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
+    if attention_dropout is not None:
+        kwargs["attention_probs_dropout_prob"] = attention_dropout
     try:
         return AutoModelForMaskedLM.from_pretrained(
             name_or_path, trust_remote_code=False, use_safetensors=None if allow_pickle else True, **kwargs
@@ -94,6 +100,12 @@ def check_compatible(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         )
     if settings.flatten:
         check_flattenable(model)
+    dropout = getattr(model.config, "attention_probs_dropout_prob", 0.0)
+    if settings.attn_implementation == "flex_attention" and dropout > 0:
+        raise UsageError(
+            f"the model's attention dropout is {dropout} and flex_attention has none (transformers refuses it in "
+            "training): pass --attention_dropout 0, or --attn_implementation sdpa"
+        )
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions is not None and settings.max_length > positions:
         raise UsageError(

@@ -75,7 +75,9 @@ def prepare(settings: Settings) -> Prepared:
     )
     tokenizer = _tokenizer_for(settings, corpus)
     if settings.model_name_or_path:
-        model = load_model(settings.model_name_or_path, settings.allow_pickle, settings.attn_implementation)
+        model = load_model(
+            settings.model_name_or_path, settings.allow_pickle, settings.attn_implementation, settings.attention_dropout
+        )
     else:
         model = build_model(settings, tokenizer)
     check_compatible(model, tokenizer, settings)

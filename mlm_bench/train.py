@@ -17,6 +17,7 @@ import datasets
 import torch
 from transformers import HfArgumentParser, PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.hf_argparser import string_to_bool
+from transformers.integrations import get_available_reporting_integrations
 
 from mlm_bench.collate import BatchSeededCollator, cut_rows
 from mlm_bench.compat import sampling_arguments
@@ -64,9 +65,18 @@ def training_arguments(settings: Settings, output_dir: Path) -> TrainingArgument
 def check_training_arguments(settings: Settings) -> None:
     """Build the TrainingArguments once before anything is loaded, so what the library refuses is refused now."""
     try:
-        training_arguments(settings, Path("unused"))
+        args = training_arguments(settings, Path("unused"))
+    except UsageError:
+        raise
     except ValueError as err:
-        raise UsageError(f"--trainer_args: TrainingArguments refused them: {err}") from err
+        given = f" with --trainer_args {' '.join(settings.trainer_args)}" if settings.trainer_args else ""
+        raise UsageError(f"TrainingArguments refused these settings{given}: {err}") from err
+    # Trainer itself refuses these, but only once it is built, after loading.
+    missing = sorted(set(args.report_to) - set(get_available_reporting_integrations()))
+    if missing:
+        raise UsageError(f"--trainer_args report_to={missing[0]}: its package is not installed: install it first")
+    if args.dataloader_num_workers < 0:
+        raise UsageError(f"--trainer_args dataloader_num_workers={args.dataloader_num_workers}: pass 0 or more")
 
 
 # TrainingArguments that mlm-bench fixes, and why; --trainer_args may not change them.
@@ -165,13 +175,20 @@ def _typed(items: dict[str, str]) -> dict[str, Any]:
     either = {key for key in items if {str, bool} <= set(typing.get_args(hints[key]))}
     argv = ["--output_dir", "unused", *(part for key in items.keys() - either for part in (f"--{key}", items[key]))]
     parsed, _ = _TrainerArgsParser(TrainingArguments).parse_known_args(argv)
-    return {key: _bool_or_string(value) if key in either else getattr(parsed, key) for key, value in items.items()}
+    return {key: _bool_or_string(key, value) if key in either else getattr(parsed, key) for key, value in items.items()}
 
 
-def _bool_or_string(value: str) -> bool | str:
+# The string values of TrainingArguments' str-or-bool fields (the library checks none of them).
+STR_OR_BOOL_CHOICES = {"include_num_input_tokens_seen": ("all", "non_padding", "no")}
+
+
+def _bool_or_string(key: str, value: str) -> bool | str:
     try:
         return string_to_bool(value)
     except ArgumentTypeError:
+        choices = STR_OR_BOOL_CHOICES.get(key)
+        if choices and value not in choices:
+            raise UsageError(f"--trainer_args {key}={value}: give true, false or one of {', '.join(choices)}") from None
         return value
 
 

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_bert
 from torch._dynamo.backends.common import aot_autograd
 from torch._dynamo.utils import counters
 from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
@@ -20,8 +21,10 @@ from mlm_bench.errors import UsageError
 from mlm_bench.model import (
     IGNORE_INDEX,
     build_model,
+    check_compatible,
     head_width,
     isolate_packed_rows,
+    load_model,
     overflow,
     selected_first,
     sparse_mlm_loss,
@@ -193,6 +196,21 @@ def test_flex_attention_with_attention_dropout_fails_where_the_refusal_is_remove
     monkeypatch.setattr(Settings, "_check_dropout", lambda self: None)
     with pytest.raises(ValueError, match="does not support `dropout`"):
         flex_training_forward(tokenizer, unpacked_rows, tiny_settings.replace(**FLEX_TRAINING, dropout=0.1))
+
+
+@pytest.mark.skipif(not BERT_HAS_FLEX_ATTENTION, reason="BERT takes flex_attention from 5.0 (refusal tested)")
+def test_a_loaded_models_attention_dropout_is_checked_under_flex(tmp_path, tokenizer, tiny_settings) -> None:
+    """A pretrained model keeps its own attention dropout (BERT's 0.1) unless --attention_dropout replaces it: under
+    flex_attention that is refused naming the fix, and the fix reaches the loaded model."""
+    tiny_bert(len(tokenizer)).save_pretrained(str(tmp_path))
+    settings = tiny_settings.replace(model_name_or_path=str(tmp_path), attn_implementation="flex_attention")
+    model = load_model(str(tmp_path), attn_implementation="flex_attention", attention_dropout=None)
+    with pytest.raises(UsageError, match=r"attention dropout is 0.1 and flex_attention has none.*dropout 0"):
+        check_compatible(model, tokenizer, settings)
+    fixed = settings.replace(attention_dropout=0.0)
+    model = load_model(str(tmp_path), attn_implementation="flex_attention", attention_dropout=0.0)
+    check_compatible(model, tokenizer, fixed)
+    assert model.config.attention_probs_dropout_prob == 0.0
 
 
 @pytest.mark.skipif(BERT_HAS_FLEX_ATTENTION, reason="5.x BERT takes flex_attention (equality tested)")

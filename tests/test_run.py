@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import struct
 from pathlib import Path
@@ -106,8 +107,15 @@ def test_tensorboard_check_fails_when_report_to_is_forced_off(tmp_path: Path, ti
 
 def test_trainer_args_the_library_refuses_are_refused_before_loading(tiny_settings, monkeypatch) -> None:
     monkeypatch.setattr(run_module, "load_corpus", lambda settings: pytest.fail("the corpus was loaded first"))
-    with pytest.raises(UsageError, match="TrainingArguments refused them: `torch_empty_cache_steps` must be"):
+    refused = "TrainingArguments refused these settings with --trainer_args torch_empty_cache_steps=0: `torch_empty"
+    with pytest.raises(UsageError, match=refused):
         prepare(tiny_settings.replace(trainer_args=["torch_empty_cache_steps=0"]))
+    with pytest.raises(UsageError, match=r"^--trainer_args takes KEY=VALUE items"):  # ours, not rewrapped
+        prepare(tiny_settings.replace(trainer_args=["foo"]))
+    absent = next(name for name in ("wandb", "mlflow", "comet_ml", "neptune") if not importlib.util.find_spec(name))
+    for item, refused in [(f"report_to={absent}", "package is not installed"), ("dataloader_num_workers=-1", "0 or")]:
+        with pytest.raises(UsageError, match=refused):  # Trainer's own refusals, which come only once it is built
+            prepare(tiny_settings.replace(trainer_args=[item]))
 
 
 def test_wwm_run_scores_token_and_whole_word_masking_on_the_same_texts(tmp_path: Path, tiny_settings) -> None:

@@ -421,6 +421,13 @@ def test_a_str_or_bool_trainer_arg_takes_both(tiny_settings, tmp_path, value: st
     assert training_arguments(settings, tmp_path).include_num_input_tokens_seen == expected
 
 
+def test_a_str_or_bool_trainer_arg_refuses_other_strings(tiny_settings, tmp_path) -> None:
+    """5.x takes any string other than "no" as "count every token": a typo would count the padding too."""
+    settings = tiny_settings.replace(trainer_args=["include_num_input_tokens_seen=non-padding"])
+    with pytest.raises(UsageError, match="give true, false or one of all, non_padding, no"):
+        training_arguments(settings, tmp_path)
+
+
 @pytest.mark.parametrize(
     ("item", "message"),
     [
