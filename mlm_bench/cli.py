@@ -8,9 +8,7 @@ import difflib
 import logging
 import math
 import shlex
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -19,6 +17,7 @@ from transformers import HfArgumentParser
 
 from mlm_bench.config import RANGES, Settings, preset, settings_file
 from mlm_bench.errors import Interrupted, RunError, Terminated, UsageError
+from mlm_bench.stop import sigterm_as_interrupt
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -143,7 +142,7 @@ def _run_command(argv: Sequence[str], settings: Settings, options: argparse.Name
 
     output_dir = options.output_dir or Path("runs") / settings.preset
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             results = run(settings, output_dir, force=options.force, resume=options.resume, hub_checked=True)
     except Interrupted as stop:  # stopped after claiming the directory: its checkpoints are this run's
         if is_main_process(settings) and stop.kept is not None:
@@ -180,23 +179,6 @@ def _logging_at(level: int) -> Iterator[None]:
         package.setLevel(saved[1])
         transformers.logging.set_verbosity(saved[3])
         (datasets.enable_progress_bars if bars else datasets.disable_progress_bars)()
-
-
-def _terminate(signum: int, frame: Any) -> NoReturn:
-    raise Terminated
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (what schedulers and `kill` send) stops a run as Ctrl-C does: checkpoints kept, resume printed."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def resume_command(argv: Sequence[str], output_dir: Path) -> str:

@@ -16,6 +16,7 @@ import torch
 from accelerate import PartialState
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from mlm_bench import stop
 from mlm_bench.card import write_card
 from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings
@@ -179,6 +180,8 @@ def run(
         results["wall_seconds"] = time.perf_counter() - started
         write_json_atomic(output_dir / RESULTS_FILE, results)
     except BaseException as err:
+        if isinstance(err, Terminated):
+            stop.taken()
         full = _disk_full(err, output_dir)
         kept = run_dir.abandon()
         left = _left_behind(output_dir, kept)
