@@ -91,7 +91,7 @@ class Settings:
         "Pretrained tokenizer. None: the model's, or a char-level BERT tokenizer built from the corpus.",
         default=None,
     )
-    vocab_size: int | None = _help("Model vocab size when built; None: the tokenizer's size.", default=None)
+    vocab_size: int | None = _help("Model vocab size when built; None or 0: the tokenizer's size.", default=None)
     hidden_size: int = _help("Hidden size of a built model.", default=128)
     # One layer learns more context than two or four in the same CPU time (README, context ablation).
     num_hidden_layers: int = _help("Layers of a built model.", default=1)
