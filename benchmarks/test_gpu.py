@@ -4,7 +4,8 @@ tokens), one optimizer step per round, in one process so the variants share the 
 - `recipe`: the recipe as written: fp32, TF32 off, unpacked rows padded to the batch's longest, dense head, eager;
 - `packed-bf16`: texts joined and cut into full 384-token rows, bf16 autocast, TF32, dense head, eager;
 - `fast`: the seed-shape-fast preset: each text masked alone, packed after masking, FlexAttention's document mask,
-  a fixed-width sparse head, bf16, TF32, fused AdamW, torch.compile.
+  a fixed-width sparse head, bf16, TF32, fused AdamW, torch.compile;
+- `fast-256-eager`: fast's path with 256 texts a step (about packed-bf16's tokens), not compiled.
 
 Each records non-pad tokens/s over all timed rounds, MFU as issue 13 defines it (6 x all parameters x non-pad
 tokens/s; it counts the embeddings and the whole vocabulary projection, so a sparse head's skipped work counts as
@@ -44,10 +45,17 @@ DRY_SHAPE = {
     "eval_max_length": 128,
 }
 
-VARIANTS: dict[str, dict[str, Any]] = {
-    "recipe": {"packing": False, "sparse_head": False, "fused_adamw": False},
-    "packed-bf16": {"packing": True, "sparse_head": False, "bf16": "on", "tf32": "on", "fused_adamw": False},
-    "fast": {},
+# Each variant: the preset it starts from and the fields it changes.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "recipe": ("seed-shape", {"packing": False, "sparse_head": False, "fused_adamw": False}),
+    "packed-bf16": (
+        "seed-shape",
+        {"packing": True, "sparse_head": False, "bf16": "on", "tf32": "on", "fused_adamw": False},
+    ),
+    "fast": ("seed-shape-fast", {}),
+    # fast's path at about packed-bf16's tokens per step (256 texts of ~94 tokens), uncompiled: on the H200, fast's
+    # 64 texts (~6,000 tokens) took 32 ms for 4.7 ms of matmul work, so the step's size may be what it lacks.
+    "fast-256-eager": ("seed-shape-fast", {"batch_size": 256, "torch_compile": "off"}),
 }
 
 
@@ -82,8 +90,9 @@ def _synchronize(device: str) -> None:
 
 
 def variant_settings(name: str, dry_run: bool) -> Settings:
-    """seed-shape-fast for `fast`; seed-shape with the variant's fields otherwise; tiny and CPU-able for a dry run."""
-    base = preset("seed-shape-fast") if name == "fast" else preset("seed-shape").replace(**VARIANTS[name])
+    """The variant's preset with its fields; tiny and CPU-able for a dry run."""
+    start, fields = VARIANTS[name]
+    base = preset(start).replace(**fields)
     if not dry_run:
         return base.replace(device="cuda")
     dry = base.replace(device="cpu", bf16="off", tf32="off", **DRY_SHAPE)

@@ -102,7 +102,7 @@ print(json.dumps(info, indent=2))
 # --- 2. GPU benchmarks and their summary ---------------------------------------------------------------------------
 BENCH_FLAGS=()
 [[ $DRY_RUN == 1 ]] && BENCH_FLAGS=(--gpu-dry-run)
-step bench 180 60 "$PY" -m pytest benchmarks/test_gpu.py -p no:cacheprovider -q -rs "${BENCH_FLAGS[@]}" \
+step bench 240 60 "$PY" -m pytest benchmarks/test_gpu.py -p no:cacheprovider -q -rs "${BENCH_FLAGS[@]}" \
     --benchmark-json "$LOG/gpu-bench.json"
 [[ -f $LOG/gpu-bench.json ]] && step summary 30 5 "$PY" scripts/gpu_summary.py "$LOG/gpu-bench.json" "$LOG/gpu-summary.json"
 
