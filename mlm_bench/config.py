@@ -242,17 +242,25 @@ class Settings:
 
     def _check_ranges(self) -> None:
         """Refuse a numeric field outside its interval in RANGES (None passes: the field's own default meaning)."""
-        hints = typing.get_type_hints(Settings)
+        self._check_numbers()
         for interval, names in RANGES.items():
             for name in names.split():
                 value = getattr(self, name)
-                wanted = int if int in (hints[name], *typing.get_args(hints[name])) else (int, float)
-                if value is not None and (isinstance(value, bool) or not isinstance(value, wanted)):
-                    kind = "an integer" if wanted is int else "a number"
-                    raise UsageError(f"{name} must be {kind}, got {value!r}: pass e.g. --{name} {_default(name)}")
                 if value is not None and not _within(value, interval):
                     fix = f"e.g. --{name} {_default(name)}" if _default(name) is not None else "a value in it, or unset"
                     raise UsageError(f"{name} must be in {interval}, got {value}: pass {fix}")
+
+    def _check_numbers(self) -> None:
+        """Refuse a float in an int field and a bool in any numeric one (a settings file's values skip argparse)."""
+        for name, hint in typing.get_type_hints(Settings).items():
+            kinds = {hint, *typing.get_args(hint)}
+            wanted = int if int in kinds else float if float in kinds else None
+            value = getattr(self, name)
+            if wanted is None or value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int if wanted is int else (int, float)):
+                kind = "an integer" if wanted is int else "a number"
+                raise UsageError(f"{name} must be {kind}, got {value!r}: pass e.g. --{name} {_default(name)}")
 
     @property
     def attention_dropout_prob(self) -> float | None:

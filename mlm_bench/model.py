@@ -11,7 +11,15 @@ from typing import Any
 import torch
 from accelerate.utils import extract_model_from_parallel
 from torch.nn import functional as F
-from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForMaskedLM,
+    BertConfig,
+    BertForMaskedLM,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from mlm_bench.compat import block_mask_argument, packed_texts
 from mlm_bench.config import Settings
@@ -71,9 +79,9 @@ def load_model(
                 "or pass --allow_pickle true if you trust its source"
             )
     kwargs: dict[str, Any] = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
-    if attention_dropout is not None:
-        kwargs["attention_probs_dropout_prob"] = attention_dropout
     try:
+        if attention_dropout is not None:
+            kwargs[_attention_dropout_field(AutoConfig.from_pretrained(name_or_path), name_or_path)] = attention_dropout
         return AutoModelForMaskedLM.from_pretrained(
             name_or_path, trust_remote_code=False, use_safetensors=None if allow_pickle else True, **kwargs
         )
@@ -89,6 +97,21 @@ def load_model(
         ) from err
 
 
+# Where model configs keep the attention-probability dropout: BERT and RoBERTa, then DistilBERT and ModernBERT.
+ATTENTION_DROPOUT = ("attention_probs_dropout_prob", "attention_dropout")
+
+
+def _attention_dropout_field(config: PretrainedConfig, name_or_path: str) -> str:
+    """The config field of this model's attention dropout, or a UsageError when it has none we know."""
+    found = next((name for name in ATTENTION_DROPOUT if hasattr(config, name)), None)
+    if found is None:
+        raise UsageError(
+            f"model {name_or_path!r} ({type(config).__name__}) has no attention dropout setting mlm-bench knows "
+            f"({', '.join(ATTENTION_DROPOUT)}): drop --attention_dropout"
+        )
+    return found
+
+
 def check_compatible(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: Settings) -> None:
     """Refuse a model that cannot embed every token id, or position, the tokenizer will produce, or that flatten
     would give positions it does not number as BERT does."""
@@ -100,7 +123,7 @@ def check_compatible(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         )
     if settings.flatten:
         check_flattenable(model)
-    dropout = getattr(model.config, "attention_probs_dropout_prob", 0.0)
+    dropout = next((getattr(model.config, name) for name in ATTENTION_DROPOUT if hasattr(model.config, name)), 0.0)
     if settings.attn_implementation == "flex_attention" and dropout > 0:
         raise UsageError(
             f"the model's attention dropout is {dropout} and flex_attention has none (transformers refuses it in "

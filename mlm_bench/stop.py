@@ -11,15 +11,10 @@ from typing import Any, NoReturn
 from mlm_bench.errors import Terminated
 
 # An exception raised inside a weakref or GC callback (torch.compile's run has many) is only printed ("Exception
-# ignored"): so a SIGTERM is raised again every REPEAT_SECONDS until the run takes it (`taken`). 0: raise once.
+# ignored"): so after a SIGTERM, Terminated is raised again every REPEAT_SECONDS (by SIGALRM) until the run takes
+# it (`taken`). 0: raise once.
 REPEAT_SECONDS = 1.0
 _REPEATS = hasattr(signal, "setitimer")  # POSIX only
-
-
-def _terminate(signum: int, frame: Any) -> NoReturn:
-    if _REPEATS and REPEAT_SECONDS:
-        signal.setitimer(signal.ITIMER_REAL, REPEAT_SECONDS, REPEAT_SECONDS)
-    raise Terminated
 
 
 def taken() -> None:
@@ -30,16 +25,26 @@ def taken() -> None:
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block SIGTERM raises Terminated: checkpoints are kept and the resume command printed."""
+    """Within the block SIGTERM raises Terminated: checkpoints are kept and the resume command printed. SIGALRM is
+    taken over only once a SIGTERM has come, and given back after."""
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield
         return
-    alarm = signal.signal(signal.SIGALRM, _terminate) if _REPEATS else None
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous_alarm = signal.getsignal(signal.SIGALRM) if _REPEATS else None
+
+    def terminate(signum: int, frame: Any) -> NoReturn:
+        if _REPEATS and REPEAT_SECONDS and signum == signal.SIGTERM:
+            signal.signal(signal.SIGALRM, terminate)
+            signal.setitimer(signal.ITIMER_REAL, REPEAT_SECONDS, REPEAT_SECONDS)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         yield
     finally:
-        taken()
+        repeating = _REPEATS and signal.getsignal(signal.SIGALRM) is terminate
+        if repeating:
+            taken()
         signal.signal(signal.SIGTERM, previous)
-        if _REPEATS:
-            signal.signal(signal.SIGALRM, alarm)
+        if repeating:
+            signal.signal(signal.SIGALRM, previous_alarm)

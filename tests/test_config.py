@@ -96,6 +96,7 @@ def test_a_field_left_out_of_the_ranges_fails_both_interval_tests(monkeypatch) -
         ({"batch_size": 2.5}, "batch_size must be an integer, got 2.5: pass e.g. --batch_size 32"),
         ({"seed": True}, "seed must be an integer, got True"),
         ({"dropout": False}, "dropout must be a number, got False"),
+        ({"max_steps": 2.5}, "max_steps must be an integer, got 2.5"),  # numeric fields outside RANGES too
         ({"max_steps": -1, "num_train_epochs": 0.0}, "nothing to train"),
         ({"hidden_size": 30, "num_attention_heads": 4}, "not divisible"),
         ({"not_a_field": 1}, "unknown setting"),

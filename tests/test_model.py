@@ -11,9 +11,16 @@ from conftest import tiny_bert
 from torch._dynamo.backends.common import aot_autograd
 from torch._dynamo.utils import counters
 from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
-from transformers import RobertaConfig, RobertaForMaskedLM
+from transformers import (
+    DistilBertConfig,
+    DistilBertForMaskedLM,
+    PretrainedConfig,
+    RobertaConfig,
+    RobertaForMaskedLM,
+)
 
 from mlm_bench import contract_training
+from mlm_bench import model as model_module
 from mlm_bench.collate import build_collator
 from mlm_bench.compat import BERT_HAS_FLEX_ATTENTION
 from mlm_bench.config import Settings, preset
@@ -211,6 +218,20 @@ def test_a_loaded_models_attention_dropout_is_checked_under_flex(tmp_path, token
     model = load_model(str(tmp_path), attn_implementation="flex_attention", attention_dropout=0.0)
     check_compatible(model, tokenizer, fixed)
     assert model.config.attention_probs_dropout_prob == 0.0
+
+
+def test_attention_dropout_reaches_a_model_that_names_it_otherwise(tmp_path, tokenizer, tiny_settings) -> None:
+    """DistilBERT keeps its attention dropout as `attention_dropout`, not BERT's `attention_probs_dropout_prob`:
+    --attention_dropout reaches it, and under flex_attention its own 0.1 is refused too."""
+    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=1, n_heads=2, hidden_dim=64)
+    DistilBertForMaskedLM(config).save_pretrained(str(tmp_path))
+    assert load_model(str(tmp_path), attention_dropout=0.0).config.attention_dropout == 0.0
+    with pytest.raises(UsageError, match="has no attention dropout setting mlm-bench knows"):
+        model_module._attention_dropout_field(PretrainedConfig(), "m")
+    if BERT_HAS_FLEX_ATTENTION:
+        flex = tiny_settings.replace(model_name_or_path=str(tmp_path), attn_implementation="flex_attention")
+        with pytest.raises(UsageError, match=r"attention dropout is 0.1 and flex_attention has none"):
+            check_compatible(load_model(str(tmp_path), attn_implementation="flex_attention"), tokenizer, flex)
 
 
 @pytest.mark.skipif(BERT_HAS_FLEX_ATTENTION, reason="5.x BERT takes flex_attention (equality tested)")
