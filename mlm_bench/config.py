@@ -247,8 +247,13 @@ class Settings:
             for name in names.split():
                 value = getattr(self, name)
                 if value is not None and not _within(value, interval):
-                    fix = f"e.g. --{name} {_default(name)}" if _default(name) is not None else "a value in it, or unset"
+                    example = self._example(name)
+                    fix = f"e.g. --{name} {example}" if example is not None else "a value in it, or unset"
                     raise UsageError(f"{name} must be in {interval}, got {value}: pass {fix}")
+
+    def _example(self, name: str) -> Any:
+        """The value a refusal suggests for a field: its preset's, else the dataclass default."""
+        return PRESETS.get(self.preset, {}).get(name, _default(name))
 
     def _check_numbers(self) -> None:
         """Refuse a float in an int field and a bool in any numeric one (a settings file's values skip argparse)."""
@@ -260,7 +265,7 @@ class Settings:
                 continue
             if isinstance(value, bool) or not isinstance(value, int if wanted is int else (int, float)):
                 kind = "an integer" if wanted is int else "a number"
-                raise UsageError(f"{name} must be {kind}, got {value!r}: pass e.g. --{name} {_default(name)}")
+                raise UsageError(f"{name} must be {kind}, got {value!r}: pass e.g. --{name} {self._example(name)}")
 
     @property
     def attention_dropout_prob(self) -> float | None:

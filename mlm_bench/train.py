@@ -17,7 +17,7 @@ import datasets
 import torch
 from transformers import HfArgumentParser, PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.hf_argparser import string_to_bool
-from transformers.integrations import get_available_reporting_integrations
+from transformers.integrations import get_available_reporting_integrations, get_reporting_integration_callbacks
 
 from mlm_bench.collate import BatchSeededCollator, cut_rows
 from mlm_bench.compat import sampling_arguments
@@ -72,6 +72,10 @@ def check_training_arguments(settings: Settings) -> None:
         given = f" with --trainer_args {' '.join(settings.trainer_args)}" if settings.trainer_args else ""
         raise UsageError(f"TrainingArguments refused these settings{given}: {err}") from err
     # Trainer itself refuses these, but only once it is built, after loading.
+    try:
+        get_reporting_integration_callbacks(args.report_to)
+    except ValueError as err:  # a name transformers does not know
+        raise UsageError(f"--trainer_args report_to: {err}") from err
     missing = sorted(set(args.report_to) - set(get_available_reporting_integrations()))
     if missing:
         raise UsageError(f"--trainer_args report_to={missing[0]}: its package is not installed: install it first")

@@ -81,6 +81,11 @@ def test_a_value_outside_its_interval_is_refused_naming_it(name: str, interval: 
             Settings().replace(**{name: value})
 
 
+def test_a_refusal_suggests_the_presets_own_value() -> None:
+    with pytest.raises(UsageError, match=re.escape("got 0.0: pass e.g. --learning_rate 5e-05")):
+        preset("seed-shape", learning_rate=0.0)  # tiny-zh's 0.003 would be wrong for BERT-base
+
+
 def test_a_field_left_out_of_the_ranges_fails_both_interval_tests(monkeypatch) -> None:
     """Test of the tests above: without batch_size's interval, batch_size 0 is taken, and the field is missed."""
     monkeypatch.setitem(config.RANGES, "[1, inf)", config.RANGES["[1, inf)"].replace("batch_size", ""))

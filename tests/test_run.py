@@ -70,6 +70,20 @@ def test_flatten_run_reports_what_the_padded_run_reports(tmp_path: Path, tiny_se
     assert "the eval figures are noise" in packed["warnings"][0]  # a tiny run scores a few hundred positions
 
 
+def test_loss_curve_check_sees_an_eval_pass_that_drops_the_training_loss(tmp_path, tiny_settings, monkeypatch):
+    """Test of the loss-curve check above: with Trainer.log left to clear should_log (as before the fix), the
+    training loss of every eval step is missing."""
+
+    def clearing(self, args, state, control, **kwargs) -> None:
+        if state.global_step % self.every == 0:
+            self.trainer.log(self.score(self.trainer.model))
+            self.trainer.model.train()
+
+    monkeypatch.setattr(train_module._PeriodicEval, "on_step_end", clearing)
+    packed = run(tiny_settings.replace(train_rows=400, eval_steps=2), tmp_path / "packed")
+    assert [point["step"] for point in packed["train"]["loss_curve"]] == [1, 3]
+
+
 def tensorboard_scalars(directory: Path) -> dict[str, list[int]]:
     """The steps of each scalar in the TensorBoard event files under `directory` (records: length, CRC, event, CRC)."""
     from tensorboardX.proto.event_pb2 import Event
@@ -113,7 +127,11 @@ def test_trainer_args_the_library_refuses_are_refused_before_loading(tiny_settin
     with pytest.raises(UsageError, match=r"^--trainer_args takes KEY=VALUE items"):  # ours, not rewrapped
         prepare(tiny_settings.replace(trainer_args=["foo"]))
     absent = next(name for name in ("wandb", "mlflow", "comet_ml", "neptune") if not importlib.util.find_spec(name))
-    for item, refused in [(f"report_to={absent}", "package is not installed"), ("dataloader_num_workers=-1", "0 or")]:
+    for item, refused in [
+        (f"report_to={absent}", "package is not installed"),
+        ("report_to=tensorbord", "tensorbord is not supported"),
+        ("dataloader_num_workers=-1", "0 or"),
+    ]:
         with pytest.raises(UsageError, match=refused):  # Trainer's own refusals, which come only once it is built
             prepare(tiny_settings.replace(trainer_args=[item]))
 
