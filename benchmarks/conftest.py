@@ -236,6 +236,7 @@ def optimizer_step(
             data_collator=collator,
             sparse_head=settings.sparse_head,
             sparse_capacity=settings.sparse_capacity,
+            rows_vary=settings.flatten,
         )
         trainer.create_optimizer_and_scheduler(num_training_steps=total_steps)
         seen: list[float] = []

@@ -33,7 +33,7 @@ from mlm_bench.seeding import seed_everything
 # Dense bf16 peaks from NVIDIA's datasheets (no sparsity), FLOP/s, by a substring of torch's device name.
 DATASHEET_BF16 = {"H200": 989.4e12, "H100 PCIe": 756.5e12, "H100": 989.4e12, "A100": 312e12}
 PEAK_SIZE, DRY_PEAK_SIZE = 8192, 512
-STEP_ROUNDS, WARMUP_ROUNDS = 30, 8  # the warm-up holds compilation and the recompile for a changed row count
+STEP_ROUNDS, WARMUP_ROUNDS = 30, 8  # the warm-up holds compilation (and any recompile for a changed row count)
 DRY_SHAPE = {
     "hidden_size": 64,
     "num_hidden_layers": 2,

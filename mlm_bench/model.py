@@ -185,6 +185,14 @@ def _block_diagonal_mask(
     return args, kwargs
 
 
+def mark_rows_dynamic(batch: dict[str, Any]) -> None:
+    """Tell torch.compile that a batch's row count varies (flatten packs each batch into as many rows as its texts
+    fill), so it compiles one graph for every count instead of one for the first and another once it changes."""
+    for value in batch.values():
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            torch._dynamo.maybe_mark_dynamic(value, 0)
+
+
 def _document_block_mask(texts: torch.Tensor, real: torch.Tensor) -> Any:
     """FlexAttention's document mask: a query attends to the real keys of its own text (and to itself, as the
     dense mask lets padding do); blocks of 128x128 with no allowed pair are skipped, not computed and masked."""
@@ -214,7 +222,11 @@ def selecting(model: torch.nn.Module, labels: torch.Tensor, capacity: float = 0.
     if not hasattr(core.cls, SELECTED):
         # Registered once, not per call: a new hook each step would make torch.compile recompile every step.
         core.cls.register_forward_pre_hook(_keep_selected)
-    setattr(core.cls, SELECTED, (labels != IGNORE_INDEX, head_width(labels.shape[-1], capacity)))
+    chosen = labels != IGNORE_INDEX
+    # Rows marked dynamic (mark_rows_dynamic, torch's own marker), so are these: else one more compile.
+    if getattr(labels, "_dynamo_weak_dynamic_indices", None):
+        torch._dynamo.maybe_mark_dynamic(chosen, 0)
+    setattr(core.cls, SELECTED, (chosen, head_width(labels.shape[-1], capacity)))
     try:
         yield
     finally:

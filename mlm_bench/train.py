@@ -23,7 +23,7 @@ from mlm_bench.collate import BatchSeededCollator, cut_rows
 from mlm_bench.compat import sampling_arguments
 from mlm_bench.config import Settings
 from mlm_bench.errors import RunError, UsageError
-from mlm_bench.model import isolate_packed_rows, masked_lm_loss, overflow, selecting
+from mlm_bench.model import isolate_packed_rows, mark_rows_dynamic, masked_lm_loss, overflow, selecting
 
 CUDA_OPTIONS = ("bf16", "tf32", "torch_compile")
 # Keys of the held-out figures logged during training (run.py's periodic eval writes them).
@@ -316,12 +316,14 @@ class MlmTrainer(Trainer):
         sparse_head: bool = False,
         sparse_capacity: float = 0.0,
         short_rows: tuple[int, float] | None = None,
+        rows_vary: bool = False,
         periodic_eval: tuple[Callable[[PreTrainedModel], dict[str, float]], int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, compute_loss_func=masked_lm_loss, **kwargs)
         self.sparse_head = sparse_head
         self.short_rows = short_rows
+        self.rows_vary = rows_vary  # flatten: each batch's row count is its own
         self.sparse_capacity = sparse_capacity
         self.tally = _DeviceTally(sparse_capacity)
         self.add_callback(_StopOnBadLoss(self.tally))
@@ -350,6 +352,8 @@ class MlmTrainer(Trainer):
             self.tally.nonpad_tokens = self.tally.nonpad_tokens + mask.sum()
         # A copy: Trainer's compute_loss pops `labels` from the dict it is given, and a caller may reuse its batch.
         inputs = dict(inputs)
+        if self.rows_vary and self.args.torch_compile:
+            mark_rows_dynamic(inputs)  # on the device copies: marks do not survive a .to(device)
         if not self.sparse_head or return_outputs:
             return super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
         if model.training:
@@ -497,6 +501,7 @@ def train(
         sparse_head=settings.sparse_head,
         sparse_capacity=settings.sparse_capacity,
         short_rows=_short_rows(settings),
+        rows_vary=settings.flatten,
         periodic_eval=(periodic_eval, settings.eval_steps) if periodic_eval and settings.eval_steps else None,
         callbacks=[_EpochSeeds(seeded), *(callbacks or [])],
     )

@@ -32,6 +32,7 @@ from mlm_bench.model import (
     head_width,
     isolate_packed_rows,
     load_model,
+    mark_rows_dynamic,
     overflow,
     selected_first,
     sparse_mlm_loss,
@@ -240,7 +241,7 @@ def test_flex_attention_is_refused_with_the_fix_where_bert_lacks_it(tokenizer, t
         build_model(tiny_settings.replace(attn_implementation="flex_attention"), tokenizer)
 
 
-def compiled_training(model, batches, capacity: float) -> tuple[list[int], set[str]]:
+def compiled_training(model, batches, capacity: float, mark: bool = True) -> tuple[list[int], set[str]]:
     """Trains `model` on `batches` through torch.compile (aot_eager on CPU; fullgraph, so a graph break raises):
     the number of graphs compiled after each batch, and the ops whose output size depends on the data (an unbacked
     size: on CUDA, computing it waits for the GPU)."""
@@ -257,6 +258,8 @@ def compiled_training(model, batches, capacity: float) -> tuple[list[int], set[s
     compiled = torch.compile(model, backend=aot_autograd(fw_compiler=record), fullgraph=True)
     graphs = []
     for batch in batches:
+        if mark:
+            mark_rows_dynamic(batch)  # as MlmTrainer does under flatten
         sparse_mlm_loss(compiled, batch, capacity).backward()
         graphs.append(counters["stats"]["unique_graphs"])
     torch._dynamo.reset()
@@ -270,17 +273,19 @@ def _flattened_batches(tokenizer, unpacked_rows, settings, count: int) -> list[d
 
 def test_flattened_fixed_width_training_compiles_once_without_host_reads(tokenizer, unpacked_rows, tiny_settings):
     """The flatten mask and a fixed-width sparse head trace as one graph (no break), with no op whose output size
-    depends on the data (on CUDA, a host sync), and once the row count has changed once (torch marks it
-    dynamic) batches of every other row count run without compiling again."""
+    depends on the data (on CUDA, a host sync), compiled once for every row count (mark_rows_dynamic)."""
     settings = tiny_settings.replace(packing=False, short_row_length=0, flatten=True, sparse_capacity=0.5)
     batches = _flattened_batches(tokenizer, unpacked_rows, settings, 5)
     assert len({len(b["input_ids"]) for b in batches}) >= 3
     seed_everything(settings.seed)
     model = build_model(settings, tokenizer)
     isolate_packed_rows(model)
+    unmarked = [{key: value.clone() for key, value in batch.items()} for batch in batches]  # marks stay on tensors
     graphs, data_sized = compiled_training(model, batches, settings.sparse_capacity)
-    assert graphs == [1, 2, 2, 2, 2]
+    assert graphs == [1, 1, 1, 1, 1]
     assert not data_sized
+    # Test of the marking: without it torch compiles the first row count static, then again once it changes.
+    assert compiled_training(model, unmarked, settings.sparse_capacity, mark=False)[0] == [1, 2, 2, 2, 2]
 
 
 def test_exact_sparse_head_shows_a_data_dependent_op(tokenizer, unpacked_rows, tiny_settings):
