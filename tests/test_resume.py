@@ -276,52 +276,6 @@ def test_sigterm_stops_like_ctrl_c_exits_143_and_prints_the_resume_command(text_
     assert last_complete_checkpoint(out) == out / CHECKPOINTS / "checkpoint-4"
 
 
-# The real CLI sends itself SIGTERM from inside a weakref callback before step 3, where Python only prints the
-# exception the handler raises; argv[1] is stop.REPEAT_SECONDS.
-TERMINATE_INSIDE_A_CALLBACK = """
-import os, signal, sys, weakref
-from mlm_bench import cli, stop, train
-stop.REPEAT_SECONDS = float(sys.argv[1])
-step = train.MlmTrainer.training_step
-class Box: pass
-def terminated(self, *args, **kwargs):
-    if self.state.global_step == 2:
-        box = Box()
-        weakref.finalize(box, os.kill, os.getpid(), signal.SIGTERM)
-        del box
-    return step(self, *args, **kwargs)
-train.MlmTrainer.training_step = terminated
-sys.exit(cli.main(sys.argv[2:]))
-"""
-
-
-def _terminated_inside_a_callback(text_path: Path, out: Path, repeat_seconds: float) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", TERMINATE_INSIDE_A_CALLBACK, str(repeat_seconds), *_argv(text_path, out)],
-        cwd=REPO,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def test_sigterm_swallowed_by_a_callback_still_stops_the_run(text_path, tmp_path):
-    """As on the GPU, where dynamo's weakref callbacks swallowed the SIGTERM of a time limit and the run went on to
-    the SIGKILL: the signal is raised again until the run takes it."""
-    done = _terminated_inside_a_callback(text_path, tmp_path / "run", repeat_seconds=0.05)
-    assert "Exception ignored" in done.stderr and "Terminated" in done.stderr  # the first one was swallowed
-    assert done.returncode == cli.EXIT_TERMINATED, done.stderr[-2000:]
-    assert "run stopped (SIGTERM)" in done.stdout
-
-
-def test_swallowed_sigterm_check_fails_without_the_repeat(text_path, tmp_path):
-    """Test of the test above: raised once, the swallowed SIGTERM leaves the run to finish."""
-    done = _terminated_inside_a_callback(text_path, tmp_path / "run", repeat_seconds=0)
-    assert "Exception ignored" in done.stderr and "Terminated" in done.stderr
-    assert done.returncode == 0, done.stderr[-2000:]
-
-
 def test_resume_removes_the_temp_files_a_kill_left(tmp_path):
     run_dir = tmp_path / "run"
     claim(run_dir, {"settings": {}}).release()

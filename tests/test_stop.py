@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import weakref
 
 import pytest
 
@@ -28,3 +29,34 @@ def test_sigterm_raises_and_sigalrm_is_given_back_untouched() -> None:
         assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # no repeat left armed
     finally:
         signal.signal(signal.SIGALRM, previous)
+
+
+class _Box:
+    pass
+
+
+def _sigterm_inside_a_callback_then_work(seconds: float) -> None:
+    """Within the block: SIGTERM sent from a weakref callback, where Python only prints what the handler raises (as
+    in torch.compile's runs on the H200), then `seconds` of work for a repeat to land in."""
+    with stop.sigterm_as_interrupt():
+        box = _Box()
+        weakref.finalize(box, os.kill, os.getpid(), signal.SIGTERM)
+        del box
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            pass
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_sigterm_swallowed_by_a_callback_is_raised_again(monkeypatch) -> None:
+    monkeypatch.setattr(stop, "REPEAT_SECONDS", 0.05)
+    with pytest.raises(Terminated):
+        _sigterm_inside_a_callback_then_work(2.0)
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_the_repeat_check_fails_without_the_repeat(monkeypatch) -> None:
+    """Test of the test above: raised once, inside the callback, the SIGTERM is lost and the work goes on."""
+    monkeypatch.setattr(stop, "REPEAT_SECONDS", 0)
+    _sigterm_inside_a_callback_then_work(0.3)
