@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import typing
 from dataclasses import dataclass, field
@@ -37,6 +38,13 @@ def _within(value: float, interval: str) -> bool:
     low, high = (float(end) for end in interval[1:-1].split(","))
     above = value > low if interval[0] == "(" else value >= low
     return above and (value < high if interval[-1] == ")" else value <= high)
+
+
+@functools.cache
+def _numeric_kinds() -> dict[str, type]:
+    """int or float for each numeric Settings field, from its type hint (read once: it is most of a Settings())."""
+    kinds = {name: {hint, *typing.get_args(hint)} for name, hint in typing.get_type_hints(Settings).items()}
+    return {name: int if int in found else float for name, found in kinds.items() if found & {int, float}}
 
 
 def _default(name: str) -> Any:
@@ -257,11 +265,9 @@ class Settings:
 
     def _check_numbers(self) -> None:
         """Refuse a float in an int field and a bool in any numeric one (a settings file's values skip argparse)."""
-        for name, hint in typing.get_type_hints(Settings).items():
-            kinds = {hint, *typing.get_args(hint)}
-            wanted = int if int in kinds else float if float in kinds else None
+        for name, wanted in _numeric_kinds().items():
             value = getattr(self, name)
-            if wanted is None or value is None:
+            if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int if wanted is int else (int, float)):
                 kind = "an integer" if wanted is int else "a number"

@@ -81,7 +81,9 @@ def load_model(
     kwargs: dict[str, Any] = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
     try:
         if attention_dropout is not None:
-            kwargs[_attention_dropout_field(AutoConfig.from_pretrained(name_or_path), name_or_path)] = attention_dropout
+            config = AutoConfig.from_pretrained(name_or_path)
+            setattr(config, _attention_dropout_field(config, name_or_path), attention_dropout)
+            kwargs["config"] = config
         return AutoModelForMaskedLM.from_pretrained(
             name_or_path, trust_remote_code=False, use_safetensors=None if allow_pickle else True, **kwargs
         )
@@ -101,9 +103,14 @@ def load_model(
 ATTENTION_DROPOUT = ("attention_probs_dropout_prob", "attention_dropout")
 
 
+def attention_dropout_name(config: PretrainedConfig) -> str | None:
+    """The config field of this model's attention dropout (None: none mlm-bench knows)."""
+    return next((name for name in ATTENTION_DROPOUT if hasattr(config, name)), None)
+
+
 def _attention_dropout_field(config: PretrainedConfig, name_or_path: str) -> str:
     """The config field of this model's attention dropout, or a UsageError when it has none we know."""
-    found = next((name for name in ATTENTION_DROPOUT if hasattr(config, name)), None)
+    found = attention_dropout_name(config)
     if found is None:
         raise UsageError(
             f"model {name_or_path!r} ({type(config).__name__}) has no attention dropout setting mlm-bench knows "
@@ -123,7 +130,8 @@ def check_compatible(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         )
     if settings.flatten:
         check_flattenable(model)
-    dropout = next((getattr(model.config, name) for name in ATTENTION_DROPOUT if hasattr(model.config, name)), 0.0)
+    field = attention_dropout_name(model.config)
+    dropout = getattr(model.config, field) if field else 0.0
     if settings.attn_implementation == "flex_attention" and dropout > 0:
         raise UsageError(
             f"the model's attention dropout is {dropout} and flex_attention has none (transformers refuses it in "

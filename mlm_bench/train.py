@@ -143,6 +143,8 @@ def _set_by_settings(settings: Settings, output_dir: Path) -> dict[str, Any]:
 def extra_training_arguments(settings: Settings) -> dict[str, Any]:
     """settings.trainer_args as TrainingArguments keywords, typed by the library's own parser; a malformed item,
     an unknown field or one the settings already set is refused naming the fix."""
+    if not settings.trainer_args:
+        return {}
     pairs = [item.partition("=") for item in settings.trainer_args]
     malformed = [key + eq + value for key, eq, value in pairs if not key or not eq]
     if malformed:
