@@ -174,7 +174,7 @@ def run_argv(text_file: Path):
 
 def tiny_bert(vocab_size: int, **config: Any) -> BertForMaskedLM:
     """A random 1-layer, 32-wide BERT masked LM: what a user's pretrained model directory holds, in miniature."""
-    sizes = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+    sizes = {key: TINY[key] for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")}
     return BertForMaskedLM(BertConfig(vocab_size=vocab_size, **{**sizes, **config}))
 
 

@@ -115,9 +115,12 @@ def test_sparse_loss_runs_through_a_wrapper_forward(tokenizer, heldout_rows, tin
     assert math.isclose(sparse, dense, rel_tol=1e-5), (sparse, dense)
 
 
+NEEDS_FLEX = pytest.mark.skipif(
+    not BERT_HAS_FLEX_ATTENTION, reason="BERT takes flex_attention from 5.0 (refusal tested)"
+)
 FLEX_ON_5X = pytest.param(
     "flex_attention",
-    marks=pytest.mark.skipif(not BERT_HAS_FLEX_ATTENTION, reason="BERT takes flex_attention from 5.0 (refusal tested)"),
+    marks=NEEDS_FLEX,
 )
 
 
@@ -155,12 +158,11 @@ def test_packed_rows_compute_as_if_alone(tokenizer, unpacked_rows, tiny_settings
     assert math.isclose(found["isolated_loss"], found["alone_loss"], rel_tol=1e-5)
 
 
-@pytest.mark.skipif(not BERT_HAS_FLEX_ATTENTION, reason="BERT takes flex_attention from 5.0 (refusal tested)")
+@NEEDS_FLEX
 def test_flex_document_mask_that_ignores_texts_fails_the_equality(
     monkeypatch, tokenizer, unpacked_rows, tiny_settings, texts_in
 ) -> None:
     """Test of the test above: a BlockMask that lets every real key be seen across texts moves the logits."""
-    from mlm_bench import model as model_module
 
     def leaky(texts: torch.Tensor, real: torch.Tensor) -> object:
         return original(torch.zeros_like(texts), real)
@@ -185,7 +187,7 @@ def flex_training_forward(tokenizer, unpacked_rows, settings) -> float:
 FLEX_TRAINING = {"packing": False, "flatten": True, "short_row_length": 0, "attn_implementation": "flex_attention"}
 
 
-@pytest.mark.skipif(not BERT_HAS_FLEX_ATTENTION, reason="BERT takes flex_attention from 5.0 (refusal tested)")
+@NEEDS_FLEX
 def test_flex_attention_trains_with_hidden_dropout(tokenizer, unpacked_rows, tiny_settings) -> None:
     """seed-shape-fast's dropout (0.1 hidden, 0 attention) runs a training forward; the built model has both."""
     fast = preset("seed-shape-fast")
@@ -195,7 +197,7 @@ def test_flex_attention_trains_with_hidden_dropout(tokenizer, unpacked_rows, tin
     assert (config.hidden_dropout_prob, config.attention_probs_dropout_prob) == (0.1, 0.0)
 
 
-@pytest.mark.skipif(not BERT_HAS_FLEX_ATTENTION, reason="BERT takes flex_attention from 5.0 (refusal tested)")
+@NEEDS_FLEX
 def test_flex_attention_with_attention_dropout_fails_where_the_refusal_is_removed(
     monkeypatch, tokenizer, unpacked_rows, tiny_settings
 ) -> None:
@@ -206,7 +208,7 @@ def test_flex_attention_with_attention_dropout_fails_where_the_refusal_is_remove
         flex_training_forward(tokenizer, unpacked_rows, tiny_settings.replace(**FLEX_TRAINING, dropout=0.1))
 
 
-@pytest.mark.skipif(not BERT_HAS_FLEX_ATTENTION, reason="BERT takes flex_attention from 5.0 (refusal tested)")
+@NEEDS_FLEX
 def test_a_loaded_models_attention_dropout_is_checked_under_flex(tmp_path, tokenizer, tiny_settings) -> None:
     """A pretrained model keeps its own attention dropout (BERT's 0.1) unless --attention_dropout replaces it: under
     flex_attention that is refused naming the fix, and the fix reaches the loaded model."""

@@ -71,17 +71,30 @@ def _results(run_dir: Path) -> dict:
     return json.loads((run_dir / RESULTS_FILE).read_text(encoding="utf-8"))
 
 
+def _killed_while_saving(text_path: Path, out: Path, *extra: str) -> None:
+    """Runs the CLI into `out` with KILL_WHILE_SAVING: SIGKILLed while checkpoint-KILL_AT is half-written."""
+    # A file, not a pipe: a killed run's orphaned DataLoader workers hold its pipes open until they notice (~5 s).
+    log = out.parent / f"{out.name}-stderr.txt"
+    with log.open("w", encoding="utf-8") as stderr:
+        killed = subprocess.run(
+            [sys.executable, "-c", KILL_WHILE_SAVING, str(KILL_AT), *_argv(text_path, out, *extra)],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            timeout=300,
+        )
+    assert killed.returncode == -signal.SIGKILL, log.read_text(encoding="utf-8")[-2000:]
+
+
+def _same_weights(run_dir: Path, reference: Path) -> bool:
+    weights, expected = load_file(run_dir / "model.safetensors"), load_file(reference / "model.safetensors")
+    return weights.keys() == expected.keys() and all((weights[k] == expected[k]).all() for k in expected)
+
+
 def test_killed_run_resumes_to_the_uninterrupted_result(finished, text_path, tmp_path, capsys):
     out = tmp_path / "run"
-    killed = subprocess.run(
-        [sys.executable, "-c", KILL_WHILE_SAVING, str(KILL_AT), *_argv(text_path, out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=300,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    _killed_while_saving(text_path, out)
     # What the kill left: an unfinished run whose newest checkpoint is half-written.
     assert not (out / RESULTS_FILE).exists() and (out / RUN_FILE).exists()
     newest = out / CHECKPOINTS / f"checkpoint-{KILL_AT}"
@@ -106,9 +119,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(finished, text_path, tmp
     # Bit-identical on CPU: every logged loss, every eval metric, every weight.
     assert resumed["train"]["loss_curve"] == reference["train"]["loss_curve"]
     assert resumed["eval"] == reference["eval"]
-    weights, expected = load_file(out / "model.safetensors"), load_file(finished / "model.safetensors")
-    assert weights.keys() == expected.keys()
-    assert all((weights[k] == expected[k]).all() for k in expected)
+    assert _same_weights(out, finished)
 
 
 WORKERS = ("--trainer_args", "dataloader_num_workers=2")
@@ -118,18 +129,7 @@ WORKERS = ("--trainer_args", "dataloader_num_workers=2")
 def killed_with_workers(tmp_path_factory: pytest.TempPathFactory, text_path: Path) -> Path:
     """A run with 2 DataLoader workers, killed mid-epoch while writing checkpoint-6 (checkpoint-4 is complete)."""
     out = tmp_path_factory.mktemp("killed") / "run"
-    # A file, not a pipe: the killed run's orphaned workers hold its pipes open until they notice (~5 s).
-    log = out.parent / "stderr.txt"
-    with log.open("w", encoding="utf-8") as stderr:
-        killed = subprocess.run(
-            [sys.executable, "-c", KILL_WHILE_SAVING, str(KILL_AT), *_argv(text_path, out, *WORKERS)],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            timeout=300,
-        )
-    assert killed.returncode == -signal.SIGKILL, log.read_text(encoding="utf-8")[-2000:]
+    _killed_while_saving(text_path, out, *WORKERS)
     return out
 
 
@@ -141,9 +141,7 @@ def resumed_with_workers(killed: Path, text_path: Path, tmp_path: Path, finished
     assert cli.main(_argv(text_path, out, *WORKERS, "--resume")) == 0
     resumed = _results(out)
     assert resumed["train"]["resumed_from_step"] == KILL_AT - 2
-    weights, expected = load_file(out / "model.safetensors"), load_file(finished / "model.safetensors")
-    same_weights = all((weights[k] == expected[k]).all() for k in expected)
-    return resumed["train"]["loss_curve"] == _results(finished)["train"]["loss_curve"], same_weights
+    return resumed["train"]["loss_curve"] == _results(finished)["train"]["loss_curve"], _same_weights(out, finished)
 
 
 def test_killed_run_with_dataloader_workers_resumes_to_the_uninterrupted_result(
