@@ -33,6 +33,13 @@ def write(path: Path, *benchmarks: dict[str, Any]) -> Path:
     return path
 
 
-def verdict(tmp_path: Path, base: list[dict], new: list[dict], **thresholds: Any) -> gate.GateResult:
+def runs(
+    tmp_path: Path, base: list[dict], new: list[dict], **thresholds: Any
+) -> tuple[gate_inputs.BenchmarkRun, gate_inputs.BenchmarkRun, gate.Thresholds]:
+    """gate.compare's first three arguments: the two sides written as files and read back, and the thresholds."""
     a, b = write(tmp_path / "a.json", *base), write(tmp_path / "b.json", *new)
-    return gate.compare(gate_inputs.load_run(a), gate_inputs.load_run(b), gate.Thresholds(**thresholds))
+    return gate_inputs.load_run(a), gate_inputs.load_run(b), gate.Thresholds(**thresholds)
+
+
+def verdict(tmp_path: Path, base: list[dict], new: list[dict], **thresholds: Any) -> gate.GateResult:
+    return gate.compare(*runs(tmp_path, base, new, **thresholds))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gate_files import LOSSES, bench, verdict, write
+from gate_files import LOSSES, bench, runs, verdict
 
 from mlm_bench import gate, gate_inputs, gate_report
 from mlm_bench.errors import UsageError
@@ -35,13 +35,13 @@ def test_change_within_threshold_is_the_same(tmp_path: Path):
 def test_noisy_change_is_inconclusive_not_a_regression(tmp_path: Path):
     """An 8% change measured with ±30% spread in the rounds: the interval straddles the threshold; listed, and
     exit 3 only when asked to fail on it."""
-    result = verdict(tmp_path, [bench("test_step", 1.0, noise=0.3)], [bench("test_step", 1.08, noise=0.3)])
+    sides = runs(tmp_path, [bench("test_step", 1.0, noise=0.3)], [bench("test_step", 1.08, noise=0.3)])
+    result = gate.compare(*sides)
     speed = _speed(result)
     assert speed.low < 0.07 < speed.high and speed.verdict == "inconclusive"
     assert result.regressions == [] and result.exit_code == gate.EXIT_OK
     assert "inconclusive speed" in gate_report.render_markdown(result)
-    a, b = tmp_path / "a.json", tmp_path / "b.json"
-    strict = gate.compare(gate_inputs.load_run(a), gate_inputs.load_run(b), gate.Thresholds(), fail_inconclusive=True)
+    strict = gate.compare(*sides, fail_inconclusive=True)
     assert strict.exit_code == gate.EXIT_INCONCLUSIVE
 
 
@@ -133,17 +133,16 @@ FP_NEW = {"versions": {"transformers": "5.24.0", "tokenizers": "0.23.3", "torch"
 
 
 def test_fingerprint_change_is_a_regression_until_accepted(tmp_path: Path):
-    a, b = write(tmp_path / "a.json", bench("test_step", 1.0)), write(tmp_path / "b.json", bench("test_step", 1.0))
-    runs = (gate_inputs.load_run(a), gate_inputs.load_run(b), gate.Thresholds())
-    refused = gate.compare(*runs, fingerprints=(FP_BASE, FP_NEW))
+    both = runs(tmp_path, [bench("test_step", 1.0)], [bench("test_step", 1.0)])
+    refused = gate.compare(*both, fingerprints=(FP_BASE, FP_NEW))
     assert refused.exit_code == 1 and "fingerprint model.loss: 8.4576 -> 8.4596 (not in the accept file)" in (
         refused.regressions
     )
     keys = [gate.version_set_key(side["versions"]) for side in (FP_BASE, FP_NEW)]
     entry = {"field": "model.loss", "versions": keys, "values": [8.4576, 8.4596], "why": "init order"}
-    assert gate.compare(*runs, fingerprints=(FP_BASE, FP_NEW), accepted_entries=[entry]).exit_code == 0
+    assert gate.compare(*both, fingerprints=(FP_BASE, FP_NEW), accepted_entries=[entry]).exit_code == 0
     other = {**entry, "values": [8.4576, 8.5]}
-    assert gate.compare(*runs, fingerprints=(FP_BASE, FP_NEW), accepted_entries=[other]).exit_code == 1
+    assert gate.compare(*both, fingerprints=(FP_BASE, FP_NEW), accepted_entries=[other]).exit_code == 1
 
 
 def test_changed_resolved_setting_is_a_regression(tmp_path: Path):
@@ -163,22 +162,16 @@ def test_fingerprint_diff_names_changed_added_and_removed_keys():
 
 
 def test_failed_contract_tests_in_new_env_are_a_regression(tmp_path: Path):
-    a, b = write(tmp_path / "a.json", bench("test_step", 1.0)), write(tmp_path / "b.json", bench("test_step", 1.0))
     failed = gate_inputs.TestOutcome("new.xml", tests=3, failures=1, errors=0, skipped=0)
-    result = gate.compare(gate_inputs.load_run(a), gate_inputs.load_run(b), gate.Thresholds(), junit=[("new", failed)])
+    both = runs(tmp_path, [bench("test_step", 1.0)], [bench("test_step", 1.0)])
+    result = gate.compare(*both, junit=[("new", failed)])
     assert result.exit_code == 1
 
 
 def test_nonzero_contract_test_exit_code_is_a_regression(tmp_path: Path):
-    a, b = write(tmp_path / "a.json", bench("test_step", 1.0)), write(tmp_path / "b.json", bench("test_step", 1.0))
-    assert (
-        gate.compare(gate_inputs.load_run(a), gate_inputs.load_run(b), gate.Thresholds(), tests_exit_code=0).exit_code
-        == 0
-    )
-    assert (
-        gate.compare(gate_inputs.load_run(a), gate_inputs.load_run(b), gate.Thresholds(), tests_exit_code=1).exit_code
-        == 1
-    )
+    both = runs(tmp_path, [bench("test_step", 1.0)], [bench("test_step", 1.0)])
+    assert gate.compare(*both, tests_exit_code=0).exit_code == 0
+    assert gate.compare(*both, tests_exit_code=1).exit_code == 1
 
 
 def test_no_common_benchmark_is_unusable(tmp_path: Path):
