@@ -178,16 +178,21 @@ def test_resume_from_the_last_checkpoint_trains_no_extra_step(finished, text_pat
     assert resumed["eval"] == reference["eval"]
 
 
-def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(text_path, tmp_path, capsys, monkeypatch):
+def nan_loss_from(monkeypatch, step: int) -> None:
+    """The training loss turns NaN from the step-th loss computed on."""
     real_loss = train_module.masked_lm_loss
     calls = []
 
     def loss_turning_nan(outputs, labels, num_items_in_batch=None):
         calls.append(1)
         loss = real_loss(outputs, labels, num_items_in_batch)
-        return loss * float("nan") if len(calls) >= 5 else loss
+        return loss * float("nan") if len(calls) >= step else loss
 
     monkeypatch.setattr(train_module, "masked_lm_loss", loss_turning_nan)
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(text_path, tmp_path, capsys, monkeypatch):
+    nan_loss_from(monkeypatch, 5)
     out = tmp_path / "run"
     assert cli.main(_argv(text_path, out)) == cli.EXIT_FAILED
     message = error_line(capsys.readouterr().err, "mlm-bench: run failed: ")
@@ -208,15 +213,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(text_p
 def test_a_non_finite_loss_between_logs_stops_before_anything_is_written(overrides, bad_step, text_path, tmp_path,
                                                                          capsys, monkeypatch):  # fmt: skip
     """The loss stays on the device between logs: the check where Trainer saves or ends still finds its first step."""
-    real_loss = train_module.masked_lm_loss
-    calls = []
-
-    def loss_turning_nan(outputs, labels, num_items_in_batch=None):
-        calls.append(1)
-        loss = real_loss(outputs, labels, num_items_in_batch)
-        return loss * float("nan") if len(calls) >= bad_step else loss
-
-    monkeypatch.setattr(train_module, "masked_lm_loss", loss_turning_nan)
+    nan_loss_from(monkeypatch, bad_step)
     out = tmp_path / "run"
     assert cli.main(_argv(text_path, out, **overrides)) == cli.EXIT_FAILED
     message = error_line(capsys.readouterr().err, "mlm-bench: run failed: ")
