@@ -1,8 +1,9 @@
-"""Accepted changes: reviewed differences between two version sets, as snapshot tests keep them.
+"""Accepted changes: reviewed differences between fingerprints, keyed by the change itself, as snapshot tests keep them.
 
-The accept file is a JSON list of entries: a flattened `field`, the two version-set keys (`versions`), the value
-under each (`values`) and `why` the change is fine. A difference between two version sets' fingerprints fails the
-suite and the gate until an entry covers that field, those two version sets and those two values.
+The accept file is a JSON list of entries, each naming a flattened `field`, its `old` and `new` value, `why` the
+change is fine and the version set where it was `first_seen`. An entry accepts that change between any two version
+sets that show it, in either direction, so a new release that shows a reviewed change needs no new entry. Any other
+difference between two fingerprints fails the suite and the gate until it is reviewed and recorded.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlm_bench.errors import UsageError
 from mlm_bench.results import flatten, write_json_atomic
 
 
@@ -30,6 +32,8 @@ class Change:
 
 # Packages whose versions name a version set (and a fingerprint file).
 KEY_PACKAGES = ("transformers", "tokenizers", "torch")
+# What a set of equal fingerprints reports, in the CLI and the tests alike.
+IDENTICAL = "identical in every field"
 
 
 def version_set_key(found: dict[str, str]) -> str:
@@ -52,29 +56,36 @@ def field_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[Chang
 
 
 def load(path: Path) -> list[dict[str, Any]]:
-    """The entries of an accept file (none when it does not exist)."""
-    return json.loads(Path(path).read_text(encoding="utf-8")) if Path(path).exists() else []
-
-
-def is_accepted(change: Change, keys: tuple[str, str], entries: list[dict[str, Any]]) -> bool:
-    """Whether an entry accepts this field going from `change.stored` (version set keys[0]) to `change.current`
-    (keys[1]), in either order."""
+    """The entries of an accept file (none when it does not exist); an entry of another layout is refused."""
+    entries = json.loads(Path(path).read_text(encoding="utf-8")) if Path(path).exists() else []
     for entry in entries:
-        values = dict(zip(entry["versions"], entry["values"], strict=True))
-        if entry["field"] != change.field or set(values) != set(keys):
+        missing = {"field", "old", "new", "why", "first_seen"} - set(entry)
+        if missing:
+            raise UsageError(
+                f"accept file {path}: the entry for {entry.get('field')!r} lacks {sorted(missing)}: give each entry "
+                "field, old, new, why and first_seen"
+            )
+    return entries
+
+
+def is_accepted(change: Change, entries: list[dict[str, Any]]) -> bool:
+    """Whether an entry names this field going between these two values, in either direction."""
+    for entry in entries:
+        if entry["field"] != change.field:
             continue
-        if same(values[keys[0]], change.stored) and same(values[keys[1]], change.current):
+        forward = same(entry["old"], change.stored) and same(entry["new"], change.current)
+        if forward or (same(entry["old"], change.current) and same(entry["new"], change.stored)):
             return True
     return False
 
 
-def record(path: Path, base: str, new: str, found: list[Change], why: str) -> Path:
-    """Add `found` (changes from version set `base` to `new`) to the accept file at `path`, with the reason."""
+def record(path: Path, found: list[Change], first_seen: str, why: str) -> Path:
+    """Add the changes in `found` that no entry covers yet to the accept file at `path`, with the reason."""
     entries = load(path)
     entries += [
-        {"field": c.field, "versions": [base, new], "values": [c.stored, c.current], "why": why}
+        {"field": c.field, "old": c.stored, "new": c.current, "why": why, "first_seen": first_seen}
         for c in found
-        if not is_accepted(c, (base, new), entries)
+        if not is_accepted(c, entries)
     ]
     write_json_atomic(path, entries)
     return path

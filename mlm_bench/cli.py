@@ -302,11 +302,11 @@ def cmd_fingerprint(argv: Sequence[str]) -> int:
             continue
         found = fp.changes(payload, current)
         if args.accept and found:
-            print(f"accepted in {fp.accept(args.dir, other, found, args.accept)}")
+            print(f"accepted in {fp.accept(args.dir, found, args.accept)}")
         entries = accepted.load(args.dir / fp.ACCEPTED)
-        print(f"changes against {other}: {len(found) or 'none'}")
+        print(f"against {other}: {f'{len(found)} changed field(s)' if found else accepted.IDENTICAL}")
         for change in found:
-            reviewed = accepted.is_accepted(change, (other, key), entries)
+            reviewed = accepted.is_accepted(change, entries)
             unaccepted += not reviewed
             print(f"  {change}  [{'accepted' if reviewed else 'NOT ACCEPTED'}]")
     if unaccepted:

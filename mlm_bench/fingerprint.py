@@ -168,9 +168,9 @@ def diff(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return [str(change) for change in changes(stored, current)]
 
 
-def accept(directory: Path, other: str, found: list[Change], why: str) -> Path:
-    """Record `found` (changes from version set `other` to the running one) as reviewed, with the reason."""
-    return record(directory / ACCEPTED, other, version_key(), found, why)
+def accept(directory: Path, found: list[Change], why: str) -> Path:
+    """Record `found` (changes from another version set to the running one) as reviewed, with the reason."""
+    return record(directory / ACCEPTED, found, version_key(), why)
 
 
 def load(path: Path) -> dict[str, Any]:

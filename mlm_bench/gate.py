@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mlm_bench.accepted import field_changes, is_accepted, version_set_key
+from mlm_bench.accepted import field_changes, is_accepted
 from mlm_bench.errors import UsageError
 from mlm_bench.gate_inputs import STATS, BenchmarkRun, TestOutcome
 from mlm_bench.results import flatten
@@ -196,15 +196,14 @@ def diff_fingerprints(
     base: dict[str, Any], new: dict[str, Any], entries: list[dict[str, Any]] = ()
 ) -> list[FingerprintDiff]:
     """Fields added, removed or changed between two fingerprint objects of any shape (their `versions` aside),
-    each marked accepted when an entry covers it between the two version sets."""
-    keys = (version_set_key(base.get("versions", {})), version_set_key(new.get("versions", {})))
+    each marked accepted when an entry of the accept file names that change."""
     strip = [{k: v for k, v in side.items() if k != "versions"} for side in (base, new)]
     return [
         FingerprintDiff(
             c.field,
             None if c.stored == "<absent>" else c.stored,
             None if c.current == "<absent>" else c.current,
-            is_accepted(c, keys, list(entries)),
+            is_accepted(c, list(entries)),
         )
         for c in field_changes(*strip)
     ]

@@ -1,28 +1,46 @@
-"""The accept file: an entry covers one field between two version sets and two values, in either order."""
+"""The accept file: an entry covers one field changing between two values, in either direction, whatever the
+version sets that show it."""
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from mlm_bench import accepted
+from mlm_bench.errors import UsageError
+
+ENTRY = {"field": "model.initial_loss", "old": 8.0, "new": 8.1, "why": "reviewed", "first_seen": "b"}
 
 
-def test_an_entry_covers_only_its_field_version_sets_and_values() -> None:
-    """The accept file covers a field only between the two version sets and values it names."""
-    entry = {"field": "model.initial_loss", "versions": ["a", "b"], "values": [8.0, 8.1], "why": "reviewed"}
-    change = accepted.Change("model.initial_loss", 8.0, 8.1)
-    assert accepted.is_accepted(change, ("a", "b"), [entry])
-    assert accepted.is_accepted(accepted.Change("model.initial_loss", 8.1, 8.0), ("b", "a"), [entry])
-    assert not accepted.is_accepted(accepted.Change("model.initial_loss", 8.0, 8.2), ("a", "b"), [entry])
-    assert not accepted.is_accepted(accepted.Change("tokenizer.size", 8.0, 8.1), ("a", "b"), [entry])
-    assert not accepted.is_accepted(change, ("a", "c"), [entry])
+def test_an_entry_covers_its_field_and_values_in_either_direction() -> None:
+    assert accepted.is_accepted(accepted.Change("model.initial_loss", 8.0, 8.1), [ENTRY])
+    assert accepted.is_accepted(accepted.Change("model.initial_loss", 8.1, 8.0), [ENTRY])
+    assert accepted.is_accepted(accepted.Change("model.initial_loss", 8.0, 8.1 * (1 + 1e-7)), [ENTRY])
 
 
-def test_record_adds_each_change_once(tmp_path) -> None:
+def test_an_entry_covers_nothing_else() -> None:
+    assert not accepted.is_accepted(accepted.Change("model.initial_loss", 8.0, 8.2), [ENTRY])
+    assert not accepted.is_accepted(accepted.Change("model.initial_loss", 7.9, 8.1), [ENTRY])
+    assert not accepted.is_accepted(accepted.Change("tokenizer.size", 8.0, 8.1), [ENTRY])
+    assert not accepted.is_accepted(accepted.Change("model.initial_loss", 8.0, 8.1), [])
+
+
+def test_record_adds_each_change_once_with_where_it_was_first_seen(tmp_path) -> None:
     path = tmp_path / "accepted.json"
     found = [accepted.Change("tokenizer.size", 10, 11)]
-    accepted.record(path, "a", "b", found, "reviewed")
-    accepted.record(path, "a", "b", found, "again")
-    assert [e["why"] for e in accepted.load(path)] == ["reviewed"]
-    assert accepted.is_accepted(found[0], ("a", "b"), accepted.load(path))
+    accepted.record(path, found, "set-b", "reviewed")
+    accepted.record(path, [accepted.Change("tokenizer.size", 11, 10)], "set-c", "again")
+    assert accepted.load(path) == [
+        {"field": "tokenizer.size", "old": 10, "new": 11, "why": "reviewed", "first_seen": "set-b"}
+    ]
+
+
+def test_an_entry_of_another_layout_is_refused_naming_what_it_lacks(tmp_path) -> None:
+    path = tmp_path / "accepted.json"
+    path.write_text(json.dumps([{"field": "f", "versions": ["a", "b"], "values": [1, 2], "why": "x"}]))
+    with pytest.raises(UsageError, match=r"lacks \['first_seen', 'new', 'old'\]"):
+        accepted.load(path)
 
 
 def test_field_changes_compare_floats_to_1e5_and_name_absent_fields() -> None:

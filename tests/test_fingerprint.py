@@ -3,6 +3,7 @@ reviewed entry of the accept file covers them."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -26,24 +27,41 @@ def current(tokenizer, heldout_rows, wwm_rows, tiny_settings):
 
 
 def test_fingerprint_reproduces_for_these_versions(current):
-    """The running (transformers, tokenizers, torch) reproduce their stored fingerprint (floats to 1e-5)."""
+    """The running (transformers, tokenizers, torch) reproduce their stored fingerprint (floats to 1e-5); a version
+    set with none stored is a skip whose reason the summary shows (pyproject's -rs), never a silent pass."""
     path = FINGERPRINTS / f"{fp.version_key()}.json"
     if not path.exists():
-        pytest.skip(f"no fingerprint stored for {fp.version_key()}: record one with `mlm-bench fingerprint`")
+        pytest.skip(
+            f"no fingerprint stored for these versions ({fp.version_key()}): record one with `mlm-bench fingerprint`"
+        )
     changes = fp.diff(fp.load(path), current)
     assert not changes, f"same versions, different behaviour: {changes}"
 
 
 def test_changes_against_other_versions_are_accepted(current):
     """Every stored fingerprint has the current layout, and every field that differs from another version set is
-    in the reviewed accept file; an unreviewed change fails (record it with `mlm-bench fingerprint --accept WHY`)."""
+    a change the accept file names; an unreviewed change fails (record it with `mlm-bench fingerprint --accept WHY`)."""
     entries = accepted.load(FINGERPRINTS / fp.ACCEPTED)
     others = {k: v for k, v in fp.stored(FINGERPRINTS).items() if k != fp.version_key()}
+    assert others, f"no other version set's fingerprint in {FINGERPRINTS} to compare with"
     for key, payload in others.items():
         assert sorted(payload) == sorted(current), f"{key}.json has sections {sorted(payload)}"
-        pair = (key, fp.version_key())
-        unreviewed = [str(c) for c in fp.changes(payload, current) if not accepted.is_accepted(c, pair, entries)]
+        unreviewed = [str(c) for c in fp.changes(payload, current) if not accepted.is_accepted(c, entries)]
         assert not unreviewed, f"changes against {key} not in {fp.ACCEPTED}: {unreviewed}"
+
+
+def test_each_reviewed_change_is_one_entry_accepted_between_every_stored_pair():
+    """The stored fingerprints differ pairwise only by reviewed changes, and no two entries name the same change."""
+    entries = accepted.load(FINGERPRINTS / fp.ACCEPTED)
+    stored = fp.stored(FINGERPRINTS)
+    unreviewed = {
+        (a, b): [str(c) for c in fp.changes(stored[a], stored[b]) if not accepted.is_accepted(c, entries)]
+        for a, b in itertools.combinations(stored, 2)
+    }
+    assert not {pair: found for pair, found in unreviewed.items() if found}
+    for i, entry in enumerate(entries):
+        change = accepted.Change(entry["field"], entry["old"], entry["new"])
+        assert not accepted.is_accepted(change, entries[:i]), f"{change} is accepted twice"
 
 
 def test_diff_names_changed_fields(current):
@@ -78,7 +96,18 @@ def test_cli_fails_on_an_unaccepted_change_until_it_is_accepted(tmp_path, capsys
     assert main(["fingerprint", "--dir", str(tmp_path), "--accept", "a test change"]) == 0
     assert main(["fingerprint", "--dir", str(tmp_path)]) == 0
     assert "[accepted]" in capsys.readouterr().out
-    assert accepted.load(tmp_path / fp.ACCEPTED)[0]["why"] == "a test change"
+    (entry,) = accepted.load(tmp_path / fp.ACCEPTED)
+    assert (entry["why"], entry["first_seen"]) == ("a test change", fp.version_key())
+    (tmp_path / "transformers-9.9_tokenizers-9.9_torch-9.9.json").write_text(json.dumps(other), encoding="utf-8")
+    assert main(["fingerprint", "--dir", str(tmp_path)]) == 0  # another version set showing the same change
+    assert len(accepted.load(tmp_path / fp.ACCEPTED)) == 1
+
+
+@pytest.mark.usefixtures("fixture_inputs")
+def test_cli_says_when_fingerprints_are_identical(tmp_path, capsys, current):
+    (tmp_path / "transformers-0.0_tokenizers-0.0_torch-0.0.json").write_text(json.dumps(current), encoding="utf-8")
+    assert main(["fingerprint", "--dir", str(tmp_path)]) == 0
+    assert f"against transformers-0.0_tokenizers-0.0_torch-0.0: {accepted.IDENTICAL}" in capsys.readouterr().out
 
 
 @pytest.mark.usefixtures("fixture_inputs")

@@ -138,10 +138,9 @@ def test_fingerprint_change_is_a_regression_until_accepted(tmp_path: Path):
     assert refused.exit_code == 1 and "fingerprint model.loss: 8.4576 -> 8.4596 (not in the accept file)" in (
         refused.regressions
     )
-    keys = [gate.version_set_key(side["versions"]) for side in (FP_BASE, FP_NEW)]
-    entry = {"field": "model.loss", "versions": keys, "values": [8.4576, 8.4596], "why": "init order"}
+    entry = {"field": "model.loss", "old": 8.4576, "new": 8.4596, "why": "init order", "first_seen": "5.24.0"}
     assert gate.compare(*both, fingerprints=(FP_BASE, FP_NEW), accepted_entries=[entry]).exit_code == 0
-    other = {**entry, "values": [8.4576, 8.5]}
+    other = {**entry, "new": 8.5}
     assert gate.compare(*both, fingerprints=(FP_BASE, FP_NEW), accepted_entries=[other]).exit_code == 1
 
 
