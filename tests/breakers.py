@@ -1,11 +1,72 @@
-"""Deliberate breakages of BERT's attention that tests of tests plant (tests/test_context.py) and the regression
-battery injects into whole test runs (scripts/regression_battery.py): each wraps the function it breaks."""
+"""Breakers: what a test of a test plants to break the code a check guards, and whether it reached that code.
+
+A test of a test takes the `breakers` fixture and plants each breaker through it (`breakers.plant(owner, name,
+replacement)`), which counts the calls. A breaker never called broke nothing: the library no longer takes that path
+(accelerate 1.16 clips without `torch.nn.utils.clip_grad_norm_`), so its test reports itself skipped, "self-test
+not applicable on <versions>: <breaker> never called", whatever its assertions said, instead of failing as a
+contract breach or passing on nothing. The attention breakers below are planted by tests/test_context.py and
+injected into whole test runs by the regression battery (scripts/regression_battery.py).
+
+Loaded as a pytest plugin (tests/conftest.py imports the fixture and the hook; `pytest -p breakers` elsewhere).
+"""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Generator
+from typing import Any
 
+import pytest
 import torch
+
+from mlm_bench.results import versions
+
+
+class Breakers:
+    """The breakers one test planted, and how often each was called."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._monkeypatch = monkeypatch
+        self.calls: dict[str, int] = {}
+
+    def plant(self, owner: Any, name: str, replacement: Callable[..., Any]) -> None:
+        """Replace `owner.name` with `replacement` for this test, counting its calls under `Owner.name`."""
+        label = f"{getattr(owner, '__qualname__', getattr(owner, '__name__', owner))}.{name}"
+        self.calls[label] = 0
+
+        @functools.wraps(replacement)
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[label] += 1
+            return replacement(*args, **kwargs)
+
+        self._monkeypatch.setattr(owner, name, counted)
+
+    def unreached(self) -> list[str]:
+        """The breakers planted but never called."""
+        return [label for label, calls in self.calls.items() if not calls]
+
+
+def version_set() -> str:
+    """The full version set a self-test ran on, as its skip reason names it."""
+    return ", ".join(f"{name} {version}" for name, version in versions().items())
+
+
+@pytest.fixture
+def breakers(monkeypatch: pytest.MonkeyPatch) -> Breakers:
+    """Plants a test of a test's breakers and counts their calls (see the module docstring)."""
+    return Breakers(monkeypatch)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Generator[None, Any, Any]:
+    """A test of a test whose breaker was never called is reported skipped, naming the breaker and the versions."""
+    report = yield
+    planted = getattr(item, "funcargs", {}).get("breakers")
+    if call.when == "call" and isinstance(planted, Breakers) and planted.unreached():
+        reason = f"self-test not applicable on {version_set()}: {', '.join(planted.unreached())} never called"
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] + 1, f"Skipped: {reason}")
+    return report
 
 
 def causal(sdpa):

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from breakers import breakers, pytest_runtest_makereport  # noqa: F401  (the breaker plugin: fixture, hook)
 from hypothesis import HealthCheck, settings
 from transformers import BertConfig, BertForMaskedLM
 

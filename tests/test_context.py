@@ -86,8 +86,8 @@ BREAKAGES = {
 
 
 @pytest.mark.parametrize("breakage", list(BREAKAGES))
-def test_broken_attention_fails_the_workload(breakage: str, workload: context.Workload, monkeypatch, tmp_path) -> None:
+def test_broken_attention_fails_the_workload(breakage: str, workload: context.Workload, breakers, tmp_path) -> None:
     owner, name, wrap, complaint = BREAKAGES[breakage]
-    monkeypatch.setattr(owner, name, wrap(getattr(owner, name)))
+    breakers.plant(owner, name, wrap(getattr(owner, name)))
     with pytest.raises(AssertionError, match=complaint):
         assert_learns_context(workload, tmp_path)

@@ -160,7 +160,7 @@ def test_packed_rows_compute_as_if_alone(tokenizer, unpacked_rows, tiny_settings
 
 @NEEDS_FLEX
 def test_flex_document_mask_that_ignores_texts_fails_the_equality(
-    monkeypatch, tokenizer, unpacked_rows, tiny_settings, texts_in
+    breakers, tokenizer, unpacked_rows, tiny_settings, texts_in
 ) -> None:
     """Test of the test above: a BlockMask that lets every real key be seen across texts moves the logits."""
 
@@ -168,7 +168,7 @@ def test_flex_document_mask_that_ignores_texts_fails_the_equality(
         return original(torch.zeros_like(texts), real)
 
     original = model_module._document_block_mask
-    monkeypatch.setattr(model_module, "_document_block_mask", leaky)
+    breakers.plant(model_module, "_document_block_mask", leaky)
     found = packed_against_alone(tokenizer, unpacked_rows, tiny_settings, texts_in, "flex_attention")
     assert found["isolated_gap"] > 1e-3, found
 
@@ -199,11 +199,11 @@ def test_flex_attention_trains_with_hidden_dropout(tokenizer, unpacked_rows, tin
 
 @NEEDS_FLEX
 def test_flex_attention_with_attention_dropout_fails_where_the_refusal_is_removed(
-    monkeypatch, tokenizer, unpacked_rows, tiny_settings
+    breakers, tokenizer, unpacked_rows, tiny_settings
 ) -> None:
     """Test of the settings' refusal: without it, transformers raises at the first training forward (as it did on
     the GPU, where flex was first trained)."""
-    monkeypatch.setattr(Settings, "_check_dropout", lambda self: None)
+    breakers.plant(Settings, "_check_dropout", lambda self: None)
     with pytest.raises(ValueError, match="does not support `dropout`"):
         flex_training_forward(tokenizer, unpacked_rows, tiny_settings.replace(**FLEX_TRAINING, dropout=0.1))
 

@@ -70,7 +70,7 @@ def test_flatten_run_reports_what_the_padded_run_reports(tmp_path: Path, tiny_se
     assert "the eval figures are noise" in packed["warnings"][0]  # a tiny run scores a few hundred positions
 
 
-def test_loss_curve_check_sees_an_eval_pass_that_drops_the_training_loss(tmp_path, tiny_settings, monkeypatch):
+def test_loss_curve_check_sees_an_eval_pass_that_drops_the_training_loss(tmp_path, tiny_settings, breakers):
     """Test of the loss-curve check above: with Trainer.log left to clear should_log (as before the fix), the
     training loss of every eval step is missing."""
 
@@ -79,7 +79,7 @@ def test_loss_curve_check_sees_an_eval_pass_that_drops_the_training_loss(tmp_pat
             self.trainer.log(self.score(self.trainer.model))
             self.trainer.model.train()
 
-    monkeypatch.setattr(train_module._PeriodicEval, "on_step_end", clearing)
+    breakers.plant(train_module._PeriodicEval, "on_step_end", clearing)
     packed = run(tiny_settings.replace(train_rows=400, eval_steps=2), tmp_path / "packed")
     assert [point["step"] for point in packed["train"]["loss_curve"]] == [1, 3]
 
@@ -111,10 +111,10 @@ def test_tensorboard_gets_the_training_loss_and_the_held_out_figures(tmp_path: P
     assert scalars["eval/context_gain"] == scalars["eval/mask_loss"] == [2, 4], scalars
 
 
-def test_tensorboard_check_fails_when_report_to_is_forced_off(tmp_path: Path, tiny_settings, monkeypatch) -> None:
+def test_tensorboard_check_fails_when_report_to_is_forced_off(tmp_path: Path, tiny_settings, breakers) -> None:
     """Test of the test above: with report_to held at none, as before --trainer_args, no event file is written."""
     real = train_module.extra_training_arguments
-    monkeypatch.setattr(train_module, "extra_training_arguments", lambda s: {**real(s), "report_to": "none"})
+    breakers.plant(train_module, "extra_training_arguments", lambda s: {**real(s), "report_to": "none"})
     with pytest.raises(KeyError, match="train/loss"):
         test_tensorboard_gets_the_training_loss_and_the_held_out_figures(tmp_path, tiny_settings)
 

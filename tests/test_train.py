@@ -184,9 +184,9 @@ def test_short_rows_come_first_then_whole_rows(
     assert summary.short_row_steps == expected.count(length)
 
 
-def test_schedule_check_fails_when_rows_are_not_cut(tokenizer, heldout_rows, tiny_settings, tmp_path, monkeypatch):
+def test_schedule_check_fails_when_rows_are_not_cut(tokenizer, heldout_rows, tiny_settings, tmp_path, breakers):
     """The check above reports a trainer that keeps whole rows throughout."""
-    monkeypatch.setattr(train_module, "cut_rows", lambda batch, length: batch)
+    breakers.plant(train_module, "cut_rows", lambda batch, length: batch)
     widths, _ = _row_widths(tokenizer, heldout_rows, tiny_settings, tmp_path)
     assert widths != [8, 8, 64, 64]
 
@@ -248,13 +248,13 @@ def test_gradient_accumulation_trains_as_one_batch(tokenizer, premasked_rows, ti
 
 
 def test_accumulation_check_fails_with_per_micro_batch_means(tokenizer, premasked_rows, tiny_settings, tmp_path,
-                                                             monkeypatch) -> None:  # fmt: skip
+                                                             breakers) -> None:  # fmt: skip
     """The check above reports a loss that ignores Trainer's count and averages over each micro-batch alone."""
 
     def micro_batch_mean(outputs, labels, num_items_in_batch=None):
         return masked_lm_loss(outputs, labels)
 
-    monkeypatch.setattr(train_module, "masked_lm_loss", micro_batch_mean)
+    breakers.plant(train_module, "masked_lm_loss", micro_batch_mean)
     settings = tiny_settings.replace(max_steps=3, logging_steps=1, warmup_steps=0)
     with pytest.raises(AssertionError):
         check_accumulation([_accumulated_run(tokenizer, premasked_rows, settings, tmp_path, k) for k in (1, 2)])
@@ -342,7 +342,8 @@ def test_training_steps_read_nothing_back_from_the_device(
     assert reads.get(STEPS), "the last step logs, so it must read the loss: the watch saw nothing"
 
 
-def test_host_read_check_fails_on_a_per_step_read(tokenizer, heldout_rows, tiny_settings, tmp_path, monkeypatch):
+def test_host_read_check_fails_on_a_per_step_read(tokenizer, heldout_rows, tiny_settings, tmp_path, monkeypatch,
+                                                   breakers):  # fmt: skip
     """Test of the test above: a step that turns its loss into a float (as train.py once did) is caught."""
     real_step = MlmTrainer.training_step
 
@@ -351,7 +352,7 @@ def test_host_read_check_fails_on_a_per_step_read(tokenizer, heldout_rows, tiny_
         float(loss)
         return loss
 
-    monkeypatch.setattr(MlmTrainer, "training_step", reading_step)
+    breakers.plant(MlmTrainer, "training_step", reading_step)
     run = _six_steps_logged_at_the_last(tokenizer, heldout_rows, tiny_settings, tmp_path)
     reads = host_reads_by_step(monkeypatch, run)
     assert all(reads.get(step) for step in range(1, STEPS)), reads
@@ -469,6 +470,7 @@ def test_dataloader_workers_mask_exactly_as_the_main_process(tokenizer, heldout_
 def test_worker_check_fails_when_workers_count_batches_alone(tokenizer, heldout_rows, tiny_settings, tmp_path,
                                                              monkeypatch):  # fmt: skip
     """Test of the test above: a worker that numbers its batches by its own count repeats the other's masks."""
+    # Not a counted breaker: DataLoader workers call it in their own processes, where no count reaches this one.
     monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: None)
     alone = _loss_curve_with_workers(tokenizer, heldout_rows, tiny_settings, tmp_path, 0)
     assert _loss_curve_with_workers(tokenizer, heldout_rows, tiny_settings, tmp_path, 2) != alone

@@ -1,0 +1,60 @@
+"""The breaker plugin (tests/breakers.py): a test of a test whose breaker is never called is a skip that names it;
+one whose breaker is called keeps its own outcome."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import breakers
+
+SELF_TESTS = """
+import json
+import pytest
+
+
+def check(value):
+    assert value == 1, "check failed"
+
+
+def test_unreached(breakers):
+    breakers.plant(json, "dumps", lambda *args, **kwargs: "broken")
+    with pytest.raises(AssertionError):
+        check(1)
+
+
+def test_reached_and_caught(breakers):
+    breakers.plant(json, "loads", lambda text: 2)
+    with pytest.raises(AssertionError, match="check failed"):
+        check(json.loads("1"))
+
+
+def test_reached_and_missed(breakers):
+    breakers.plant(json, "loads", lambda text: 1)
+    with pytest.raises(AssertionError):
+        check(json.loads("1"))
+"""
+
+
+def test_unreached_breaker_skips_naming_it_and_reached_ones_keep_their_outcome(tmp_path: Path) -> None:
+    (tmp_path / "test_self.py").write_text(textwrap.dedent(SELF_TESTS), encoding="utf-8")
+    plugin_dir = str(Path(breakers.__file__).parent)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "breakers", "-p", "no:cacheprovider", "-rfs", "test_self.py"],
+        cwd=tmp_path, env={"PYTHONPATH": plugin_dir, "PATH": ""}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "1 failed, 1 passed, 1 skipped" in run.stdout, run.stdout[-3000:]
+    assert "FAILED test_self.py::test_reached_and_missed" in run.stdout
+    assert f"self-test not applicable on {breakers.version_set()}: json.dumps never called" in run.stdout
+
+
+def test_plant_counts_calls_per_breaker(monkeypatch) -> None:
+    planted = breakers.Breakers(monkeypatch)
+    target = type("Target", (), {"first": lambda self: 1, "second": lambda self: 2})
+    planted.plant(target, "first", lambda self: 10)
+    planted.plant(target, "second", lambda self: 20)
+    assert target().first() == 10
+    assert planted.calls == {"Target.first": 1, "Target.second": 0}
+    assert planted.unreached() == ["Target.second"]
