@@ -156,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="Runs per set (>= 2).")
     parser.add_argument("--hogs", type=int, default=1, help="Busy-looping processes beside the loaded runs.")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "calibration")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "calibration")  # results/ only by hand
     parser.add_argument("--python", default=sys.executable, help="Interpreter of the environment to calibrate.")
     parser.add_argument("--thresholds", default="0.03,0.05,0.1", help="Comma-separated slowdown thresholds.")
     parser.add_argument("--stats", default="median,min", help="Comma-separated timing statistics.")

@@ -5,8 +5,10 @@ the environments', not the minute's. Each environment's runs are merged into one
 benchmark, the per-round times of all its runs pooled and the statistics the gate reads recomputed; the learning
 values come from the first run (they are fixed by the seed).
 
-    python scripts/interleave.py .tox/tf4/bin/python .tox/tf5/bin/python --repeat 3 --out results/interleaved
-    mlm-bench gate results/interleaved/base.json results/interleaved/new.json
+    python scripts/interleave.py .tox/tf4/bin/python .tox/tf5/bin/python --repeat 3 --out runs/matrix/interleaved
+    mlm-bench gate runs/matrix/interleaved/base.json runs/matrix/interleaved/new.json
+
+Every call measures afresh: an --out that already holds runs is refused, so nothing earlier is merged as new.
 """
 
 from __future__ import annotations
@@ -54,17 +56,17 @@ def main() -> int:
     parser.add_argument("base_python", help="Interpreter of the old environment.")
     parser.add_argument("new_python", help="Interpreter of the new environment.")
     parser.add_argument("--repeat", type=int, default=3, help="Runs per environment, alternating.")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "interleaved")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "matrix" / "interleaved")
     parser.add_argument("--select", default="", help="pytest -k of the benchmarks to run.")
     args = parser.parse_args()
+    if args.out.exists() and any(args.out.iterdir()):
+        parser.error(f"{args.out} already holds files: remove it, or pass an empty --out")
     args.out.mkdir(parents=True, exist_ok=True)
     files: dict[str, list[Path]] = {"base": [], "new": []}
     for i in range(args.repeat):
         for side, python in (("base", args.base_python), ("new", args.new_python)):
             path = args.out / f"{side}-{i}.json"
             files[side].append(path)
-            if path.exists():  # kept from an earlier call, so the merge can be redone without rerunning
-                continue
             cmd = [python, "-m", "pytest", "benchmarks/test_cpu.py", "-q", f"--benchmark-json={path}"]
             cmd += ["-k", args.select] if args.select else []
             print("$", " ".join(cmd), flush=True)

@@ -156,7 +156,7 @@ def run(cmd: list[str], patch_dir: Path | None) -> subprocess.CompletedProcess:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, required=True, help="Healthy `pytest benchmarks/test_cpu.py` JSON.")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "battery")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "battery")  # results/ only by hand
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--only", nargs="*", default=None, help="Run only regressions whose name contains these.")
     args = parser.parse_args()

@@ -3,9 +3,11 @@
 A test of a test takes the `breakers` fixture and plants each breaker through it (`breakers.plant(owner, name,
 replacement)`), which counts the calls. A breaker never called broke nothing: the library no longer takes that path
 (accelerate 1.16 clips without `torch.nn.utils.clip_grad_norm_`), so its test reports itself skipped, "self-test
-not applicable on <versions>: <breaker> never called", whatever its assertions said, instead of failing as a
-contract breach or passing on nothing. The attention breakers below are planted by tests/test_context.py and
-injected into whole test runs by the regression battery (scripts/regression_battery.py).
+not applicable on <versions>: <breaker> never called", where its assertions failed or it passed on nothing; an
+error of any other kind stays a failure. A breaker planted `required=True` is the one its check must keep on every
+version set (public, version-stable code, or our own): never called, it fails the test instead. The attention
+breakers below are planted by tests/test_context.py and injected into whole test runs by the regression battery
+(scripts/regression_battery.py).
 
 Loaded as a pytest plugin (tests/conftest.py imports the fixture and the hook; `pytest -p breakers` elsewhere).
 """
@@ -28,11 +30,14 @@ class Breakers:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self._monkeypatch = monkeypatch
         self.calls: dict[str, int] = {}
+        self.required: set[str] = set()
 
-    def plant(self, owner: Any, name: str, replacement: Callable[..., Any]) -> None:
+    def plant(self, owner: Any, name: str, replacement: Callable[..., Any], required: bool = False) -> None:
         """Replace `owner.name` with `replacement` for this test, counting its calls under `Owner.name`."""
         label = f"{getattr(owner, '__qualname__', getattr(owner, '__name__', owner))}.{name}"
         self.calls[label] = 0
+        if required:
+            self.required.add(label)
 
         @functools.wraps(replacement)
         def counted(*args: Any, **kwargs: Any) -> Any:
@@ -57,15 +62,29 @@ def breakers(monkeypatch: pytest.MonkeyPatch) -> Breakers:
     return Breakers(monkeypatch)
 
 
+# What a self-test whose breaker broke nothing ends with: its check passing (pytest.raises' "DID NOT RAISE" is a
+# pytest.fail) or an assertion about the breakage failing. Any other exception is an error to see whole.
+NOTHING_BROKEN = (AssertionError, pytest.fail.Exception)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Generator[None, Any, Any]:
-    """A test of a test whose breaker was never called is reported skipped, naming the breaker and the versions."""
+    """A test of a test whose breaker was never called is reported skipped (failed if the breaker was required),
+    naming the breaker and the versions."""
     report = yield
     planted = getattr(item, "funcargs", {}).get("breakers")
-    if call.when == "call" and isinstance(planted, Breakers) and planted.unreached():
-        reason = f"self-test not applicable on {version_set()}: {', '.join(planted.unreached())} never called"
+    if call.when != "call" or not isinstance(planted, Breakers) or not planted.unreached():
+        return report
+    unreached = ", ".join(planted.unreached())
+    if planted.required & set(planted.unreached()):
+        report.outcome = "failed"
+        report.longrepr = f"required breaker never called on {version_set()}: {unreached}: this check has lost it"
+    elif call.excinfo is None or call.excinfo.errisinstance(NOTHING_BROKEN):
         report.outcome = "skipped"
+        reason = f"self-test not applicable on {version_set()}: {unreached} never called"
         report.longrepr = (str(item.path), item.location[1] + 1, f"Skipped: {reason}")
+    if hasattr(report, "wasxfail"):
+        del report.wasxfail
     return report
 
 

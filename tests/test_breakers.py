@@ -1,5 +1,6 @@
-"""The breaker plugin (tests/breakers.py): a test of a test whose breaker is never called is a skip that names it;
-one whose breaker is called keeps its own outcome."""
+"""The breaker plugin (tests/breakers.py): a test of a test whose breaker is never called is a skip that names it
+(a failure when the breaker is required, or when the test raised a real error); one whose breaker is called keeps
+its own outcome. Run under xdist (-n 1), as the suite runs, so the rewritten reports cross a worker's boundary."""
 
 from __future__ import annotations
 
@@ -35,6 +36,17 @@ def test_reached_and_missed(breakers):
     breakers.plant(json, "loads", lambda text: 1)
     with pytest.raises(AssertionError):
         check(json.loads("1"))
+
+
+def test_unreached_but_required(breakers):
+    breakers.plant(json, "dumps", lambda *args, **kwargs: "broken", required=True)
+    with pytest.raises(AssertionError):
+        check(2)
+
+
+def test_unreached_with_an_error(breakers):
+    breakers.plant(json, "dumps", lambda *args, **kwargs: "broken")
+    raise KeyError("a real error")
 """
 
 
@@ -42,11 +54,16 @@ def test_unreached_breaker_skips_naming_it_and_reached_ones_keep_their_outcome(t
     (tmp_path / "test_self.py").write_text(textwrap.dedent(SELF_TESTS), encoding="utf-8")
     plugin_dir = str(Path(breakers.__file__).parent)
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "breakers", "-p", "no:cacheprovider", "-rfs", "test_self.py"],
+        [sys.executable, "-m", "pytest", "-p", "breakers", "-p", "no:cacheprovider", "-rfs", "-n", "1", "test_self.py"],
         cwd=tmp_path, env={"PYTHONPATH": plugin_dir, "PATH": ""}, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert "1 failed, 1 passed, 1 skipped" in run.stdout, run.stdout[-3000:]
+    assert "3 failed, 1 passed, 1 skipped" in run.stdout, run.stdout[-3000:]
     assert "FAILED test_self.py::test_reached_and_missed" in run.stdout
+    assert "FAILED test_self.py::test_unreached_but_required - required breaker" in run.stdout
+    assert f"required breaker never called on {breakers.version_set()}: json.dumps: this check has lost it" in (
+        run.stdout
+    )
+    assert "FAILED test_self.py::test_unreached_with_an_error - KeyError" in run.stdout
     assert f"self-test not applicable on {breakers.version_set()}: json.dumps never called" in run.stdout
 
 

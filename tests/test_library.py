@@ -96,7 +96,7 @@ def test_gradient_accumulation_changes_nothing(masked_rows, tmp_path) -> None:
 def test_accumulation_check_fails_when_the_loss_is_not_divided(masked_rows, tmp_path, breakers) -> None:
     """The check above reports a Trainer that no longer divides each of two micro-batches' losses by 2."""
     full = _train(masked_rows, tmp_path / "full", accumulation=1, batch=16)
-    breakers.plant(Trainer, "compute_loss", _scaled(Trainer.compute_loss, 2.0))
+    breakers.plant(Trainer, "compute_loss", _scaled(Trainer.compute_loss, 2.0), required=True)
     with pytest.raises(AssertionError, match="logged loss"):
         check_accumulation_invariance(full, _train(masked_rows, tmp_path / "ga", accumulation=2, batch=8))
 
@@ -130,16 +130,17 @@ def test_clipping_bounds_the_update(masked_rows, tmp_path) -> None:
     check_clipping(trainer, before, max_norm=0.05, lr=1.0)
 
 
-# Where the norm is clipped: Accelerator.clip_grad_norm_ is what Trainer calls on 4.57 and 5.x alike; torch's
-# function is what accelerate called under it until 1.16 (its DTensor-aware path clips with clip_grads_with_norm_).
-CLIPPERS = {"accelerator": (Accelerator, "clip_grad_norm_"), "torch": (torch.nn.utils, "clip_grad_norm_")}
+# Where the norm is clipped: Accelerator.clip_grad_norm_ is what Trainer calls on 4.57 and 5.x alike (required: the
+# check's live breaker); torch's function is what accelerate called under it until 1.16 (its DTensor-aware path
+# clips with clip_grads_with_norm_), so that self-test is a skip from 1.16 on.
+CLIPPERS = {"accelerator": (Accelerator, "clip_grad_norm_", True), "torch": (torch.nn.utils, "clip_grad_norm_", False)}
 
 
 @pytest.mark.parametrize("clipper", list(CLIPPERS))
 def test_clipping_check_fails_when_clipping_is_skipped(masked_rows, tmp_path, breakers, clipper: str) -> None:
     """The check above reports a Trainer that logs the norm but does not clip."""
-    owner, name = CLIPPERS[clipper]
-    breakers.plant(owner, name, _norm_only(getattr(owner, name)))
+    owner, name, required = CLIPPERS[clipper]
+    breakers.plant(owner, name, _norm_only(getattr(owner, name)), required=required)
     trainer, before = _clipped_run(masked_rows, tmp_path, max_norm=0.05)
     with pytest.raises(AssertionError, match="update"):
         check_clipping(trainer, before, max_norm=0.05, lr=1.0)
@@ -180,7 +181,7 @@ def test_decay_check_fails_when_everything_is_decayed(tmp_path, breakers) -> Non
     def everything(self, model):
         return [name for name, _ in model.named_parameters()]
 
-    breakers.plant(Trainer, "get_decay_parameter_names", everything)
+    breakers.plant(Trainer, "get_decay_parameter_names", everything, required=True)
     with pytest.raises(AssertionError):
         check_decay_groups(_decaying_trainer(tmp_path))
 
@@ -245,7 +246,9 @@ def test_dropout_is_off_in_eval_and_in_the_pipeline(tokenizer) -> None:
 
 
 def test_dropout_check_fails_when_dropout_ignores_eval(tokenizer, breakers) -> None:
-    breakers.plant(torch.nn.Dropout, "forward", lambda self, x: torch.nn.functional.dropout(x, self.p, True))
+    breakers.plant(
+        torch.nn.Dropout, "forward", lambda self, x: torch.nn.functional.dropout(x, self.p, True), required=True
+    )
     with pytest.raises(AssertionError, match="dropout is on"):
         check_no_dropout_in_eval(_dropout_model(tokenizer), tokenizer)
 
@@ -281,7 +284,7 @@ def test_padding_check_fails_when_the_mask_is_dropped(attention: str, breakers) 
         kwargs["attention_mask"] = None
         return forward(self, *args, **kwargs)
 
-    breakers.plant(modeling_bert.BertModel, "forward", unmasked)
+    breakers.plant(modeling_bert.BertModel, "forward", unmasked, required=True)
     with pytest.raises(AssertionError, match="inside the padded batch"):
         check_padding_invariance(_model(attn_implementation=attention), PADDING_TEXTS, pad_id=0)
 

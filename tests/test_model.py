@@ -168,7 +168,7 @@ def test_flex_document_mask_that_ignores_texts_fails_the_equality(
         return original(torch.zeros_like(texts), real)
 
     original = model_module._document_block_mask
-    breakers.plant(model_module, "_document_block_mask", leaky)
+    breakers.plant(model_module, "_document_block_mask", leaky, required=True)
     found = packed_against_alone(tokenizer, unpacked_rows, tiny_settings, texts_in, "flex_attention")
     assert found["isolated_gap"] > 1e-3, found
 
@@ -203,7 +203,7 @@ def test_flex_attention_with_attention_dropout_fails_where_the_refusal_is_remove
 ) -> None:
     """Test of the settings' refusal: without it, transformers raises at the first training forward (as it did on
     the GPU, where flex was first trained)."""
-    breakers.plant(Settings, "_check_dropout", lambda self: None)
+    breakers.plant(Settings, "_check_dropout", lambda self: None, required=True)
     with pytest.raises(ValueError, match="does not support `dropout`"):
         flex_training_forward(tokenizer, unpacked_rows, tiny_settings.replace(**FLEX_TRAINING, dropout=0.1))
 

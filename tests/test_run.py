@@ -79,7 +79,7 @@ def test_loss_curve_check_sees_an_eval_pass_that_drops_the_training_loss(tmp_pat
             self.trainer.log(self.score(self.trainer.model))
             self.trainer.model.train()
 
-    breakers.plant(train_module._PeriodicEval, "on_step_end", clearing)
+    breakers.plant(train_module._PeriodicEval, "on_step_end", clearing, required=True)
     packed = run(tiny_settings.replace(train_rows=400, eval_steps=2), tmp_path / "packed")
     assert [point["step"] for point in packed["train"]["loss_curve"]] == [1, 3]
 
@@ -114,7 +114,7 @@ def test_tensorboard_gets_the_training_loss_and_the_held_out_figures(tmp_path: P
 def test_tensorboard_check_fails_when_report_to_is_forced_off(tmp_path: Path, tiny_settings, breakers) -> None:
     """Test of the test above: with report_to held at none, as before --trainer_args, no event file is written."""
     real = train_module.extra_training_arguments
-    breakers.plant(train_module, "extra_training_arguments", lambda s: {**real(s), "report_to": "none"})
+    breakers.plant(train_module, "extra_training_arguments", lambda s: {**real(s), "report_to": "none"}, required=True)
     with pytest.raises(KeyError, match="train/loss"):
         test_tensorboard_gets_the_training_loss_and_the_held_out_figures(tmp_path, tiny_settings)
 

@@ -186,7 +186,7 @@ def test_short_rows_come_first_then_whole_rows(
 
 def test_schedule_check_fails_when_rows_are_not_cut(tokenizer, heldout_rows, tiny_settings, tmp_path, breakers):
     """The check above reports a trainer that keeps whole rows throughout."""
-    breakers.plant(train_module, "cut_rows", lambda batch, length: batch)
+    breakers.plant(train_module, "cut_rows", lambda batch, length: batch, required=True)
     widths, _ = _row_widths(tokenizer, heldout_rows, tiny_settings, tmp_path)
     assert widths != [8, 8, 64, 64]
 
@@ -254,7 +254,7 @@ def test_accumulation_check_fails_with_per_micro_batch_means(tokenizer, premaske
     def micro_batch_mean(outputs, labels, num_items_in_batch=None):
         return masked_lm_loss(outputs, labels)
 
-    breakers.plant(train_module, "masked_lm_loss", micro_batch_mean)
+    breakers.plant(train_module, "masked_lm_loss", micro_batch_mean, required=True)
     settings = tiny_settings.replace(max_steps=3, logging_steps=1, warmup_steps=0)
     with pytest.raises(AssertionError):
         check_accumulation([_accumulated_run(tokenizer, premasked_rows, settings, tmp_path, k) for k in (1, 2)])
@@ -352,7 +352,7 @@ def test_host_read_check_fails_on_a_per_step_read(tokenizer, heldout_rows, tiny_
         float(loss)
         return loss
 
-    breakers.plant(MlmTrainer, "training_step", reading_step)
+    breakers.plant(MlmTrainer, "training_step", reading_step, required=True)
     run = _six_steps_logged_at_the_last(tokenizer, heldout_rows, tiny_settings, tmp_path)
     reads = host_reads_by_step(monkeypatch, run)
     assert all(reads.get(step) for step in range(1, STEPS)), reads
