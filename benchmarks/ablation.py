@@ -22,14 +22,21 @@ import torch
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings, preset
-from mlm_bench.corpus import Corpus, load_corpus
-from mlm_bench.encode import encode
-from mlm_bench.evaluate import EvalResult, EvalSet, build_eval_set, eval_settings, evaluate_mlm, unigram_log_probs
-from mlm_bench.model import build_model
+from mlm_bench.data.collate import build_collator
+from mlm_bench.data.corpus import Corpus, load_corpus
+from mlm_bench.data.encode import encode
+from mlm_bench.modeling.model import build_model
 from mlm_bench.seeding import seed_everything
-from mlm_bench.train import TrainSummary, train
+from mlm_bench.training.evaluate import (
+    EvalResult,
+    EvalSet,
+    build_eval_set,
+    eval_settings,
+    evaluate_mlm,
+    unigram_log_probs,
+)
+from mlm_bench.training.train import TrainSummary, train
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 datasets.disable_progress_bars()
@@ -69,7 +76,7 @@ class Workload:
 
 def load_workload() -> Workload:
     """Corpus, tokenizer and the eval set of held-out texts (whole up to 384 tokens), built once per process."""
-    from mlm_bench.tokenizer import build_tokenizer
+    from mlm_bench.data.tokenizer import build_tokenizer
 
     settings = seed_style()
     corpus = load_corpus(settings)

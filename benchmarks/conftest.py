@@ -19,14 +19,14 @@ import pytest
 import torch
 from transformers.models.bert import modeling_bert
 
-from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings, preset
-from mlm_bench.corpus import Corpus, load_corpus
-from mlm_bench.encode import encode
-from mlm_bench.evaluate import EvalSet, build_eval_set, eval_settings
-from mlm_bench.results import command_line, device_info, versions
-from mlm_bench.tokenizer import build_tokenizer
-from mlm_bench.train import MlmTrainer, training_arguments
+from mlm_bench.data.collate import build_collator
+from mlm_bench.data.corpus import Corpus, load_corpus
+from mlm_bench.data.encode import encode
+from mlm_bench.data.tokenizer import build_tokenizer
+from mlm_bench.runs.results import command_line, device_info, versions
+from mlm_bench.training.evaluate import EvalSet, build_eval_set, eval_settings
+from mlm_bench.training.train import MlmTrainer, training_arguments
 
 datasets.disable_progress_bars()
 

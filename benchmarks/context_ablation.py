@@ -23,15 +23,15 @@ if __name__ == "__main__":
 
 from transformers import TrainerCallback
 
-from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings, preset
-from mlm_bench.corpus import load_corpus
-from mlm_bench.encode import encode
-from mlm_bench.evaluate import build_eval_set, eval_settings, evaluate_mlm, unigram_log_probs
-from mlm_bench.model import build_model
+from mlm_bench.data.collate import build_collator
+from mlm_bench.data.corpus import load_corpus
+from mlm_bench.data.encode import encode
+from mlm_bench.data.tokenizer import build_tokenizer
+from mlm_bench.modeling.model import build_model
 from mlm_bench.seeding import seed_everything
-from mlm_bench.tokenizer import build_tokenizer
-from mlm_bench.train import train
+from mlm_bench.training.evaluate import build_eval_set, eval_settings, evaluate_mlm, unigram_log_probs
+from mlm_bench.training.train import train
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 datasets.disable_progress_bars()

@@ -13,16 +13,16 @@ import datasets
 import pytest
 import torch
 
-from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings
-from mlm_bench.context import WORKLOAD, ContextScore, load_workload, train_workload
-from mlm_bench.corpus import Corpus
-from mlm_bench.encode import encode
-from mlm_bench.evaluate import evaluate_mlm, unigram_log_probs
-from mlm_bench.infer import fill_mask, fill_mask_pipeline
-from mlm_bench.model import build_model
+from mlm_bench.contract.context import WORKLOAD, ContextScore, load_workload, train_workload
+from mlm_bench.data.collate import build_collator
+from mlm_bench.data.corpus import Corpus
+from mlm_bench.data.encode import encode
+from mlm_bench.modeling.model import build_model
 from mlm_bench.seeding import seed_everything
-from mlm_bench.train import TrainSummary, resolved_optimizer, train
+from mlm_bench.training.evaluate import evaluate_mlm, unigram_log_probs
+from mlm_bench.training.infer import fill_mask, fill_mask_pipeline
+from mlm_bench.training.train import TrainSummary, resolved_optimizer, train
 
 STEP_ROUNDS = 20  # timed optimizer steps (enough for the gate's interval); the losses they see are recorded too
 TRAIN_RUN_ROUNDS = 2  # each round is a whole 20-step run (seconds on 2 cores); 2 give the gate a spread
@@ -196,7 +196,7 @@ def test_evaluate(benchmark, record, headline, trained, eval_set, train_rows, to
 
 
 def test_context_run(benchmark, record, headline, tmp_path: Path):
-    """The context workload (mlm_bench/context.py): a tiny BERT learns a copy task only attention can solve.
+    """The context workload (mlm_bench/contract/context.py): a tiny BERT learns a copy task only attention can solve.
 
     Its loss curve and [MASK] loss are the gate's learning signal for attention over context and word order.
     """

@@ -26,8 +26,8 @@ import torch
 from torch._dynamo.utils import counters
 
 from mlm_bench.config import Settings, preset
-from mlm_bench.encode import encode
-from mlm_bench.model import build_model, isolate_packed_rows
+from mlm_bench.data.encode import encode
+from mlm_bench.modeling.model import build_model, isolate_packed_rows
 from mlm_bench.seeding import seed_everything
 
 # Dense bf16 peaks from NVIDIA's datasheets (no sparsity), FLOP/s, by a substring of torch's device name.

@@ -22,8 +22,8 @@ from ablation import (
 )
 
 from mlm_bench.config import Settings, preset
-from mlm_bench.results import device_info, versions
-from mlm_bench.train import TrainSummary
+from mlm_bench.runs.results import device_info, versions
+from mlm_bench.training.train import TrainSummary
 
 # The recipe's reported throughput (BERT-base, 64 x 384, one GPU): its README's train_samples_per_second.
 RECIPE_SAMPLES_PER_SECOND = 112.152

@@ -1,4 +1,11 @@
-"""mlm-bench: a reproducibility and benchmark suite for masked-LM pretraining with transformers."""
+"""mlm-bench: a reproducibility and benchmark suite for masked-LM pretraining with transformers.
+
+Folders are layers, data flowing one way: the shared leaves (errors, compat, seeding, config) -> data -> modeling
+-> training -> runs -> contract -> gate, with envs beside them and the cli over all. Each folder's docstring says
+what it owns and what it may import (tests/test_layers.py holds every import to it).
+
+Shared leaves: errors, compat, seeding, config. May import: errors, compat, seeding, config.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -4,7 +4,7 @@ bridge, each with why and the versions it covers. Other modules and the tests as
 Differences the project avoids rather than bridges are noted where they are avoided: TrainingArguments'
 overwrite_output_dir (gone in 5.x: train.training_arguments never passes it), BertTokenizerFast(vocab_file=...)
 (ignored by 5.x: tokenizer.build_tokenizer builds a tokenizers.Tokenizer), the collator's seed 0 (unseeded in 4.57:
-collate.MlmCollator), and the upstream defects in mlm_bench/defects.py.
+collate.MlmCollator), and the upstream defects in mlm_bench/contract/defects.py.
 """
 
 from __future__ import annotations

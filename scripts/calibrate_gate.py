@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from interleave import merged  # noqa: E402  (this script's own directory)
 
-from mlm_bench.gate import Thresholds, compare, short_name  # noqa: E402
-from mlm_bench.gate_inputs import BenchmarkRun, load_run  # noqa: E402
+from mlm_bench.gate.compare import Thresholds, compare, short_name  # noqa: E402
+from mlm_bench.gate.inputs import BenchmarkRun, load_run  # noqa: E402
 
 # Planted faults and the benchmark each must be caught on (by its name's start).
 PLANTS = {

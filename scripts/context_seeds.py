@@ -16,8 +16,8 @@ import torch
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlm_bench.context import WORKLOAD, load_workload, train_workload
-from mlm_bench.results import versions
+from mlm_bench.contract.context import WORKLOAD, load_workload, train_workload
+from mlm_bench.runs.results import versions
 
 
 def seed_range(text: str) -> list[int]:

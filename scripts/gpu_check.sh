@@ -92,7 +92,7 @@ fi
 [[ $DEVICE == cuda ]] && step nvidia-smi 20 5 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit,driver_version --format=csv
 step env 60 10 "$PY" -c '
 import json, sys, torch
-from mlm_bench.results import device_info, versions
+from mlm_bench.runs.results import device_info, versions
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 info = {"python": sys.version, "versions": versions(), "device": device_info(device), "cuda": torch.version.cuda}
 json.dump(info, open(sys.argv[1], "w"), indent=2)
@@ -120,7 +120,7 @@ fi
 for variant in packed fast; do
     declare -n flags=${variant^^}
     cap=$([[ $variant == fast ]] && echo 150 || echo 70)  # fast compiles first: 72 s for its first 2 steps
-    step "learn-$variant" "$cap" 40 "$PY" -m mlm_bench.cli run "${flags[@]}" "${LEARN[@]}" --output-dir "$WORK/learn-$variant"
+    step "learn-$variant" "$cap" 40 "$PY" -m mlm_bench run "${flags[@]}" "${LEARN[@]}" --output-dir "$WORK/learn-$variant"
     if [[ -f $WORK/learn-$variant/results.json ]]; then
         mkdir -p "$LOG/learn-$variant" && cp "$WORK/learn-$variant/results.json" "$LOG/learn-$variant/"
     fi
@@ -128,7 +128,7 @@ done
 
 # --- 4. the fingerprint of these versions (a new version set has none stored: the file comes back for review) -----
 cp -r results/fingerprints "$WORK/fingerprints"
-step fingerprint 60 20 "$PY" -m mlm_bench.cli fingerprint --dir "$WORK/fingerprints"
+step fingerprint 60 20 "$PY" -m mlm_bench fingerprint --dir "$WORK/fingerprints"
 mkdir -p "$LOG/fingerprint" && cp "$WORK/fingerprints"/*.json "$LOG/fingerprint/"
 
 # --- 5. the contract suite -----------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlm_bench.results import write_json_atomic
+from mlm_bench.runs.results import write_json_atomic
 
 # Issue 13's targets for the fast path on seed-shape (H100 or H200).
 TARGET_MFU, TARGET_SPEEDUP, TARGET_WARMUP_S = 0.40, 10.0, 15.0

@@ -15,9 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlm_bench.gate import short_name  # noqa: E402
-from mlm_bench.gate_inputs import load_run  # noqa: E402
-from mlm_bench.results import write_json_atomic  # noqa: E402
+from mlm_bench.gate.compare import short_name  # noqa: E402
+from mlm_bench.gate.inputs import load_run  # noqa: E402
+from mlm_bench.runs.results import write_json_atomic  # noqa: E402
 
 KEPT_STATS = ("min", "median", "iqr", "mean", "rounds")
 KEPT_EXTRA = (

@@ -175,7 +175,7 @@ def main() -> int:
         run([py, "-m", "pytest", "tests/", "-q", "-n", "2", "--hypothesis-profile", "ci", f"--junitxml={junit}"],
             patch_dir)  # fmt: skip
         run([py, "-m", "pytest", "benchmarks/test_cpu.py", "-q", f"--benchmark-json={bench}"], patch_dir)
-        gate = run([py, "-m", "mlm_bench.cli", "gate", str(args.baseline), str(bench)], None)
+        gate = run([py, "-m", "mlm_bench", "gate", str(args.baseline), str(bench)], None)
         reasons = [line[2:] for line in gate.stdout.split("## Verdict", 1)[-1].splitlines() if line.startswith("- ")]
         failed = failed_tests(junit) if junit.exists() else ["(no junit: the test run did not start)"]
         row = {"regression": name, "failed_tests": failed, "gate_exit": gate.returncode, "gate": reasons}

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import torch
 
-from mlm_bench.results import versions
+from mlm_bench.runs.results import versions
 
 
 class Breakers:

@@ -14,13 +14,13 @@ from breakers import breakers, pytest_runtest_makereport  # noqa: F401  (the bre
 from hypothesis import HealthCheck, settings
 from transformers import BertConfig, BertForMaskedLM
 
-from mlm_bench import defects
 from mlm_bench.compat import BERT_HAS_FLEX_ATTENTION
 from mlm_bench.config import Settings, preset
-from mlm_bench.corpus import Corpus, load_corpus
-from mlm_bench.encode import encode
-from mlm_bench.results import versions
-from mlm_bench.tokenizer import build_tokenizer
+from mlm_bench.contract import defects
+from mlm_bench.data.corpus import Corpus, load_corpus
+from mlm_bench.data.encode import encode
+from mlm_bench.data.tokenizer import build_tokenizer
+from mlm_bench.runs.results import versions
 
 # torch calls have no stable per-example time, so no deadline; `ci` is derandomized so CI is repeatable.
 settings.register_profile(

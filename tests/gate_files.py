@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlm_bench import gate, gate_inputs
+from mlm_bench.gate import compare as gate
+from mlm_bench.gate import inputs as gate_inputs
 
 LOSSES = {"5": 8.0, "10": 7.0}
 

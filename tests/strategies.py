@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import strategies as st
 from transformers import PreTrainedTokenizerFast
 
-from mlm_bench.tokenizer import SPECIAL_TOKENS, build_tokenizer
-from mlm_bench.wwm import NO_WORD
+from mlm_bench.data.tokenizer import SPECIAL_TOKENS, build_tokenizer
+from mlm_bench.data.wwm import NO_WORD
 
 _CJK = 0x4E00
 

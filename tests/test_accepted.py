@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mlm_bench import accepted
+from mlm_bench.contract import accepted
 from mlm_bench.errors import UsageError
 
 ENTRY = {"field": "model.initial_loss", "old": 8.0, "new": 8.1, "why": "reviewed", "first_seen": "b"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlm_bench.card import GAIN_AXIS, LOSS_AXIS, curve_series, model_card, plot_loss_curve, write_card
+from mlm_bench.runs.card import GAIN_AXIS, LOSS_AXIS, curve_series, model_card, plot_loss_curve, write_card
 
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference" / "tiny-zh-run.json"
 

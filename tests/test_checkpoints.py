@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mlm_bench.checkpoints import CHECKPOINTS, checkpoints, is_complete, last_complete_checkpoint
+from mlm_bench.runs.checkpoints import CHECKPOINTS, checkpoints, is_complete, last_complete_checkpoint
 
 
 def write_checkpoint(run_dir: Path, step: int) -> Path:

@@ -18,11 +18,13 @@ import transformers
 from transformers import HfArgumentParser, pipeline
 
 import mlm_bench
-from mlm_bench import cli
-from mlm_bench.cli import context_verdict, main, parse_settings
+from mlm_bench.cli import main
+from mlm_bench.cli import run as cli_run
+from mlm_bench.cli.parsing import SettingsParser, parse_settings
+from mlm_bench.cli.run import context_verdict
 from mlm_bench.config import PRESETS, preset
+from mlm_bench.data.tokenizer import build_tokenizer, save_tokenizer
 from mlm_bench.errors import UsageError
-from mlm_bench.tokenizer import build_tokenizer, save_tokenizer
 
 TINY_ARGS = [
     "--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--intermediate_size", "64",
@@ -34,7 +36,7 @@ OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 def _cli(*args: str, env: dict[str, str] = OFFLINE) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mlm_bench.cli", *args], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", "mlm_bench", *args], capture_output=True, text=True, env=env, timeout=120
     )
 
 
@@ -136,16 +138,16 @@ def test_usage_errors_are_one_line_naming_the_fix(
 
 def test_abbreviation_check_fails_when_argparse_guesses(monkeypatch: pytest.MonkeyPatch) -> None:
     """The check above can fail: with argparse's default prefix matching, --max-step silently sets max_steps."""
-    monkeypatch.setattr(cli.SettingsParser, "__init__", HfArgumentParser.__init__)
-    settings, _ = cli.parse_settings(["--max-step", "10"])
+    monkeypatch.setattr(SettingsParser, "__init__", HfArgumentParser.__init__)
+    settings, _ = parse_settings(["--max-step", "10"])
     assert settings.max_steps == 10
 
 
 def test_resume_command_continues_the_same_run() -> None:
-    assert cli.resume_command(["--max_steps", "3", "--force"], Path("runs/x")) == (
+    assert cli_run.resume_command(["--max_steps", "3", "--force"], Path("runs/x")) == (
         "mlm-bench run --max_steps 3 --output-dir runs/x --resume"
     )
-    assert cli.resume_command(["--output-dir=a b", "--resume"], Path("a b")) == (
+    assert cli_run.resume_command(["--output-dir=a b", "--resume"], Path("a b")) == (
         "mlm-bench run '--output-dir=a b' --resume"
     )
 
@@ -233,7 +235,7 @@ def test_loudness_reaches_the_libraries_and_is_undone_after(level: int, library:
     """-q silences transformers and datasets' bars, -v raises transformers to info; a later run in the same process
     starts from what was there before."""
     before = (transformers.logging.get_verbosity(), datasets.is_progress_bar_enabled())
-    with cli._logging_at(level):
+    with cli_run._logging_at(level):
         assert logging.getLogger("mlm_bench").level == level
         assert transformers.logging.get_verbosity() == (library or before[0])
         assert datasets.is_progress_bar_enabled() == (bars and before[1])

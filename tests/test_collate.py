@@ -14,9 +14,10 @@ from strategies import (
     tokenizer_of_size,
 )
 
-from mlm_bench import collate, contract
-from mlm_bench.collate import FlatteningCollator, MlmCollator, build_collator, cut_rows
-from mlm_bench.tokenizer import unk_rate
+from mlm_bench.contract import masking as contract
+from mlm_bench.data import collate
+from mlm_bench.data.collate import FlatteningCollator, MlmCollator, build_collator, cut_rows
+from mlm_bench.data.tokenizer import unk_rate
 
 # Passes of seeded masking over the held-out rows: ~22k eligible tokens, ~3.3k selected, enough that selecting
 # at 0.20 instead of 0.15, or splitting 90/5/5 instead of 80/10/10, lands far outside the 1e-6 intervals.

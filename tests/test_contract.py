@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from mlm_bench import contract
-from mlm_bench.collate import MlmCollator, WholeWordMaskCollator
-from mlm_bench.wwm import WORD_IDS
+from mlm_bench.contract import masking as contract
+from mlm_bench.data.collate import MlmCollator, WholeWordMaskCollator
+from mlm_bench.data.wwm import WORD_IDS
 
 # Five seeded passes over the held-out rows: ~22k eligible tokens, enough power for every breakage below.
 PASSES = 5

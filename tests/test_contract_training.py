@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from mlm_bench import contract_training
-from mlm_bench.contract import ContractViolation
+from mlm_bench.contract import training as contract_training
+from mlm_bench.contract.masking import ContractViolation
 
 
 @pytest.mark.parametrize("loss", [0.0, math.nan, 1.1 * math.log(4669), 0.9 * math.log(4669)])

@@ -9,7 +9,7 @@ import datasets
 import pytest
 
 from mlm_bench.config import Settings
-from mlm_bench.corpus import builtin_dataset, builtin_path, export_corpus, load_corpus, parse_tagged_line
+from mlm_bench.data.corpus import builtin_dataset, builtin_path, export_corpus, load_corpus, parse_tagged_line
 from mlm_bench.errors import UsageError
 
 

@@ -29,7 +29,7 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 def worker(settings_file: Path, output_dir: Path, digest_dir: Path) -> None:
     """One torchrun rank: the real `run`, with each rank's final weights digested beside it."""
-    import mlm_bench.run as run_module
+    import mlm_bench.runs.run as run_module
 
     real_train = run_module.train
 

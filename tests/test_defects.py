@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlm_bench import defects
+from mlm_bench.contract import defects
 
 
 @pytest.mark.parametrize("defect", defects.DEFECTS, ids=lambda d: d.key)

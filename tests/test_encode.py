@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlm_bench.encode import ENCODED_COLUMNS, encode
+from mlm_bench.data.encode import ENCODED_COLUMNS, encode
 
 
 def test_truncated_rows_never_exceed_max_length(unpacked_rows) -> None:

@@ -15,14 +15,15 @@ import torch
 from conftest import error_line, tiny_bert
 
 from mlm_bench import cli
-from mlm_bench import run as run_module
-from mlm_bench.checkpoints import checkpoints, is_complete
+from mlm_bench.cli import exits
 from mlm_bench.config import Settings
-from mlm_bench.corpus import Corpus
-from mlm_bench.encode import encode
-from mlm_bench.model import load_model
-from mlm_bench.run import run
-from mlm_bench.tokenizer import build_tokenizer, save_tokenizer, unk_rate
+from mlm_bench.data.corpus import Corpus
+from mlm_bench.data.encode import encode
+from mlm_bench.data.tokenizer import build_tokenizer, save_tokenizer, unk_rate
+from mlm_bench.modeling.model import load_model
+from mlm_bench.runs import run as run_module
+from mlm_bench.runs.checkpoints import checkpoints, is_complete
+from mlm_bench.runs.run import run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,7 +78,7 @@ def _bad_dataset(tmp_path: Path, corpus: Corpus, kind: str) -> Path:
 def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     code = cli.main(argv)
     err = capsys.readouterr().err
-    assert code == cli.EXIT_USAGE, err
+    assert code == exits.EXIT_USAGE, err
     return error_line(err, "mlm-bench: error: ")
 
 
@@ -147,7 +148,7 @@ def test_refusal_from_the_real_command(tmp_path, text_file):
     out = tmp_path / "run"
     command = ["run", "--batch_size", "0", "--dataset", str(text_file), "--output-dir", str(out)]
     proc = subprocess.run(
-        [sys.executable, "-m", "mlm_bench.cli", *command],
+        [sys.executable, "-m", "mlm_bench", *command],
         cwd=REPO,
         capture_output=True,
         text=True,

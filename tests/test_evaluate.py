@@ -9,11 +9,18 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mlm_bench import contract
 from mlm_bench.config import preset
-from mlm_bench.encode import encode
-from mlm_bench.evaluate import EvalSet, build_eval_set, eval_settings, evaluate_mlm, length_group, unigram_log_probs
-from mlm_bench.model import build_model
+from mlm_bench.contract import masking as contract
+from mlm_bench.data.encode import encode
+from mlm_bench.modeling.model import build_model
+from mlm_bench.training.evaluate import (
+    EvalSet,
+    build_eval_set,
+    eval_settings,
+    evaluate_mlm,
+    length_group,
+    unigram_log_probs,
+)
 
 
 class _FixedLogits(torch.nn.Module):

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlm_bench import accepted
-from mlm_bench import fingerprint as fp
 from mlm_bench.cli import main
-from mlm_bench.collate import MlmCollator
+from mlm_bench.contract import accepted
+from mlm_bench.contract import fingerprint as fp
+from mlm_bench.data.collate import MlmCollator
 
 FINGERPRINTS = Path(__file__).resolve().parents[1] / "results" / "fingerprints"
 

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 from gate_files import LOSSES, bench, runs, verdict
 
-from mlm_bench import gate, gate_inputs, gate_report
 from mlm_bench.errors import UsageError
+from mlm_bench.gate import compare as gate
+from mlm_bench.gate import inputs as gate_inputs
+from mlm_bench.gate import report as gate_report
 
 
 def test_identical_runs_pass(tmp_path: Path):

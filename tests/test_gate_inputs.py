@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from gate_files import bench, write
 
-from mlm_bench import gate_inputs
 from mlm_bench.cli import main
+from mlm_bench.gate import inputs as gate_inputs
 
 
 @pytest.mark.parametrize(

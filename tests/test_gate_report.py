@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from gate_files import LOSSES, bench, verdict, write
 
-from mlm_bench import gate_report
+from mlm_bench.gate import report as gate_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +30,7 @@ def test_cli_end_to_end_reports_regression_and_writes_report(tmp_path: Path):
     new = write(tmp_path / "b.json", bench("test_run", 1.0, losses={"5": 8.0, "10": 7.5}))
     report = tmp_path / "report"
     done = subprocess.run(
-        [sys.executable, "-m", "mlm_bench.cli", "gate", str(base), str(new), "--report", str(report)],
+        [sys.executable, "-m", "mlm_bench", "gate", str(base), str(new), "--report", str(report)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mlm_bench import hub
 from mlm_bench.config import Settings, preset
+from mlm_bench.data import hub
 from mlm_bench.errors import UsageError
 
 

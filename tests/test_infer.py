@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import tiny_bert
 
-from mlm_bench.infer import cloze_sentences, fill_mask, fill_mask_pipeline
+from mlm_bench.training.infer import cloze_sentences, fill_mask, fill_mask_pipeline
 
 
 def test_cloze_masks_a_middle_character_of_a_short_sentence() -> None:

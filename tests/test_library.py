@@ -1,5 +1,5 @@
 """The library as users call it (stock Trainer + BertForMaskedLM, the collator, the fill-mask pipeline): the
-training-loop invariants the recipe relies on. Where a registered upstream defect (mlm_bench/defects.py) breaks
+training-loop invariants the recipe relies on. Where a registered upstream defect (mlm_bench/contract/defects.py) breaks
 one on the installed versions, its test is a strict xfail: it must fail there, and passes everywhere else.
 
 Each check is shown failing on a library broken on purpose (a breaker the test of the test plants through the
@@ -29,8 +29,8 @@ from transformers import (
 )
 from transformers.models.bert import modeling_bert
 
-from mlm_bench.collate import MlmCollator
-from mlm_bench.train import resolved_optimizer
+from mlm_bench.data.collate import MlmCollator
+from mlm_bench.training.train import resolved_optimizer
 
 VOCAB, LENGTH, ROWS, LABELS_PER_ROW = 40, 16, 64, 3
 # Float32 sums of the same numbers in another grouping (one batch of 16 vs two of 8) agree to ~1e-7 relative; a

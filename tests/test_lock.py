@@ -10,7 +10,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from mlm_bench.cli import EXIT_FAILED, main
+from mlm_bench.cli import main
+from mlm_bench.cli.exits import EXIT_FAILED
 from mlm_bench.envs import lock
 from mlm_bench.errors import UsageError
 

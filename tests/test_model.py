@@ -19,13 +19,13 @@ from transformers import (
     RobertaForMaskedLM,
 )
 
-from mlm_bench import contract_training
-from mlm_bench import model as model_module
-from mlm_bench.collate import build_collator
 from mlm_bench.compat import BERT_HAS_FLEX_ATTENTION
 from mlm_bench.config import Settings, preset
+from mlm_bench.contract import training as contract_training
+from mlm_bench.data.collate import build_collator
 from mlm_bench.errors import UsageError
-from mlm_bench.model import (
+from mlm_bench.modeling import model as model_module
+from mlm_bench.modeling.model import (
     IGNORE_INDEX,
     build_model,
     check_compatible,

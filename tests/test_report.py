@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlm_bench.report import MIN_MASK_POSITIONS, eval_warnings
+from mlm_bench.runs.report import MIN_MASK_POSITIONS, eval_warnings
 
 
 def test_too_few_mask_positions_are_warned_about() -> None:

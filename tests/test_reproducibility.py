@@ -19,12 +19,12 @@ from conftest import tiny_cli_args
 from transformers import DataCollatorForLanguageModeling
 
 from mlm_bench import cli
-from mlm_bench import run as run_module
-from mlm_bench.collate import BatchSeededCollator, build_collator
 from mlm_bench.config import Settings
-from mlm_bench.results import RESULTS_FILE, write_json_atomic
-from mlm_bench.run import run
-from mlm_bench.tokenizer import build_tokenizer
+from mlm_bench.data.collate import BatchSeededCollator, build_collator
+from mlm_bench.data.tokenizer import build_tokenizer
+from mlm_bench.runs import run as run_module
+from mlm_bench.runs.results import RESULTS_FILE, write_json_atomic
+from mlm_bench.runs.run import run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,7 +103,8 @@ SECOND_RUN = """
 import sys
 sys.path.insert(0, "tests")
 from test_reproducibility import claim_together
-from mlm_bench import cli, run
+from mlm_bench import cli
+from mlm_bench.runs import run
 run.claim = claim_together(run.claim, sys.argv[1].split(","))
 sys.exit(cli.main(sys.argv[2:]))
 """

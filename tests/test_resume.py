@@ -18,12 +18,13 @@ from safetensors.torch import load_file
 from transformers.trainer_utils import get_last_checkpoint
 
 from mlm_bench import cli
-from mlm_bench import run as run_module
-from mlm_bench import train as train_module
-from mlm_bench.checkpoints import CHECKPOINTS, checkpoints, is_complete, last_complete_checkpoint
+from mlm_bench.cli import exits
 from mlm_bench.errors import UsageError
-from mlm_bench.results import RESULTS_FILE
-from mlm_bench.resume import RUN_FILE, claim, preflight, publish, staging_dir
+from mlm_bench.runs import run as run_module
+from mlm_bench.runs.checkpoints import CHECKPOINTS, checkpoints, is_complete, last_complete_checkpoint
+from mlm_bench.runs.results import RESULTS_FILE
+from mlm_bench.runs.resume import RUN_FILE, claim, preflight, publish, staging_dir
+from mlm_bench.training import train as train_module
 
 REPO = Path(__file__).resolve().parents[1]
 # Short rows for steps 0-5: the run resumes from step 4, inside the short-row phase, and crosses the switch again.
@@ -194,7 +195,7 @@ def nan_loss_from(monkeypatch, step: int) -> None:
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(text_path, tmp_path, capsys, monkeypatch):
     nan_loss_from(monkeypatch, 5)
     out = tmp_path / "run"
-    assert cli.main(_argv(text_path, out)) == cli.EXIT_FAILED
+    assert cli.main(_argv(text_path, out)) == exits.EXIT_FAILED
     message = error_line(capsys.readouterr().err, "mlm-bench: run failed: ")
     assert message.startswith("training loss is nan at step 5 (learning rate ")
     assert message.endswith(f"the last complete checkpoint (checkpoint-4) is kept in {out}")
@@ -215,7 +216,7 @@ def test_a_non_finite_loss_between_logs_stops_before_anything_is_written(overrid
     """The loss stays on the device between logs: the check where Trainer saves or ends still finds its first step."""
     nan_loss_from(monkeypatch, bad_step)
     out = tmp_path / "run"
-    assert cli.main(_argv(text_path, out, **overrides)) == cli.EXIT_FAILED
+    assert cli.main(_argv(text_path, out, **overrides)) == exits.EXIT_FAILED
     message = error_line(capsys.readouterr().err, "mlm-bench: run failed: ")
     assert message.startswith(f"training loss is nan at step {bad_step} (learning rate ")
     assert not out.exists()  # no checkpoint was written, so nothing is kept
@@ -231,7 +232,7 @@ def test_ctrl_c_keeps_the_checkpoints_for_resume(text_path, tmp_path, capsys, mo
 
     monkeypatch.setattr(train_module.MlmTrainer, "training_step", interrupted_at_step_5)
     out = tmp_path / "run"
-    assert cli.main(_argv(text_path, out)) == cli.EXIT_INTERRUPTED
+    assert cli.main(_argv(text_path, out)) == exits.EXIT_INTERRUPTED
     captured = capsys.readouterr()
     assert f"run stopped (KeyboardInterrupt): the last complete checkpoint (checkpoint-4) is kept in {out}" in (
         captured.out
@@ -245,7 +246,7 @@ def test_ctrl_c_keeps_the_checkpoints_for_resume(text_path, tmp_path, capsys, mo
 TERMINATE_AT_STEP_5 = """
 import os, signal, sys
 from mlm_bench import cli
-from mlm_bench import train
+from mlm_bench.training import train
 step = train.MlmTrainer.training_step
 def terminated(self, *args, **kwargs):
     if self.state.global_step == 4:
@@ -263,7 +264,7 @@ def test_sigterm_stops_like_ctrl_c_exits_143_and_prints_the_resume_command(text_
     done = subprocess.run(
         [sys.executable, "-c", TERMINATE_AT_STEP_5, *argv], cwd=REPO, env=env, capture_output=True, text=True
     )
-    assert done.returncode == cli.EXIT_TERMINATED, done.stderr[-2000:]
+    assert done.returncode == exits.EXIT_TERMINATED, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     assert f"run stopped (SIGTERM): the last complete checkpoint (checkpoint-4) is kept in {out}" in done.stdout
     command = error_line(done.stderr, "mlm-bench: continue with: ")
@@ -294,7 +295,7 @@ def no_loading(monkeypatch):
 
 
 def _message(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    assert cli.main(argv) == cli.EXIT_USAGE
+    assert cli.main(argv) == exits.EXIT_USAGE
     return error_line(capsys.readouterr().err, "mlm-bench: error: ")
 
 

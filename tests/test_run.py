@@ -11,14 +11,14 @@ import datasets
 import pytest
 from conftest import tiny_bert
 
-from mlm_bench import run as run_module
-from mlm_bench import train as train_module
-from mlm_bench.card import CARD_FILE, CURVE_FILE
 from mlm_bench.config import Settings, preset
+from mlm_bench.data.tokenizer import save_tokenizer
 from mlm_bench.errors import UsageError
-from mlm_bench.results import RESULTS_FILE
-from mlm_bench.run import prepare, run
-from mlm_bench.tokenizer import save_tokenizer
+from mlm_bench.runs import run as run_module
+from mlm_bench.runs.card import CARD_FILE, CURVE_FILE
+from mlm_bench.runs.results import RESULTS_FILE
+from mlm_bench.runs.run import prepare, run
+from mlm_bench.training import train as train_module
 
 
 def test_seed_preset_runs_on_local_save_to_disk_data_and_pretrained_dir(tmp_path: Path, corpus, tokenizer) -> None:

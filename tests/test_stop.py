@@ -10,8 +10,8 @@ import weakref
 
 import pytest
 
-from mlm_bench import stop
 from mlm_bench.errors import Terminated
+from mlm_bench.runs import stop
 
 
 def _own_alarm(signum, frame) -> None:

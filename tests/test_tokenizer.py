@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from mlm_bench.errors import UsageError
-from mlm_bench.tokenizer import (
+from mlm_bench.data.tokenizer import (
     SPECIAL_TOKENS,
     build_tokenizer,
     check_mlm_tokenizer,
@@ -17,6 +16,7 @@ from mlm_bench.tokenizer import (
     save_tokenizer,
     unk_rate,
 )
+from mlm_bench.errors import UsageError
 
 
 def test_vocab_is_every_character_of_the_corpus(tokenizer, corpus) -> None:

@@ -13,15 +13,15 @@ import pytest
 import torch
 from transformers import Trainer, TrainerCallback, default_data_collator
 
-from mlm_bench import train as train_module
-from mlm_bench.collate import build_collator
 from mlm_bench.compat import groups_by_length
 from mlm_bench.config import Settings, preset
-from mlm_bench.contract_training import check_schedule, check_training_progress
+from mlm_bench.contract.training import check_schedule, check_training_progress
+from mlm_bench.data.collate import build_collator
 from mlm_bench.errors import RunError, UsageError
-from mlm_bench.model import build_model, masked_lm_loss
+from mlm_bench.modeling.model import build_model, masked_lm_loss
 from mlm_bench.seeding import seed_everything
-from mlm_bench.train import MlmTrainer, TrainSummary, speed_options, train, training_arguments
+from mlm_bench.training import train as train_module
+from mlm_bench.training.train import MlmTrainer, TrainSummary, speed_options, train, training_arguments
 
 STEPS, WARMUP = 6, 2
 

@@ -8,14 +8,14 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from strategies import GENERATED_BATCHES, MLM_PROBABILITIES, PAD_MULTIPLES, REAL_ROW_PICKS, SEEDS, tokenizer_of_size
 
-from mlm_bench import contract
-from mlm_bench.collate import build_collator
-from mlm_bench.encode import encode
+from mlm_bench.contract import masking as contract
+from mlm_bench.data.collate import build_collator
+from mlm_bench.data.encode import encode
+from mlm_bench.data.wwm import NO_WORD, WORD_IDS, WORDS_COLUMN, batch_word_ids, segment
 from mlm_bench.errors import UsageError
-from mlm_bench.model import build_model
+from mlm_bench.modeling.model import build_model
 from mlm_bench.seeding import seed_everything
-from mlm_bench.train import train
-from mlm_bench.wwm import NO_WORD, WORD_IDS, WORDS_COLUMN, batch_word_ids, segment
+from mlm_bench.training.train import train
 
 PASSES = 5
 

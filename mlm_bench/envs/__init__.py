@@ -1,2 +1,5 @@
 """Python environments for other version sets: the locks of what the suite was verified on, and building an
-environment from one. May import the shared leaves (errors) and the standard library; nothing of the pipeline."""
+environment from one.
+
+May import: errors, compat, seeding, config.
+"""

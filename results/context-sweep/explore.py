@@ -3,12 +3,12 @@ import argparse, math, time, json
 import torch, numpy as np
 from torch.nn import functional as F
 from mlm_bench.config import preset
-from mlm_bench.corpus import load_corpus
-from mlm_bench.tokenizer import build_tokenizer
-from mlm_bench.encode import encode
-from mlm_bench.collate import build_collator
-from mlm_bench.model import build_model, sparse_mlm_loss
-from mlm_bench.evaluate import unigram_log_probs
+from mlm_bench.data.corpus import load_corpus
+from mlm_bench.data.tokenizer import build_tokenizer
+from mlm_bench.data.encode import encode
+from mlm_bench.data.collate import build_collator
+from mlm_bench.modeling.model import build_model, sparse_mlm_loss
+from mlm_bench.training.evaluate import unigram_log_probs
 import datasets; datasets.disable_progress_bars()
 
 p = argparse.ArgumentParser()

@@ -18,20 +18,20 @@ import datasets
 import torch
 from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 
-from mlm_bench import contract
-from mlm_bench.accepted import KEY_PACKAGES, Change, field_changes, record, version_set_key
-from mlm_bench.collate import build_collator
 from mlm_bench.config import preset
-from mlm_bench.corpus import load_corpus
-from mlm_bench.encode import encode
-from mlm_bench.model import build_model
-from mlm_bench.results import versions, write_json_atomic
+from mlm_bench.contract import masking as contract
+from mlm_bench.contract.accepted import KEY_PACKAGES, Change, field_changes, record, version_set_key
+from mlm_bench.data.collate import build_collator
+from mlm_bench.data.corpus import load_corpus
+from mlm_bench.data.encode import encode
+from mlm_bench.data.tokenizer import build_tokenizer
+from mlm_bench.modeling.model import build_model
+from mlm_bench.runs.results import versions, write_json_atomic
 from mlm_bench.seeding import seed_everything
-from mlm_bench.tokenizer import build_tokenizer
-from mlm_bench.train import resolved_optimizer
+from mlm_bench.training.train import resolved_optimizer
 
 FINGERPRINT_DIR = Path("results") / "fingerprints"
-# Reviewed changes between version sets (mlm_bench.accepted), beside the fingerprints.
+# Reviewed changes between version sets (mlm_bench.contract.accepted), beside the fingerprints.
 ACCEPTED = "accepted.json"
 # The inputs: the tests' tiny settings (tests/conftest.py TINY), so the suite can fingerprint its own fixtures. The
 # recipe's masking and BERT's tied embedding are pinned: tuning tiny-zh must not change what a version is keyed on.

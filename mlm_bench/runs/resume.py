@@ -1,5 +1,5 @@
 """Resume: run directories that survive a kill -- claimed under a lock, marked by run.json, resumed only from
-complete checkpoints (mlm_bench.checkpoints)."""
+complete checkpoints (mlm_bench.runs.checkpoints)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from mlm_bench.checkpoints import CHECKPOINTS, checkpoint_step, last_complete_checkpoint, remove_incomplete_checkpoints
+from mlm_bench.runs.checkpoints import CHECKPOINTS, checkpoint_step, last_complete_checkpoint, remove_incomplete_checkpoints
 from mlm_bench.errors import UsageError
-from mlm_bench.results import RESULTS_FILE, file_mode, write_json_atomic
+from mlm_bench.runs.results import RESULTS_FILE, file_mode, write_json_atomic
 
 RUN_FILE = "run.json"  # written when a run starts: marks an mlm-bench run and records what it was started with
 LOCK_FILE = ".lock"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from mlm_bench.results import versions as installed_versions
+from mlm_bench.runs.results import versions as installed_versions
 
 
 @dataclass(frozen=True)

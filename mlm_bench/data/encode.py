@@ -9,8 +9,8 @@ import datasets
 from transformers import PreTrainedTokenizerBase
 
 from mlm_bench.config import Settings
+from mlm_bench.data.wwm import WORD_IDS, WORDS_COLUMN, batch_word_ids
 from mlm_bench.errors import UsageError
-from mlm_bench.wwm import WORD_IDS, WORDS_COLUMN, batch_word_ids
 
 ENCODED_COLUMNS = ["input_ids", "attention_mask", "special_tokens_mask"]
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from mlm_bench.model import IGNORE_INDEX
+from mlm_bench.modeling.model import IGNORE_INDEX
 
 # Chance that one rate check fails on a correct collator; tests divide it among their checks (Bonferroni).
 ALPHA = 1e-6

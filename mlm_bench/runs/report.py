@@ -9,11 +9,11 @@ import datasets
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mlm_bench.config import Settings
-from mlm_bench.corpus import Corpus, is_punctuation_only
-from mlm_bench.encode import count_truncated
-from mlm_bench.results import command_line, device_info, versions
-from mlm_bench.tokenizer import unk_rate
-from mlm_bench.train import TrainSummary
+from mlm_bench.data.corpus import Corpus, is_punctuation_only
+from mlm_bench.data.encode import count_truncated
+from mlm_bench.runs.results import command_line, device_info, versions
+from mlm_bench.data.tokenizer import unk_rate
+from mlm_bench.training.train import TrainSummary
 
 SCHEMA_VERSION = 2
 # Fewer held-out [MASK] positions than this and the accuracy's standard error passes 0.01 (at accuracy 0.3,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlm_bench.errors import UsageError
-from mlm_bench.results import flatten, write_json_atomic
+from mlm_bench.runs.results import flatten, write_json_atomic
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from mlm_bench import defects
+from mlm_bench.contract import defects
 from mlm_bench.errors import UsageError
-from mlm_bench.gate import (
+from mlm_bench.gate.compare import (
     EXIT_INCONCLUSIVE,
     GateResult,
     SpeedChange,

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from mlm_bench.contract import ContractViolation
+from mlm_bench.contract.masking import ContractViolation
 
 
 def check_initial_loss(loss: float, vocab_size: int, tolerance: float = 0.01) -> None:

@@ -270,7 +270,7 @@ def masked_lm_loss(
     gradient accumulation adds up to the full batch's mean on every version.
 
     Trainer's `compute_loss_func`: BertForMaskedLM accepts num_items_in_batch through **kwargs on 5.x but drops it,
-    so its own loss is k times too large under k-step accumulation (mlm_bench.defects, bert-mlm-ga-loss).
+    so its own loss is k times too large under k-step accumulation (mlm_bench.contract.defects, bert-mlm-ga-loss).
     """
     logits = outputs.logits if hasattr(outputs, "logits") else outputs[0]
     if logits.dim() == 2:

@@ -14,8 +14,8 @@ from pathlib import Path
 import datasets
 
 from mlm_bench.config import BUILTIN, Settings
+from mlm_bench.data.hub import is_hub_id
 from mlm_bench.errors import UsageError
-from mlm_bench.hub import is_hub_id
 
 BUILTIN_SOURCE = "peoples-daily-199801"
 _TEXT_SUFFIXES = {".txt", ".text"}

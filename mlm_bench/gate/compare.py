@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from mlm_bench.accepted import field_changes, is_accepted
+from mlm_bench.contract.accepted import field_changes, is_accepted
 from mlm_bench.errors import UsageError
-from mlm_bench.gate_inputs import STATS, BenchmarkRun, TestOutcome
-from mlm_bench.results import flatten
+from mlm_bench.gate.inputs import STATS, BenchmarkRun, TestOutcome
+from mlm_bench.runs.results import flatten
 
 EXIT_OK, EXIT_REGRESSION, EXIT_INCONCLUSIVE = 0, 1, 3
 BOOTSTRAP_RESAMPLES = 2000

@@ -14,9 +14,9 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from mlm_bench.collate import BatchSeededCollator, build_collator
 from mlm_bench.config import Settings
-from mlm_bench.model import IGNORE_INDEX
+from mlm_bench.data.collate import BatchSeededCollator, build_collator
+from mlm_bench.modeling.model import IGNORE_INDEX
 
 # What the model sees at a selected position: [MASK], a random token, or the original token left in place.
 TREATMENTS = ("mask", "random", "kept")

@@ -19,11 +19,11 @@ from transformers import HfArgumentParser, PreTrainedModel, Trainer, TrainerCall
 from transformers.hf_argparser import string_to_bool
 from transformers.integrations import get_available_reporting_integrations, get_reporting_integration_callbacks
 
-from mlm_bench.collate import BatchSeededCollator, cut_rows
 from mlm_bench.compat import sampling_arguments
 from mlm_bench.config import Settings
+from mlm_bench.data.collate import BatchSeededCollator, cut_rows
 from mlm_bench.errors import RunError, UsageError
-from mlm_bench.model import isolate_packed_rows, mark_rows_dynamic, masked_lm_loss, overflow, selecting
+from mlm_bench.modeling.model import isolate_packed_rows, mark_rows_dynamic, masked_lm_loss, overflow, selecting
 
 CUDA_OPTIONS = ("bf16", "tf32", "torch_compile")
 # Keys of the held-out figures logged during training (run.py's periodic eval writes them).

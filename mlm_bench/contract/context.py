@@ -19,14 +19,14 @@ import torch
 from torch.nn import functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from mlm_bench.collate import build_collator
 from mlm_bench.config import Settings
-from mlm_bench.encode import encode
-from mlm_bench.evaluate import unigram_log_probs
-from mlm_bench.model import IGNORE_INDEX, build_model
+from mlm_bench.data.collate import build_collator
+from mlm_bench.data.encode import encode
+from mlm_bench.data.tokenizer import build_tokenizer
+from mlm_bench.modeling.model import IGNORE_INDEX, build_model
 from mlm_bench.seeding import seed_everything
-from mlm_bench.tokenizer import build_tokenizer
-from mlm_bench.train import TrainSummary, train
+from mlm_bench.training.evaluate import unigram_log_probs
+from mlm_bench.training.train import TrainSummary, train
 
 # 16 common characters: the unigram baseline is ln 16 = 2.77 nats, so a model that learned nothing is far off.
 SYMBOLS = "的一是不了人我在有他这中大来上国"

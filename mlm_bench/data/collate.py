@@ -10,7 +10,7 @@ from torch.nn import functional as F
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
 from mlm_bench.config import Settings
-from mlm_bench.wwm import NO_WORD, WORD_IDS
+from mlm_bench.data.wwm import NO_WORD, WORD_IDS
 
 # Placeholder id of a word slot: the library overwrites it with [MASK] or a random id, or leaves it (kept).
 _KEPT = -1
