@@ -50,6 +50,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.option.benchmark_disable_gc = True
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
+    """Benchmarks run in file order (pytest-randomly shuffles only the contract tests: a benchmark's warm-up must not
+    depend on the draw), and a warning is reported, not fatal (pyproject makes warnings errors for tests/ only)."""
+    order = {item: index for index, item in enumerate(items)}
+    yield
+    items.sort(key=order.__getitem__)
+    for item in items:
+        item.add_marker(pytest.mark.filterwarnings("default"))
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("mlm-bench calibration (plants faults; never set in a real comparison)")
     parser.addoption(

@@ -101,7 +101,7 @@ class Settings:
     )
     vocab_size: int | None = _help("Model vocab size when built; None or 0: the tokenizer's size.", default=None)
     hidden_size: int = _help("Hidden size of a built model.", default=128)
-    # One layer learns more context than two or four in the same CPU time (README, context ablation).
+    # One layer learns more context than two or four in the same CPU time (docs/performance.md, context ablation).
     num_hidden_layers: int = _help("Layers of a built model.", default=1)
     num_attention_heads: int = _help("Attention heads of a built model.", default=2)
     intermediate_size: int = _help("Feed-forward size of a built model.", default=512)
@@ -127,10 +127,10 @@ class Settings:
         "without computing the padding.",
         default=False,
     )
-    # Twice the recipe's 0.15: more [MASK] targets per token seen (measured in the README's context ablation).
+    # Twice the recipe's 0.15: more [MASK] targets per token seen (measured in docs/performance.md's context ablation).
     mlm_probability: float = _help("Share of tokens selected for the MLM loss (the recipe's 0.15).", default=0.3)
     # BERT's sequence-length schedule (128 tokens, then 512) scaled down; from scratch it is what gets a small model
-    # off the unigram plateau on whole texts (README, context ablation).
+    # off the unigram plateau on whole texts (docs/performance.md, context ablation).
     short_row_length: int = _help(
         "Train the first short_row_fraction of the steps on rows cut into pieces of this many tokens (the same "
         "tokens and masks per batch), then on whole rows. 0: whole rows throughout.",
@@ -181,7 +181,7 @@ class Settings:
         default=1,
     )
     num_train_epochs: float = _help("Epochs over the train rows (ignored when max_steps > 0).", default=1.0)
-    # Sized so the default run ends in under 3 minutes on 2 CPU cores (README has the measurement).
+    # Sized so the default run ends in under 3 minutes on 2 CPU cores (docs/performance.md has the measurement).
     max_steps: int = _help("Stop after this many optimizer steps; -1: train num_train_epochs.", default=1500)
     # A 1M-parameter model from scratch needs a far higher lr than the library's fine-tuning default 5e-5.
     learning_rate: float = _help("Peak learning rate (the library's default is 5e-5).", default=3e-3)
@@ -334,7 +334,7 @@ _SEED_SHAPE: dict[str, Any] = {
     "intermediate_size": 3072,
     "packing": True,
 }
-# The recipe's waste removed, each part its own setting (README "Fast preset" has the measured speedup of each).
+# The recipe's waste removed, each part its own setting (docs/performance.md, "Fast preset": each one's speedup).
 _FAST: dict[str, Any] = {
     "packing": False,
     "flatten": True,

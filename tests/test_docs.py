@@ -1,11 +1,17 @@
-"""The tree keeps its own rules: the README's module map names every module of mlm_bench/ and nothing else, and no
-function runs over 60 lines."""
+"""The tree keeps its own rules: the design doc's module map names every module of mlm_bench/ and nothing else, no
+function runs over 60 lines, the README stays short and every link in the docs resolves, and the README's tour runs."""
 
 from __future__ import annotations
 
 import ast
 import re
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,11 +25,11 @@ def map_rows(readme: str) -> set[str]:
 
 
 def test_the_module_map_matches_the_tree() -> None:
-    """Every module, in folders too (`envs.lock`), and no package `__init__`."""
+    """Every module, in folders too (`envs.lock`), and no package `__init__`, in docs/design.md's map."""
     package = ROOT / "mlm_bench"
     modules = {".".join(p.relative_to(package).with_suffix("").parts) for p in package.rglob("*.py")}
     modules = {name for name in modules if name != "__init__" and not name.endswith(".__init__")}
-    assert map_rows((ROOT / "README.md").read_text(encoding="utf-8")) == modules
+    assert map_rows((ROOT / "docs" / "design.md").read_text(encoding="utf-8")) == modules
 
 
 MAX_FUNCTION_LINES = 60
@@ -49,3 +55,65 @@ def test_the_length_check_sees_a_long_function() -> None:
     """Test of the test above."""
     body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
     assert long_functions(f"def f():\n{body}", "m.py") == ["m.py:f (61 lines)"]
+
+
+DOCS = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+README_LINES = 150
+
+
+def anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#+ (.+)$", markdown, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def broken_links(path: Path) -> list[str]:
+    """Relative links in `path` whose file, or whose heading anchor, does not exist."""
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text(encoding="utf-8")):
+        if target.startswith(("http://", "https://")):
+            continue
+        file, _, anchor = target.partition("#")
+        linked = (path.parent / file).resolve() if file else path
+        if not linked.exists() or (anchor and anchor not in anchors(linked.read_text(encoding="utf-8"))):
+            broken.append(f"{path.name}: {target}")
+    return broken
+
+
+def test_the_readme_is_short_and_every_doc_link_resolves() -> None:
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= README_LINES
+    assert [b for path in DOCS for b in broken_links(path)] == []
+
+
+def test_the_link_check_sees_a_missing_file_and_a_missing_heading(tmp_path: Path) -> None:
+    """Test of the test above."""
+    page = tmp_path / "page.md"
+    page.write_text("# Title\n[a](page.md#title) [b](gone.md) [c](page.md#nowhere) [d](https://x.org/y)\n")
+    assert broken_links(page) == ["page.md: gone.md", "page.md: page.md#nowhere"]
+
+
+def tour_commands() -> list[list[str]]:
+    """The `mlm-bench ...` lines of the README's tour, as argument lists."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    tour = readme[readme.index("## A tour") : readme.index("## Documentation")]
+    return [shlex.split(line.strip())[1:] for line in tour.splitlines() if line.startswith("    mlm-bench ")]
+
+
+def tiny(command: list[str], scratch: Path) -> list[str]:
+    """A tour command made quick: 20 training steps, and nothing written into the checkout."""
+    if command[0] == "run":
+        return [*command, "--max_steps", "20", "--output-dir", str(scratch / "run"), "--force"]
+    return command
+
+
+@pytest.mark.slow
+def test_the_readmes_tour_runs(tmp_path: Path) -> None:
+    """Each tour command, in a tiny variant, run where the committed results are copied (nothing of the checkout
+    is written), exits 0."""
+    commands = tour_commands()
+    assert [c[0] for c in commands] == ["run", "fingerprint", "gate"]
+    shutil.copytree(ROOT / "results", tmp_path / "results")
+    for command in commands:
+        done = subprocess.run([sys.executable, "-m", "mlm_bench", *tiny(command, tmp_path)], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, f"{command}: {done.stderr[-2000:]}"

@@ -127,7 +127,8 @@ def test_two_runs_at_once_do_not_interfere(tmp_path, corpus, monkeypatch):
     )
     monkeypatch.setattr(run_module, "claim", claim_together(run_module.claim, runs.split(",")))
     assert cli.main([*argv, str(outs[0])]) == 0
-    assert second.wait(timeout=300) == 0, second.stderr.read()[-2000:]
+    _, errors = second.communicate(timeout=300)  # reads stderr to the end and closes it
+    assert second.returncode == 0, errors[-2000:]
     first, other = (json.loads((out / RESULTS_FILE).read_text(encoding="utf-8")) for out in outs)
     assert first["train"]["loss_curve"] == other["train"]["loss_curve"]
     assert first["eval"] == other["eval"]

@@ -128,7 +128,7 @@ def context_verdict(ev: dict[str, Any], eval_set: dict[str, Any]) -> str:
     if not gain > NO_CONTEXT_SIGMAS * error:  # also when either is NaN (no [MASK]ed token, or a single text)
         return (
             f"NO CONTEXT LEARNED: context gain {gain:+.3f} {spread} nats over {where}; at [MASK] the model "
-            "predicts no better than token frequencies (train longer, or see the README's context ablation)"
+            "predicts no better than token frequencies (train longer; docs/performance.md has the ablation)"
         )
     return (
         f"context gain {gain:+.3f} {spread} nats over {where} (model {at_mask['loss']:.3f} vs unigram "

@@ -36,7 +36,7 @@ EVAL_TEXTS = 512
 TEXT_COLUMN = "completion"
 
 # Every learning setting pinned here, so tiny-zh's tuning never moves the workload. Measured (CPU, 1 thread): 400
-# steps take ~4 s and end at 0.011-0.017 nats at [MASK] for seeds 0-9 on transformers 4.57 and 5.x (README).
+# steps take ~4 s and end at 0.011-0.017 nats at [MASK] for seeds 0-9 on 4.57 and 5.x (docs/performance.md).
 WORKLOAD = Settings(
     preset="context-copy",
     dataset="synthetic copy task",

@@ -29,7 +29,7 @@ BOOTSTRAP_RESAMPLES = 2000
 @dataclass(frozen=True)
 class Thresholds:
     """When a difference counts: a slowdown whose confidence interval clears the threshold, a loss or metric change
-    beyond tolerance (README, "Calibration", has the measurements behind each default)."""
+    beyond tolerance (docs/gate.md, "What the gate's defaults rest on", has the measurements behind each default)."""
 
     # results/calibration: at 7% on the median, 0 of 20 same-environment pairs flagged idle and 0 of 20 beside a
     # CPU hog, while planted 20% collator and 10% forward slowdowns were caught 5 of 5 times each.
