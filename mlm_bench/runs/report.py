@@ -11,8 +11,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from mlm_bench.config import Settings
 from mlm_bench.data.corpus import Corpus, is_punctuation_only
 from mlm_bench.data.encode import count_truncated
-from mlm_bench.runs.results import command_line, device_info, versions
 from mlm_bench.data.tokenizer import unk_rate
+from mlm_bench.runs.results import command_line, device_info, versions
 from mlm_bench.training.train import TrainSummary
 
 SCHEMA_VERSION = 2

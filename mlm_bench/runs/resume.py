@@ -13,8 +13,13 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from mlm_bench.runs.checkpoints import CHECKPOINTS, checkpoint_step, last_complete_checkpoint, remove_incomplete_checkpoints
 from mlm_bench.errors import UsageError
+from mlm_bench.runs.checkpoints import (
+    CHECKPOINTS,
+    checkpoint_step,
+    last_complete_checkpoint,
+    remove_incomplete_checkpoints,
+)
 from mlm_bench.runs.results import RESULTS_FILE, file_mode, write_json_atomic
 
 RUN_FILE = "run.json"  # written when a run starts: marks an mlm-bench run and records what it was started with

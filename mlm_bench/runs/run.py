@@ -16,24 +16,24 @@ import torch
 from accelerate import PartialState
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from mlm_bench.runs import stop
-from mlm_bench.runs.card import write_card
-from mlm_bench.data.collate import build_collator
 from mlm_bench.config import Settings
+from mlm_bench.data.collate import build_collator
 from mlm_bench.data.corpus import Corpus, distinct_texts_needed, load_corpus
 from mlm_bench.data.encode import encode
-from mlm_bench.errors import Interrupted, RunError, Terminated, UsageError
-from mlm_bench.training.evaluate import EvalSet, build_eval_set, eval_settings, evaluate_mlm, unigram_log_probs
 from mlm_bench.data.hub import check_hub
-from mlm_bench.training.infer import cloze_sentences, fill_mask, fill_mask_pipeline
+from mlm_bench.data.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
+from mlm_bench.data.wwm import WORD_IDS
+from mlm_bench.errors import Interrupted, RunError, Terminated, UsageError
 from mlm_bench.modeling.model import build_model, check_compatible, load_model
+from mlm_bench.runs import stop
+from mlm_bench.runs.card import write_card
 from mlm_bench.runs.report import build_results
 from mlm_bench.runs.results import RESULTS_FILE, command_line, versions, write_json_atomic
 from mlm_bench.runs.resume import RunDir, claim, follow, preflight, publish, staging_dir
 from mlm_bench.seeding import seed_everything
-from mlm_bench.data.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer
+from mlm_bench.training.evaluate import EvalSet, build_eval_set, eval_settings, evaluate_mlm, unigram_log_probs
+from mlm_bench.training.infer import cloze_sentences, fill_mask, fill_mask_pipeline
 from mlm_bench.training.train import EVAL_PREFIX, check_training_arguments, speed_options, train
-from mlm_bench.data.wwm import WORD_IDS
 
 logger = logging.getLogger(__name__)
 
