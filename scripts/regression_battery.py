@@ -100,11 +100,9 @@ def forward(self, *args, **kwargs):
     return out
 m.BertForMaskedLM.forward = forward
 """,
-    "self-attention made causal (sdpa)": f"""
-import sys
-sys.path.insert(0, {str(ROOT / "tests")!r})
+    "self-attention made causal (sdpa)": """
 import torch
-from breakers import causal
+from mlm_bench.testing.breakers import causal
 torch.nn.functional.scaled_dot_product_attention = causal(torch.nn.functional.scaled_dot_product_attention)
 """,
     "collator masks special and padding tokens (transformers#11155)": """

@@ -1,6 +1,7 @@
-"""The breaker plugin (tests/breakers.py): a test of a test whose breaker is never called is a skip that names it
-(a failure when the breaker is required, or when the test raised a real error); one whose breaker is called keeps
-its own outcome. Run under xdist (-n 1), as the suite runs, so the rewritten reports cross a worker's boundary."""
+"""The breaker plugin (mlm_bench/testing/breakers.py): a test of a test whose breaker is never called is a skip
+that names it (a failure when the breaker is required, or when the test raised a real error); one whose breaker
+is called keeps its own outcome. Run under xdist (-n 1), as the suite runs, so the rewritten reports cross a
+worker's boundary."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-import breakers
+from mlm_bench.testing import breakers
 
 SELF_TESTS = """
 import json
@@ -52,10 +53,10 @@ def test_unreached_with_an_error(breakers):
 
 def test_unreached_breaker_skips_naming_it_and_reached_ones_keep_their_outcome(tmp_path: Path) -> None:
     (tmp_path / "test_self.py").write_text(textwrap.dedent(SELF_TESTS), encoding="utf-8")
-    plugin_dir = str(Path(breakers.__file__).parent)
+    plugin = breakers.__name__
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "breakers", "-p", "no:cacheprovider", "-rfs", "-n", "1", "test_self.py"],
-        cwd=tmp_path, env={"PYTHONPATH": plugin_dir, "PATH": ""}, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "pytest", "-p", plugin, "-p", "no:cacheprovider", "-p", "no:randomly", "-rfs", "-n", "1",
+         "test_self.py"], cwd=tmp_path, env={"PATH": ""}, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert "3 failed, 1 passed, 1 skipped" in run.stdout, run.stdout[-3000:]
     assert "FAILED test_self.py::test_reached_and_missed" in run.stdout

@@ -4,29 +4,24 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import given
-from hypothesis import settings as hypothesis_settings
-from strategies import (
-    GENERATED_BATCHES,
-    MLM_PROBABILITIES,
-    PAD_MULTIPLES,
-    REAL_ROW_PICKS,
-    SEEDS,
-    tokenizer_of_size,
-)
 
 from mlm_bench.contract import masking as contract
 from mlm_bench.data import collate
 from mlm_bench.data.collate import FlatteningCollator, MlmCollator, build_collator, cut_rows
 from mlm_bench.data.tokenizer import unk_rate
+from mlm_bench.testing.strategies import (
+    GENERATED_BATCHES,
+    MLM_PROBABILITIES,
+    PAD_MULTIPLES,
+    REAL_ROW_PICKS,
+    SEEDS,
+    example_alpha,
+    tokenizer_of_size,
+)
 
 # Passes of seeded masking over the held-out rows: ~22k eligible tokens, ~3.3k selected, enough that selecting
 # at 0.20 instead of 0.15, or splitting 90/5/5 instead of 80/10/10, lands far outside the 1e-6 intervals.
 POOLED_PASSES = 5
-
-
-def example_alpha(checks: int) -> float:
-    """Per-check false-alarm probability that keeps a whole hypothesis test at ALPHA (Bonferroni over examples)."""
-    return contract.ALPHA / (hypothesis_settings.default.max_examples * checks)
 
 
 def pooled_counts(tokenizer, rows, settings) -> contract.MaskCounts:

@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import datasets
 import pytest
 import torch
-from conftest import error_line, tiny_bert
 
 from mlm_bench import cli
 from mlm_bench.cli import exits
@@ -24,6 +23,7 @@ from mlm_bench.modeling.model import load_model
 from mlm_bench.runs import run as run_module
 from mlm_bench.runs.checkpoints import checkpoints, is_complete
 from mlm_bench.runs.run import run
+from mlm_bench.testing.helpers import error_line, tiny_bert
 
 REPO = Path(__file__).resolve().parents[1]
 

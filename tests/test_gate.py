@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gate_files import LOSSES, bench, runs, verdict
 
 from mlm_bench.errors import UsageError
 from mlm_bench.gate import compare as gate
 from mlm_bench.gate import inputs as gate_inputs
 from mlm_bench.gate import report as gate_report
+from mlm_bench.testing.gate_files import LOSSES, bench, runs, verdict
 
 
 def test_identical_runs_pass(tmp_path: Path):

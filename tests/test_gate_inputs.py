@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from gate_files import bench, write
 
 from mlm_bench.cli import main
 from mlm_bench.gate import inputs as gate_inputs
+from mlm_bench.testing.gate_files import bench, write
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from gate_files import LOSSES, bench, verdict, write
 
 from mlm_bench.gate import report as gate_report
+from mlm_bench.testing.gate_files import LOSSES, bench, verdict, write
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import tiny_bert
-
+from mlm_bench.testing.helpers import tiny_bert
 from mlm_bench.training.infer import cloze_sentences, fill_mask, fill_mask_pipeline
 
 

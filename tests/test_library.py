@@ -3,8 +3,9 @@ training-loop invariants the recipe relies on. Where a registered upstream defec
 one on the installed versions, its test is a strict xfail: it must fail there, and passes everywhere else.
 
 Each check is shown failing on a library broken on purpose (a breaker the test of the test plants through the
-`breakers` fixture, tests/breakers.py): a breaker the installed versions never call makes its test a skip that
-names it, and every check keeps a breaker that public, version-stable code calls (Trainer and Accelerator methods).
+`breakers` fixture, mlm_bench/testing/breakers.py): a breaker the installed versions never call makes its test a
+skip that names it, and every check keeps a breaker that public, version-stable code calls (Trainer and
+Accelerator methods).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import datasets
 import pytest
 import torch
 from accelerate import Accelerator
-from conftest import known_defect, tiny_bert
 from transformers import (
     BertForMaskedLM,
     DataCollatorForLanguageModeling,
@@ -30,6 +30,7 @@ from transformers import (
 from transformers.models.bert import modeling_bert
 
 from mlm_bench.data.collate import MlmCollator
+from mlm_bench.testing.helpers import known_defect, tiny_bert
 from mlm_bench.training.train import resolved_optimizer
 
 VOCAB, LENGTH, ROWS, LABELS_PER_ROW = 40, 16, 64, 3

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_bert
 from torch._dynamo.backends.common import aot_autograd
 from torch._dynamo.utils import counters
 from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
@@ -38,6 +37,7 @@ from mlm_bench.modeling.model import (
     sparse_mlm_loss,
 )
 from mlm_bench.seeding import seed_everything
+from mlm_bench.testing.helpers import tiny_bert
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import tiny_cli_args
 from transformers import DataCollatorForLanguageModeling
 
 from mlm_bench import cli
@@ -25,6 +24,7 @@ from mlm_bench.data.tokenizer import build_tokenizer
 from mlm_bench.runs import run as run_module
 from mlm_bench.runs.results import RESULTS_FILE, write_json_atomic
 from mlm_bench.runs.run import run
+from mlm_bench.testing.helpers import tiny_cli_args
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import error_line, tiny_cli_args
 from safetensors.torch import load_file
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -24,6 +23,7 @@ from mlm_bench.runs import run as run_module
 from mlm_bench.runs.checkpoints import CHECKPOINTS, checkpoints, is_complete, last_complete_checkpoint
 from mlm_bench.runs.results import RESULTS_FILE
 from mlm_bench.runs.resume import RUN_FILE, claim, preflight, publish, staging_dir
+from mlm_bench.testing.helpers import error_line, tiny_cli_args
 from mlm_bench.training import train as train_module
 
 REPO = Path(__file__).resolve().parents[1]

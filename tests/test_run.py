@@ -9,7 +9,6 @@ from pathlib import Path
 
 import datasets
 import pytest
-from conftest import tiny_bert
 
 from mlm_bench.config import Settings, preset
 from mlm_bench.data.tokenizer import save_tokenizer
@@ -18,6 +17,7 @@ from mlm_bench.runs import run as run_module
 from mlm_bench.runs.card import CARD_FILE, CURVE_FILE
 from mlm_bench.runs.results import RESULTS_FILE
 from mlm_bench.runs.run import prepare, run
+from mlm_bench.testing.helpers import tiny_bert
 from mlm_bench.training import train as train_module
 
 

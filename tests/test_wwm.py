@@ -5,8 +5,6 @@ from __future__ import annotations
 import datasets
 import pytest
 from hypothesis import given
-from hypothesis import settings as hypothesis_settings
-from strategies import GENERATED_BATCHES, MLM_PROBABILITIES, PAD_MULTIPLES, REAL_ROW_PICKS, SEEDS, tokenizer_of_size
 
 from mlm_bench.contract import masking as contract
 from mlm_bench.data.collate import build_collator
@@ -15,35 +13,36 @@ from mlm_bench.data.wwm import NO_WORD, WORD_IDS, WORDS_COLUMN, batch_word_ids, 
 from mlm_bench.errors import UsageError
 from mlm_bench.modeling.model import build_model
 from mlm_bench.seeding import seed_everything
+from mlm_bench.testing import strategies
 from mlm_bench.training.train import train
 
 PASSES = 5
-
-
-def example_alpha(checks: int) -> float:
-    """Per-check false-alarm probability that keeps a whole hypothesis test at ALPHA (Bonferroni over examples)."""
-    return contract.ALPHA / (hypothesis_settings.default.max_examples * checks)
 
 
 def check_words(collator, examples, tokenizer, p, pad_to_multiple_of=None) -> contract.WordCounts:
     """The per-batch token contract plus whole words on one batch; its rates at a per-example alpha."""
     batch, ref = contract.check_contract(collator, examples, tokenizer, pad_to_multiple_of)
     counts = contract.check_whole_words(batch, ref, tokenizer.mask_token_id)
-    contract.check_word_rates(counts, p, len(tokenizer), example_alpha(1))
+    contract.check_word_rates(counts, p, len(tokenizer), strategies.example_alpha(1))
     return counts
 
 
-@given(generated=GENERATED_BATCHES, seed=SEEDS, pad_to_multiple_of=PAD_MULTIPLES, p=MLM_PROBABILITIES)
+@given(
+    generated=strategies.GENERATED_BATCHES,
+    seed=strategies.SEEDS,
+    pad_to_multiple_of=strategies.PAD_MULTIPLES,
+    p=strategies.MLM_PROBABILITIES,
+)
 def test_whole_words_on_generated_batches(tiny_settings, generated, seed, pad_to_multiple_of, p):
     """On generated batches with random segmentations: every word is selected entirely or not at all, specials
     and padding never are, labels are the original ids, and word and token rates are within their bounds."""
-    tokenizer = tokenizer_of_size(generated.vocab_size)
+    tokenizer = strategies.tokenizer_of_size(generated.vocab_size)
     settings = tiny_settings.replace(mask="wwm", mlm_probability=p, pad_to_multiple_of=pad_to_multiple_of)
     examples = generated.examples(special_mask=True, words=True)
     check_words(build_collator(tokenizer, settings, seed=seed), examples, tokenizer, p, pad_to_multiple_of)
 
 
-@given(picks=REAL_ROW_PICKS, seed=SEEDS)
+@given(picks=strategies.REAL_ROW_PICKS, seed=strategies.SEEDS)
 def test_whole_words_on_real_rows(tokenizer, wwm_rows, tiny_settings, picks, seed):
     """On People's Daily rows with gold segmentation, packed: the same whole-word properties."""
     examples = [dict(wwm_rows[i % len(wwm_rows)]) for i in picks]

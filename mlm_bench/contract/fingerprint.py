@@ -33,8 +33,9 @@ from mlm_bench.training.train import resolved_optimizer
 FINGERPRINT_DIR = Path("results") / "fingerprints"
 # Reviewed changes between version sets (mlm_bench.contract.accepted), beside the fingerprints.
 ACCEPTED = "accepted.json"
-# The inputs: the tests' tiny settings (tests/conftest.py TINY), so the suite can fingerprint its own fixtures. The
-# recipe's masking and BERT's tied embedding are pinned: tuning tiny-zh must not change what a version is keyed on.
+# The inputs: the tests' tiny settings (mlm_bench.testing.helpers.TINY), so the suite can fingerprint its own
+# fixtures. The recipe's masking and BERT's tied embedding are pinned: tuning tiny-zh must not change what a
+# version is keyed on.
 SETTINGS = preset(
     "tiny-zh",
     max_length=64,

@@ -9,7 +9,7 @@ version set (public, version-stable code, or our own): never called, it fails th
 breakers below are planted by tests/test_context.py and injected into whole test runs by the regression battery
 (scripts/regression_battery.py).
 
-Loaded as a pytest plugin (tests/conftest.py imports the fixture and the hook; `pytest -p breakers` elsewhere).
+A pytest plugin: `pytest -p mlm_bench.testing.breakers` (the suite's pyproject addopts load it).
 """
 
 from __future__ import annotations

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from transformers import PreTrainedTokenizerFast
 
+from mlm_bench.contract.masking import ALPHA
 from mlm_bench.data.tokenizer import SPECIAL_TOKENS, build_tokenizer
 from mlm_bench.data.wwm import NO_WORD
 
@@ -87,3 +89,8 @@ MLM_PROBABILITIES = st.sampled_from([0.15, 0.3, 0.5])
 GENERATED_BATCHES = st.tuples(VOCAB_SIZES, ROW_LENGTHS, SEEDS).map(lambda args: _make_batch(*args))
 # Indices into a fixture's rows, taken modulo its length (the fixture's size is unknown here).
 REAL_ROW_PICKS = st.lists(st.integers(min_value=0, max_value=2**16), min_size=1, max_size=16)
+
+
+def example_alpha(checks: int) -> float:
+    """Per-check false-alarm probability that keeps a whole hypothesis test at ALPHA (Bonferroni over examples)."""
+    return ALPHA / (hypothesis_settings.default.max_examples * checks)

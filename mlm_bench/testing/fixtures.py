@@ -1,0 +1,84 @@
+"""The pytest fixtures of the builtin corpus: tiny settings, the corpus, its tokenizer and encoded rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlm_bench.config import Settings, preset
+from mlm_bench.data.corpus import Corpus, load_corpus
+from mlm_bench.data.encode import encode
+from mlm_bench.data.tokenizer import build_tokenizer
+from mlm_bench.testing.helpers import TINY, split_texts, tiny_cli_args
+
+
+@pytest.fixture(scope="session")
+def tiny_settings() -> Settings:
+    """tiny-zh shrunk to a 1-layer, 32-wide model and 4 steps."""
+    return preset("tiny-zh", **TINY)
+
+
+@pytest.fixture(scope="session")
+def corpus(tiny_settings: Settings) -> Corpus:
+    """The builtin corpus, split as every run splits it, its held-out side cut to tiny_settings' 40 texts (the
+    benchmarks' own fixture keeps 1,000)."""
+    return load_corpus(tiny_settings)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(corpus: Corpus):
+    """The char-level tokenizer built from the builtin corpus' train rows."""
+    return build_tokenizer(list(corpus.train[corpus.text_column]), model_max_length=64)
+
+
+@pytest.fixture(scope="session")
+def heldout_rows(corpus: Corpus, tokenizer, tiny_settings: Settings):
+    """Held-out rows encoded (packed, 64 tokens) as training encodes them."""
+    return encode(corpus.heldout, corpus.text_column, tokenizer, tiny_settings)
+
+
+@pytest.fixture(scope="session")
+def unpacked_rows(corpus: Corpus, tokenizer, tiny_settings: Settings):
+    """Up to 200 held-out rows encoded the recipe's way: truncated, unpacked, variable length."""
+    rows = corpus.heldout.select(range(min(200, len(corpus.heldout))))
+    return encode(rows, corpus.text_column, tokenizer, tiny_settings.replace(packing=False))
+
+
+@pytest.fixture(scope="session")
+def wwm_unpacked_rows(corpus: Corpus, tokenizer, tiny_settings: Settings):
+    """Up to 200 held-out rows encoded unpacked, with word ids from the corpus' gold segmentation."""
+    rows = corpus.heldout.select(range(min(200, len(corpus.heldout))))
+    return encode(rows, corpus.text_column, tokenizer, tiny_settings.replace(packing=False, mask="wwm"))
+
+
+@pytest.fixture(scope="session")
+def wwm_rows(corpus: Corpus, tokenizer, tiny_settings: Settings):
+    """Held-out rows packed as training packs them, with word ids from the corpus' gold segmentation."""
+    return encode(corpus.heldout, corpus.text_column, tokenizer, tiny_settings.replace(mask="wwm"))
+
+
+@pytest.fixture
+def text_file(tmp_path: Path, corpus: Corpus) -> Path:
+    """300 builtin rows as a plain-text file, one row per line."""
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(corpus.train[corpus.text_column][:300]), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def run_argv(text_file: Path):
+    """Builds `mlm-bench run` arguments: the tiny model on `text_file`, into a given directory."""
+
+    def argv(output_dir: Path, *extra: str, **overrides: object) -> list[str]:
+        # 300 rows hold out ~15 at the default 5%: too few to pack one 64-token row.
+        flags = tiny_cli_args(**{"dataset": text_file, "heldout_fraction": 0.2, **overrides})
+        return ["run", *flags, "--output-dir", str(output_dir), *extra]
+
+    return argv
+
+
+@pytest.fixture(scope="session")
+def texts_in():
+    """Splits a batch, padded or flattened, into its texts (see helpers.split_texts)."""
+    return split_texts
