@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from mlm_bench.testing import breakers
 
 SELF_TESTS = """
@@ -51,6 +53,7 @@ def test_unreached_with_an_error(breakers):
 """
 
 
+@pytest.mark.slow  # a second process (pyproject: slow tests run on their own)
 def test_unreached_breaker_skips_naming_it_and_reached_ones_keep_their_outcome(tmp_path: Path) -> None:
     (tmp_path / "test_self.py").write_text(textwrap.dedent(SELF_TESTS), encoding="utf-8")
     plugin = breakers.__name__

@@ -40,6 +40,7 @@ def _cli(*args: str, env: dict[str, str] = OFFLINE) -> subprocess.CompletedProce
     )
 
 
+@pytest.mark.slow  # a second process (pyproject: slow tests run on their own)
 def test_run_writes_a_run_that_another_process_can_fill_masks_with(tmp_path: Path, text_file: Path) -> None:
     out = tmp_path / "run"
     done = _cli("run", "--dataset", str(text_file), "--heldout_fraction", "0.2", *TINY_ARGS, "--output-dir", str(out))

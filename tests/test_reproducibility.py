@@ -110,6 +110,7 @@ sys.exit(cli.main(sys.argv[2:]))
 """
 
 
+@pytest.mark.slow  # a second process (pyproject: slow tests run on their own)
 def test_two_runs_at_once_do_not_interfere(tmp_path, corpus, monkeypatch):
     """Two processes on one save_to_disk corpus, into two directories, at once: both get the lone run's result."""
     data = tmp_path / "saved"

@@ -93,6 +93,7 @@ def _same_weights(run_dir: Path, reference: Path) -> bool:
     return weights.keys() == expected.keys() and all((weights[k] == expected[k]).all() for k in expected)
 
 
+@pytest.mark.slow  # a second process (pyproject: slow tests run on their own)
 def test_killed_run_resumes_to_the_uninterrupted_result(finished, text_path, tmp_path, capsys):
     out = tmp_path / "run"
     _killed_while_saving(text_path, out)
@@ -145,6 +146,7 @@ def resumed_with_workers(killed: Path, text_path: Path, tmp_path: Path, finished
     return resumed["train"]["loss_curve"] == _results(finished)["train"]["loss_curve"], _same_weights(out, finished)
 
 
+@pytest.mark.slow  # a second process (pyproject: slow tests run on their own)
 def test_killed_run_with_dataloader_workers_resumes_to_the_uninterrupted_result(
     killed_with_workers, finished, text_path, tmp_path
 ):
@@ -153,6 +155,7 @@ def test_killed_run_with_dataloader_workers_resumes_to_the_uninterrupted_result(
     assert resumed_with_workers(killed_with_workers, text_path, tmp_path, finished) == (True, True)
 
 
+@pytest.mark.slow  # a second process (pyproject: slow tests run on their own)
 def test_worker_resume_check_fails_when_the_resume_offset_is_lost(
     killed_with_workers, finished, text_path, tmp_path, monkeypatch
 ):
@@ -257,6 +260,7 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # a second process (pyproject: slow tests run on their own)
 def test_sigterm_stops_like_ctrl_c_exits_143_and_prints_the_resume_command(text_path, tmp_path):
     out = tmp_path / "run"
     argv = _argv(text_path, out)
