@@ -5,7 +5,7 @@ the environments', not the minute's. Each environment's runs are merged into one
 benchmark, the per-round times of all its runs pooled and the statistics the gate reads recomputed; the learning
 values come from the first run (they are fixed by the seed).
 
-    python scripts/interleave.py .tox/tf4/bin/python .tox/tf5/bin/python --repeat 3 --out runs/matrix/interleaved
+    python -m mlm_bench.gate.interleave .tox/tf4/bin/python .tox/tf5/bin/python --repeat 3 --out runs/matrix/interleaved
     mlm-bench gate runs/matrix/interleaved/base.json runs/matrix/interleaved/new.json
 
 Every call measures afresh: an --out that already holds runs is refused, so nothing earlier is merged as new.
@@ -21,7 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+# Run from a checkout: the benchmarks are the checkout's, not the package's.
+BENCHMARKS = Path("benchmarks") / "test_cpu.py"
 THROUGHPUTS = ("samples_per_second", "tokens_per_second", "nonpad_tokens_per_second")
 
 
@@ -56,9 +57,11 @@ def main() -> int:
     parser.add_argument("base_python", help="Interpreter of the old environment.")
     parser.add_argument("new_python", help="Interpreter of the new environment.")
     parser.add_argument("--repeat", type=int, default=3, help="Runs per environment, alternating.")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "matrix" / "interleaved")
+    parser.add_argument("--out", type=Path, default=Path("runs") / "matrix" / "interleaved")
     parser.add_argument("--select", default="", help="pytest -k of the benchmarks to run.")
     args = parser.parse_args()
+    if not BENCHMARKS.is_file():
+        parser.error(f"{BENCHMARKS} not found here: run from a checkout of mlm-bench")
     if args.out.exists() and any(args.out.iterdir()):
         parser.error(f"{args.out} already holds files: remove it, or pass an empty --out")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -67,11 +70,11 @@ def main() -> int:
         for side, python in (("base", args.base_python), ("new", args.new_python)):
             path = args.out / f"{side}-{i}.json"
             files[side].append(path)
-            cmd = [python, "-m", "pytest", "benchmarks/test_cpu.py", "-q", f"--benchmark-json={path}"]
+            cmd = [python, "-m", "pytest", str(BENCHMARKS), "-q", f"--benchmark-json={path}"]
             cmd += ["-k", args.select] if args.select else []
             print("$", " ".join(cmd), flush=True)
             env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-            subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
     for side, paths in files.items():
         (args.out / f"{side}.json").write_text(json.dumps(merged(paths)), encoding="utf-8")
         print(f"wrote {args.out / f'{side}.json'} ({len(paths)} runs merged)")

@@ -7,7 +7,7 @@ busy-looping processes run beside them, and once with the learning rate halved. 
 of clean runs of each set (any slower or learning verdict is a false alarm; inconclusive is not) and clean run i
 against planted run i (a miss is a failure to detect), for each setting in the grid.
 
-    python scripts/calibrate_gate.py --runs 5 --out results/calibration
+    python -m mlm_bench.gate.calibration --runs 5 --out results/calibration    # from a checkout
 """
 
 from __future__ import annotations
@@ -22,13 +22,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from interleave import merged  # noqa: E402  (this script's own directory)
-
-from mlm_bench.gate.compare import Thresholds, compare, short_name  # noqa: E402
-from mlm_bench.gate.inputs import BenchmarkRun, load_run  # noqa: E402
+from mlm_bench.gate.compare import Thresholds, compare, short_name
+from mlm_bench.gate.inputs import BenchmarkRun, load_run
+from mlm_bench.gate.interleave import BENCHMARKS, merged
 
 # Planted faults and the benchmark each must be caught on (by its name's start).
 PLANTS = {
@@ -43,11 +39,11 @@ def run_benchmarks(python: str, out: Path, extra: list[str], select: str) -> Pat
     """One `pytest benchmarks/test_cpu.py` run into out (skipped when out already exists, so analysis can be redone)."""
     if out.exists():
         return out
-    cmd = [python, "-m", "pytest", "benchmarks/test_cpu.py", "-q", f"--benchmark-json={out}", *extra]
+    cmd = [python, "-m", "pytest", str(BENCHMARKS), "-q", f"--benchmark-json={out}", *extra]
     if select:
         cmd += ["-k", select]
     print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True, stdout=subprocess.DEVNULL)
     return out
 
 
@@ -156,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="Runs per set (>= 2).")
     parser.add_argument("--hogs", type=int, default=1, help="Busy-looping processes beside the loaded runs.")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "calibration")  # results/ only by hand
+    parser.add_argument("--out", type=Path, default=Path("runs") / "calibration")  # results/ only by hand
     parser.add_argument("--python", default=sys.executable, help="Interpreter of the environment to calibrate.")
     parser.add_argument("--thresholds", default="0.03,0.05,0.1", help="Comma-separated slowdown thresholds.")
     parser.add_argument("--stats", default="median,min", help="Comma-separated timing statistics.")
@@ -166,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
         "(the default leaves out the two-round training runs, which are shown but never gated)."
     )  # fmt: skip
     parser.add_argument(
-        "--pool", type=int, default=1, help="Processes per run, alternated and merged (scripts/interleave.py's mode)."
+        "--pool", type=int, default=1, help="Processes per run, alternated and merged (as the interleave module does)."
     )
     parser.add_argument("--note", default="", help="Machine conditions to print in the summary.")
     return parser
