@@ -127,7 +127,7 @@ for variant in packed fast; do
 done
 
 # --- 4. the fingerprint of these versions (a new version set has none stored: the file comes back for review) -----
-cp -r results/fingerprints "$WORK/fingerprints"
+cp -r mlm_bench/contract/fingerprints "$WORK/fingerprints"
 step fingerprint 60 20 "$PY" -m mlm_bench fingerprint --dir "$WORK/fingerprints"
 mkdir -p "$LOG/fingerprint" && cp "$WORK/fingerprints"/*.json "$LOG/fingerprint/"
 

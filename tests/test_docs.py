@@ -92,6 +92,9 @@ def test_the_link_check_sees_a_missing_file_and_a_missing_heading(tmp_path: Path
     assert broken_links(page) == ["page.md: gone.md", "page.md: page.md#nowhere"]
 
 
+GOLDEN = "mlm_bench/contract/fingerprints"
+
+
 def tour_commands() -> list[list[str]]:
     """The `mlm-bench ...` lines of the README's tour, as argument lists."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -100,9 +103,14 @@ def tour_commands() -> list[list[str]]:
 
 
 def tiny(command: list[str], scratch: Path) -> list[str]:
-    """A tour command made quick: 20 training steps, and nothing written into the checkout."""
+    """A tour command made quick (20 training steps) that writes nothing into the checkout: the golden fingerprints
+    are a scratch copy (a version set with none stored would add its file; a folder named mlm_bench in the working
+    directory would shadow the package)."""
+    command = [arg.replace(GOLDEN, str(scratch / "golden")) for arg in command]
     if command[0] == "run":
         return [*command, "--max_steps", "20", "--output-dir", str(scratch / "run"), "--force"]
+    if command[0] == "fingerprint":
+        return [*command, "--dir", str(scratch / "golden")]
     return command
 
 
@@ -113,6 +121,7 @@ def test_the_readmes_tour_runs(tmp_path: Path) -> None:
     commands = tour_commands()
     assert [c[0] for c in commands] == ["run", "fingerprint", "gate"]
     shutil.copytree(ROOT / "results", tmp_path / "results")
+    shutil.copytree(ROOT / GOLDEN, tmp_path / "golden")
     for command in commands:
         done = subprocess.run([sys.executable, "-m", "mlm_bench", *tiny(command, tmp_path)], cwd=tmp_path,
                               capture_output=True, text=True, timeout=300)  # fmt: skip

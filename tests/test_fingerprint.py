@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +14,7 @@ from mlm_bench.contract import accepted
 from mlm_bench.contract import fingerprint as fp
 from mlm_bench.data.collate import MlmCollator
 
-FINGERPRINTS = Path(__file__).resolve().parents[1] / "results" / "fingerprints"
+FINGERPRINTS = fp.FINGERPRINT_DIR
 
 
 @pytest.fixture(scope="module")

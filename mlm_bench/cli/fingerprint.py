@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mlm_bench.cli.exits import EXIT_FAILED
 from mlm_bench.cli.parsing import Parser
@@ -19,8 +20,12 @@ def cmd_fingerprint(argv: Sequence[str]) -> int:
         "change is not recorded as reviewed in the accept file (--accept).",
     )
     parser.add_argument(
-        "--dir", type=Path, default=Path("results") / "fingerprints", help="Fingerprint directory (default: "
-        "results/fingerprints under the current directory; messages print it in full)."
+        "--dir", type=Path, default=None, help="Fingerprint directory (default: the golden set shipped in "
+        "mlm_bench/contract/fingerprints/; messages print it in full)."
+    )  # fmt: skip
+    parser.add_argument(
+        "--accepted", type=Path, default=None, help="Accept file of reviewed changes, read and, with --accept, "
+        "written (default: accepted.json in --dir)."
     )  # fmt: skip
     parser.add_argument("--force", action="store_true", help="Replace a stored fingerprint of these same versions.")
     parser.add_argument(
@@ -28,11 +33,11 @@ def cmd_fingerprint(argv: Sequence[str]) -> int:
         "with this reason, in the accept file."
     )  # fmt: skip
     args = parser.parse_args(argv)
-    args.dir = args.dir.resolve()  # every message then says where, whatever directory it ran from
-    from mlm_bench.contract import accepted
     from mlm_bench.contract import fingerprint as fp
     from mlm_bench.contract.masking import ContractViolation
 
+    args.dir = (args.dir or fp.FINGERPRINT_DIR).resolve()  # every message then says where, from any directory
+    accept_file = (args.accepted or args.dir / fp.ACCEPTED).resolve()
     key = fp.version_key()
     try:
         current = fp.fingerprint(*fp.fingerprint_inputs())
@@ -50,14 +55,21 @@ def cmd_fingerprint(argv: Sequence[str]) -> int:
         print(f"{key}: matches {args.dir / key}.json")
     else:
         print(f"wrote {fp.save(current, args.dir)}")
+    return _against_others({k: v for k, v in known.items() if k != key}, current, accept_file, args.accept)
+
+
+def _against_others(others: dict[str, Any], current: dict[str, Any], accept_file: Path, why: str | None) -> int:
+    """Print each other version set's changes against `current`, recording them first with `why`; exit 1 while
+    one is not in the accept file."""
+    from mlm_bench.contract import accepted
+    from mlm_bench.contract import fingerprint as fp
+
     unaccepted = 0
-    for other, payload in known.items():
-        if other == key:
-            continue
+    for other, payload in others.items():
         found = fp.changes(payload, current)
-        if args.accept and found:
-            print(f"accepted in {fp.accept(args.dir, found, args.accept)}")
-        entries = accepted.load(args.dir / fp.ACCEPTED)
+        if why and found:
+            print(f"accepted in {fp.accept(accept_file, found, why)}")
+        entries = accepted.load(accept_file)
         print(f"against {other}: {f'{len(found)} changed field(s)' if found else accepted.IDENTICAL}")
         for change in found:
             reviewed = accepted.is_accepted(change, entries)
@@ -66,7 +78,7 @@ def cmd_fingerprint(argv: Sequence[str]) -> int:
     if unaccepted:
         print(
             f"mlm-bench: {unaccepted} change(s) against other versions are not accepted: review them, then record "
-            f"them with `mlm-bench fingerprint --accept WHY` (file {args.dir / fp.ACCEPTED})",
+            f"them with `mlm-bench fingerprint --accept WHY` (file {accept_file})",
             file=sys.stderr,
         )
         return EXIT_FAILED

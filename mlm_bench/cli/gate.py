@@ -46,8 +46,8 @@ def _gate_parser() -> Parser:
     parser.add_argument("--fingerprints", nargs=2, type=Path, metavar=("BASE", "NEW"), help="Fingerprint JSONs.")
     parser.add_argument(
         "--accepted", type=Path, default=None,
-        help="Accept file of reviewed fingerprint changes (results/fingerprints/accepted.json); without it every "
-        "fingerprint change is a regression.",
+        help="Accept file of reviewed fingerprint changes (the package's: mlm_bench/contract/fingerprints/"
+        "accepted.json); without it every fingerprint change is a regression.",
     )  # fmt: skip
     parser.add_argument("--junit", nargs=2, type=Path, metavar=("BASE", "NEW"), help="Contract-test junit XMLs.")
     parser.add_argument("--tests-exit-code", type=int, default=None, help="pytest exit code of the new env's tests.")

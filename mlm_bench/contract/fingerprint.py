@@ -30,7 +30,8 @@ from mlm_bench.runs.results import versions, write_json_atomic
 from mlm_bench.seeding import seed_everything
 from mlm_bench.training.train import resolved_optimizer
 
-FINGERPRINT_DIR = Path("results") / "fingerprints"
+# The golden fingerprints and the accept file ship with the package (package data), beside this module.
+FINGERPRINT_DIR = Path(__file__).resolve().parent / "fingerprints"
 # Reviewed changes between version sets (mlm_bench.contract.accepted), beside the fingerprints.
 ACCEPTED = "accepted.json"
 # The inputs: the tests' tiny settings (mlm_bench.testing.helpers.TINY), so the suite can fingerprint its own
@@ -169,9 +170,9 @@ def diff(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return [str(change) for change in changes(stored, current)]
 
 
-def accept(directory: Path, found: list[Change], why: str) -> Path:
+def accept(accept_file: Path, found: list[Change], why: str) -> Path:
     """Record `found` (changes from another version set to the running one) as reviewed, with the reason."""
-    return record(directory / ACCEPTED, found, version_key(), why)
+    return record(accept_file, found, version_key(), why)
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -69,7 +69,7 @@ def load_run(path: Path) -> BenchmarkRun:
 
 
 def load_fingerprint(path: Path) -> dict[str, Any]:
-    """A fingerprint JSON object (e.g. results/fingerprints/*.json); any keys are accepted."""
+    """A fingerprint JSON object (e.g. mlm_bench/contract/fingerprints/*.json); any keys are accepted."""
     data = _read_json(path, "fingerprint file")
     if not isinstance(data, dict):
         raise UsageError(f"fingerprint file {path} holds a {type(data).__name__}, not an object: pass a JSON object")
