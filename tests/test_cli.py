@@ -21,7 +21,6 @@ import mlm_bench
 from mlm_bench.cli import main
 from mlm_bench.cli import run as cli_run
 from mlm_bench.cli.parsing import SettingsParser, parse_settings
-from mlm_bench.cli.run import context_verdict
 from mlm_bench.config import PRESETS, preset
 from mlm_bench.data.tokenizer import build_tokenizer, save_tokenizer
 from mlm_bench.errors import UsageError
@@ -172,26 +171,6 @@ def test_help_lists_commands_and_fields(capsys: pytest.CaptureFixture[str], monk
     assert "--mlm_probability" in help_text
     assert all(name in help_text for name in PRESETS)
     assert "--no_packing, --no-packing Set packing false" in help_text
-
-
-def _scores(gain: float, error: float = 0.02) -> tuple[dict, dict]:
-    at_mask = {"tokens": 900, "loss": 6.0 - gain, "unigram_loss": 6.0, "accuracy": 0.1}
-    return {"context_gain": gain, "context_gain_stderr": error, "by_treatment": {"mask": at_mask}}, {"texts": 1000}
-
-
-@pytest.mark.parametrize(
-    ("gain", "error", "verdict"),
-    [
-        (-0.2, 0.02, "NO CONTEXT LEARNED"),
-        (0.06, 0.02, "NO CONTEXT LEARNED"),  # within 3 standard errors of zero
-        (0.07, 0.02, "context gain +0.070 ± 0.020"),
-        (1.2, 0.02, "context gain +1.200"),
-        (float("nan"), float("nan"), "NO CONTEXT LEARNED"),  # no [MASK]ed token to score
-        (0.5, float("nan"), "NO CONTEXT LEARNED"),  # a single text: no error, no claim
-    ],
-)
-def test_context_verdict_says_plainly_when_there_is_none(gain: float, error: float, verdict: str) -> None:
-    assert context_verdict(*_scores(gain, error)).startswith(verdict)
 
 
 def test_run_help_gives_each_numeric_fields_interval(capsys) -> None:
