@@ -102,7 +102,7 @@ m.BertForMaskedLM.forward = forward
 """,
     "self-attention made causal (sdpa)": """
 import torch
-from mlm_bench.testing.breakers import causal
+from mlm_bench.testing.attention import causal
 torch.nn.functional.scaled_dot_product_attention = causal(torch.nn.functional.scaled_dot_product_attention)
 """,
     "collator masks special and padding tokens (transformers#11155)": """

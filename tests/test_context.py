@@ -20,7 +20,7 @@ from transformers.models.bert import modeling_bert
 
 from mlm_bench.contract import context
 from mlm_bench.modeling.model import IGNORE_INDEX, build_model
-from mlm_bench.testing.breakers import causal, mask_dropped, positions_ignored
+from mlm_bench.testing.attention import causal, mask_dropped, positions_ignored
 
 MAX_LOSS = 0.25  # nats at [MASK]; the unigram is ln 16 = 2.77
 MAX_SHIFT = 1e-3  # largest change of a log-probability at [MASK] when the batch is padded to twice its length

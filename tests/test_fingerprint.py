@@ -151,3 +151,16 @@ def test_a_stray_assertion_is_not_reported_as_a_contract_violation(tmp_path, mon
     monkeypatch.setattr(fp, "fingerprint", library_bug)
     with pytest.raises(AssertionError, match="inside a library"):
         main(["fingerprint", "--dir", str(tmp_path)])
+
+
+@pytest.mark.usefixtures("fixture_inputs")
+def test_cli_names_the_fix_when_the_directory_cannot_be_written(tmp_path, capsys, monkeypatch):
+    """A new version set's fingerprint that cannot be written (the shipped set in a read-only site-packages) is a
+    one-line refusal naming --dir, not a traceback."""
+
+    def read_only(payload, directory):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(fp, "save", read_only)
+    assert main(["fingerprint", "--dir", str(tmp_path)]) == 2
+    assert "Permission denied): pass --dir DIR with a writable copy of the shipped set" in capsys.readouterr().err

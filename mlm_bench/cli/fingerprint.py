@@ -54,7 +54,13 @@ def cmd_fingerprint(argv: Sequence[str]) -> int:
             )
         print(f"{key}: matches {args.dir / key}.json")
     else:
-        print(f"wrote {fp.save(current, args.dir)}")
+        try:
+            print(f"wrote {fp.save(current, args.dir)}")
+        except OSError as err:  # e.g. the shipped set inside a read-only site-packages
+            raise UsageError(
+                f"cannot write the fingerprint of {key} into {args.dir} ({err.strerror}): pass --dir DIR with a "
+                f"writable copy of the shipped set (cp -r {fp.FINGERPRINT_DIR} DIR)"
+            ) from err
     return _against_others({k: v for k, v in known.items() if k != key}, current, accept_file, args.accept)
 
 

@@ -171,6 +171,8 @@ def _parser() -> argparse.ArgumentParser:
 def main() -> int:
     parser = _parser()
     args = parser.parse_args()
+    if not BENCHMARKS.is_file():
+        parser.error(f"{BENCHMARKS} not found here: run from a checkout of mlm-bench")
     if args.runs < 2:
         parser.error("--runs must be at least 2: false alarms are counted over pairs of clean runs")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,8 @@ replacement)`), which counts the calls. A breaker never called broke nothing: th
 not applicable on <versions>: <breaker> never called", where its assertions failed or it passed on nothing; an
 error of any other kind stays a failure. A breaker planted `required=True` is the one its check must keep on every
 version set (public, version-stable code, or our own): never called, it fails the test instead. The attention
-breakers below are planted by tests/test_context.py and injected into whole test runs by the regression battery
-(scripts/regression_battery.py).
+breakages themselves live in mlm_bench.testing.attention (not a plugin, so the regression battery can import them
+at interpreter start).
 
 A pytest plugin: `pytest -p mlm_bench.testing.breakers` (the suite's pyproject addopts load it).
 """
@@ -19,7 +19,6 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
-import torch
 
 from mlm_bench.runs.results import versions
 
@@ -86,38 +85,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Gener
     if hasattr(report, "wasxfail"):
         del report.wasxfail
     return report
-
-
-def causal(sdpa):
-    @functools.wraps(sdpa)
-    def attend(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
-        allowed = torch.ones(query.shape[-2], key.shape[-2], dtype=torch.bool, device=query.device).tril()
-        if attn_mask is None:
-            attn_mask = allowed
-        elif attn_mask.dtype == torch.bool:
-            attn_mask = attn_mask & allowed
-        else:
-            attn_mask = attn_mask.masked_fill(~allowed, torch.finfo(attn_mask.dtype).min)
-        return sdpa(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale, **kwargs)
-
-    return attend
-
-
-def positions_ignored(forward):
-    @functools.wraps(forward)
-    def embed(self, *args, **kwargs):
-        ids = kwargs.get("input_ids")
-        ids = args[0] if ids is None else ids
-        kwargs["position_ids"] = torch.zeros_like(ids)
-        return forward(self, *args, **kwargs)
-
-    return embed
-
-
-def mask_dropped(forward):
-    @functools.wraps(forward)
-    def encode(self, *args, **kwargs):
-        kwargs["attention_mask"] = None
-        return forward(self, *args, **kwargs)
-
-    return encode
