@@ -44,6 +44,11 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 WARM_HEAP_BYTES = 1 << 30
 
 
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    """Provenance once per file, where pytest-benchmark keeps it: the library versions and the command that ran."""
+    machine_info.update({"versions": versions(), "command": command_line()})
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Python's collector paused 2 of every 10 tokenize rounds (each twice as long): time the call, not the
     # collector (pytest-benchmark's --benchmark-disable-gc, recorded in each benchmark's "options").
@@ -284,8 +289,6 @@ def record(benchmark, heap: str) -> Callable[..., None]:
                 "pad_fraction": 1.0 - nonpad_tokens / tokens if tokens else 0.0,
                 "losses": {},
                 "metrics": {},
-                "versions": versions(),
-                "command": command_line(),
                 "device": device_info(device or torch.device("cpu")),
                 "heap": heap,
                 **extra,

@@ -61,8 +61,9 @@ def summarise(bench: dict[str, Any]) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "dry_run": first["dry_run"],
         "machine": first["device"],
-        "versions": first["versions"],
-        "command": first["command"],
+        # machine_info since 7 Dec 2026; each benchmark's extra_info in earlier files.
+        "versions": bench.get("machine_info", {}).get("versions", first.get("versions")),
+        "command": bench.get("machine_info", {}).get("command", first.get("command")),
         # gpu_check.sh's COMMIT: the device's copy of .git may name an older commit than the tree it ran.
         "commit": os.environ.get("COMMIT") or bench.get("commit_info", {}).get("id"),
         "datetime": bench.get("datetime"),

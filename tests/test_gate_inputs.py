@@ -35,3 +35,14 @@ def test_junit_outcome_counts_the_suite(tmp_path: Path, counts: str, passed: boo
     xml.write_text(f"<testsuites><testsuite {counts}/></testsuites>")
     outcome = gate_inputs.junit_outcome(xml)
     assert (outcome.tests, outcome.passed) == (3, passed)
+
+
+def test_versions_come_from_machine_info_then_from_an_older_files_extra_info(tmp_path: Path):
+    """Benchmark files record the versions once, in machine_info (pytest-benchmark's hook); files made before kept
+    them in each benchmark's extra_info, and still read."""
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps({"machine_info": {"versions": {"transformers": "5.25.0"}}, "benchmarks": [
+        bench("test_step", 1.0, versions={"transformers": "0.0"})]}))  # fmt: skip
+    old = write(tmp_path / "old.json", bench("test_step", 1.0, versions={"transformers": "4.57.6"}))
+    assert gate_inputs.load_run(new).label.startswith("transformers 5.25.0")
+    assert gate_inputs.load_run(old).label.startswith("transformers 4.57.6")

@@ -24,6 +24,10 @@ class BenchmarkRun:
 
     @property
     def versions(self) -> dict[str, str]:
+        """The library versions the file was measured with: its machine_info's, or (files before 7 Dec 2026) the
+        first benchmark's extra_info."""
+        if self.machine.get("versions"):
+            return self.machine["versions"]
         for bench in self.benchmarks.values():
             found = bench.get("extra_info", {}).get("versions")
             if found:
