@@ -70,12 +70,12 @@ def _against_others(others: dict[str, Any], current: dict[str, Any], accept_file
     from mlm_bench.contract import accepted
     from mlm_bench.contract import fingerprint as fp
 
-    unaccepted = 0
+    unaccepted, entries = 0, accepted.load(accept_file)
     for other, payload in others.items():
         found = fp.changes(payload, current)
         if why and found:
             print(f"accepted in {fp.accept(accept_file, found, why)}")
-        entries = accepted.load(accept_file)
+            entries = accepted.load(accept_file)
         print(f"against {other}: {f'{len(found)} changed field(s)' if found else accepted.IDENTICAL}")
         for change in found:
             reviewed = accepted.is_accepted(change, entries)

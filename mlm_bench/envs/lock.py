@@ -159,14 +159,14 @@ def run_suite(root: Path, python: Path, strict: bool) -> SuiteResult:
 HEADER = "# Line {line} ({ranges}): the versions `pytest tests/` passed on, {date}:"
 
 
-def write_lock(candidate: Path, dest: Path, line: str, result: SuiteResult, python: Path) -> None:
+def write_lock(candidate: Path, dest: Path, line: str, result: SuiteResult, torch_version: str) -> None:
     """Put `candidate` in place at `dest`, headed by what it was verified with and resolved for."""
     counts = re.sub(r", \d+ warnings?| \(\d+:\d+:\d+\)", "", result.summary)
     # The venv is made by this interpreter, so its Python and platform are this one's.
     where = f"python {platform.python_version()} on {platform.system()} {platform.machine()}"
     header = [
         HEADER.format(line=line, ranges=", ".join(LINES[line]), date=datetime.date.today()),
-        f"#   {counts}; {where} (resolved for that Python and platform), torch {installed(python, 'torch')}",
+        f"#   {counts}; {where} (resolved for that Python and platform), torch {torch_version}",
         "#   (torch is installed first and not locked: the requirements of that torch are pinned here instead).",
         f"# Made by `mlm-bench lock --line {line} --refresh` (uv pip compile of pyproject.toml, every extra).",
     ]
@@ -204,12 +204,15 @@ def verified_in_place(root: Path, python: Path, candidate: Path, committed: Path
     """The strict suite with the candidate in the lock's place (the suite checks the lock of its own line), the
     lock kept only if it passed: otherwise the previous one is put back, even on Ctrl-C."""
     previous = committed.read_bytes() if committed.exists() else None
+    torch_version = installed(python, "torch")
     result = SuiteResult(1, "not run")
     try:
-        write_lock(candidate, committed, line, SuiteResult(0, "being verified: the suite is running on it"), python)
+        write_lock(
+            candidate, committed, line, SuiteResult(0, "being verified: the suite is running on it"), torch_version
+        )
         result = run_suite(root, python, strict=True)
         if result.passed:
-            write_lock(candidate, committed, line, result, python)
+            write_lock(candidate, committed, line, result, torch_version)
     finally:
         if not result.passed and previous is None:
             committed.unlink(missing_ok=True)

@@ -72,15 +72,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Gener
     naming the breaker and the versions."""
     report = yield
     planted = getattr(item, "funcargs", {}).get("breakers")
-    if call.when != "call" or not isinstance(planted, Breakers) or not planted.unreached():
+    never = planted.unreached() if call.when == "call" and isinstance(planted, Breakers) else []
+    if not never:
         return report
-    unreached = ", ".join(planted.unreached())
-    if planted.required & set(planted.unreached()):
+    if planted.required.intersection(never):
         report.outcome = "failed"
-        report.longrepr = f"required breaker never called on {version_set()}: {unreached}: this check has lost it"
+        report.longrepr = (
+            f"required breaker never called on {version_set()}: {', '.join(never)}: this check has lost it"
+        )
     elif call.excinfo is None or call.excinfo.errisinstance(NOTHING_BROKEN):
         report.outcome = "skipped"
-        reason = f"self-test not applicable on {version_set()}: {unreached} never called"
+        reason = f"self-test not applicable on {version_set()}: {', '.join(never)} never called"
         report.longrepr = (str(item.path), item.location[1] + 1, f"Skipped: {reason}")
     if hasattr(report, "wasxfail"):
         del report.wasxfail
