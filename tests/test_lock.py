@@ -122,11 +122,12 @@ def test_a_failed_suite_leaves_the_lock_as_it_was(fake_checkout: Path, monkeypat
     assert "failed on the newest versions of tf5; its lock is unchanged" in captured.err
 
 
-def test_a_passed_suite_moves_the_pins_only_when_refreshing(fake_checkout: Path, monkeypatch) -> None:
+def test_a_passed_suite_moves_the_pins_only_when_refreshing(fake_checkout: Path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(lock, "run_suite", lambda root, python, strict: lock.SuiteResult(0, "9 passed"))
     committed = fake_checkout / lock.LOCK_DIR / "tf5.txt"
     assert main(["lock", "--line", "tf5"]) == 0
     assert lock.pins(committed) == {"a": "1.0"}
+    assert "passed on the newest versions of tf5: `mlm-bench lock --refresh` moves the locks" in capsys.readouterr().out
     assert main(["lock", "--line", "tf5", "--refresh"]) == 0
     assert lock.pins(committed) == {"a": "2.0"}
     assert "9 passed; python" in committed.read_text(encoding="utf-8")

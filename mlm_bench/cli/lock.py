@@ -36,6 +36,12 @@ def cmd_lock(argv: Sequence[str]) -> int:
                                                             args.refresh).passed]  # fmt: skip
     if failed:
         kept = "; its lock is unchanged" if args.refresh else ""
-        print(f"mlm-bench: the suite failed on the newest versions of {', '.join(failed)}{kept}", file=sys.stderr)
+        print(
+            f"mlm-bench: the suite failed on the newest versions of {', '.join(failed)}{kept}: read the failures "
+            "above, then fix the suite or register the upstream defect, and run this again",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
+    done = "locks written" if args.refresh else "`mlm-bench lock --refresh` moves the locks to these versions"
+    print(f"mlm-bench: the suite passed on the newest versions of {', '.join(args.line)}: {done}")
     return 0
