@@ -85,7 +85,7 @@ def load_workload() -> Workload:
     heldout = encode(texts, corpus.text_column, tokenizer, eval_settings(settings))
     eval_set = build_eval_set(heldout, list(texts[corpus.text_column]), tokenizer, settings)
     train_rows = encode(corpus.train, corpus.text_column, tokenizer, settings)
-    _ENCODED[(settings.packing, settings.max_length)] = train_rows
+    _ENCODED[(settings.data.packing, settings.data.max_length)] = train_rows
     return Workload(corpus, tokenizer, eval_set, unigram_log_probs(train_rows, tokenizer))
 
 
@@ -106,7 +106,7 @@ def rows_per_step(workload: Workload, baseline: Settings) -> int:
     """
     encoded = _encoded(workload, baseline)
     mean_length = sum(len(ids) for ids in encoded["input_ids"]) / len(encoded)
-    return max(1, round(baseline.batch_size * mean_length / baseline.max_length))
+    return max(1, round(baseline.training.batch_size * mean_length / baseline.data.max_length))
 
 
 _ENCODED: dict[tuple[bool, int], datasets.Dataset] = {}
@@ -114,7 +114,7 @@ _ENCODED: dict[tuple[bool, int], datasets.Dataset] = {}
 
 def _encoded(workload: Workload, settings: Settings) -> datasets.Dataset:
     # Tokenizing 18k rows takes seconds on 2 cores: once per (packing, max_length) is enough.
-    key = (settings.packing, settings.max_length)
+    key = (settings.data.packing, settings.data.max_length)
     if key not in _ENCODED:
         corpus = workload.corpus
         _ENCODED[key] = encode(corpus.train, corpus.text_column, workload.tokenizer, settings)
@@ -124,7 +124,7 @@ def _encoded(workload: Workload, settings: Settings) -> datasets.Dataset:
 def train_variant(workload: Workload, settings: Settings, output_dir: Path) -> tuple[TrainSummary, torch.nn.Module]:
     """Train a freshly initialised model (the same init for every variant) on the variant's encoding."""
     rows = _encoded(workload, settings)
-    seed_everything(settings.seed)
+    seed_everything(settings.training.seed)
     model = build_model(settings, workload.tokenizer)
     summary = train(model, rows, build_collator(workload.tokenizer, settings), settings, output_dir)
     return summary, model
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}, "
         f"{args.steps} steps per variant, packed batches of {rows} x {MAX_LENGTH} tokens, "
-        f"unpacked batches of {seed_style().batch_size} rows"
+        f"unpacked batches of {seed_style().training.batch_size} rows"
     )
     print("| variant | non-pad tokens/s | pad fraction | speedup vs seed-style |\n|---|---:|---:|---:|")
     baseline = None

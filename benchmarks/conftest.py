@@ -148,8 +148,8 @@ def cpu_settings(request: pytest.FixtureRequest) -> Settings:
     base = preset("tiny-zh", **CPU_OVERRIDES)
     seed = request.config.getoption("--bench-seed")
     return base.replace(
-        learning_rate=base.learning_rate * request.config.getoption("--plant-lr-factor"),
-        seed=base.seed if seed is None else seed,
+        learning_rate=base.training.learning_rate * request.config.getoption("--plant-lr-factor"),
+        seed=base.training.seed if seed is None else seed,
     )
 
 
@@ -168,7 +168,7 @@ def train_texts(corpus: Corpus) -> datasets.Dataset:
 @pytest.fixture(scope="session")
 def tokenizer(corpus: Corpus, cpu_settings: Settings):
     """The char-level tokenizer built from all train rows, as `mlm-bench run` builds it."""
-    return build_tokenizer(list(corpus.train[corpus.text_column]), model_max_length=cpu_settings.max_length)
+    return build_tokenizer(list(corpus.train[corpus.text_column]), model_max_length=cpu_settings.data.max_length)
 
 
 @pytest.fixture(scope="session")
@@ -250,9 +250,9 @@ def optimizer_step(
             args=training_arguments(settings, tmp_path),
             train_dataset=rows,
             data_collator=collator,
-            sparse_head=settings.sparse_head,
-            sparse_capacity=settings.sparse_capacity,
-            rows_vary=settings.flatten,
+            sparse_head=settings.speed.sparse_head,
+            sparse_capacity=settings.speed.sparse_capacity,
+            rows_vary=settings.speed.flatten,
         )
         trainer.create_optimizer_and_scheduler(num_training_steps=total_steps)
         seen: list[float] = []

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     base = preset("tiny-zh", device="cpu", seed=args.seed, save_steps=0, logging_steps=100)
     corpus = load_corpus(base)
-    tokenizer = build_tokenizer(list(corpus.train[corpus.text_column]), model_max_length=base.max_length)
+    tokenizer = build_tokenizer(list(corpus.train[corpus.text_column]), model_max_length=base.data.max_length)
     train_rows = encode(corpus.train, corpus.text_column, tokenizer, base)
     heldout = encode(corpus.heldout, corpus.text_column, tokenizer, eval_settings(base))
     eval_set = build_eval_set(heldout, list(corpus.heldout[corpus.text_column]), tokenizer, base)
@@ -127,7 +127,7 @@ def _seconds_per_step(settings: Settings, tokenizer: Any, rows: datasets.Dataset
     short, whole = clock.ends[:PROBE_STEPS], clock.ends[PROBE_STEPS:]
     # The first steps of each half pay for warm-up and the switch of shapes: timed from the fifth on.
     per_short, per_whole = ((half[-1] - half[4]) / (len(half) - 5) for half in (short, whole))
-    fraction = settings.short_row_fraction if settings.short_row_length else 0.0
+    fraction = settings.data.short_row_fraction if settings.data.short_row_length else 0.0
     return fraction * per_short + (1 - fraction) * per_whole
 
 
@@ -135,7 +135,7 @@ def _train(
     settings: Settings, tokenizer: Any, rows: datasets.Dataset, output_dir: Path, callbacks: tuple[Any, ...] = ()
 ) -> tuple[float, torch.nn.Module]:
     """Train a fresh model: the seconds Trainer reports, and the model."""
-    seed_everything(settings.seed)
+    seed_everything(settings.training.seed)
     model = build_model(settings, tokenizer)
     summary = train(model, rows, build_collator(tokenizer, settings), settings, output_dir, callbacks=list(callbacks))
     return summary.runtime_seconds, model

@@ -47,7 +47,7 @@ def test_tokenize(benchmark, record, train_texts: datasets.Dataset, corpus: Corp
     rows = benchmark.pedantic(
         encode, args=(train_texts, corpus.text_column, tokenizer, cpu_settings), rounds=10, warmup_rounds=1
     )
-    assert len(rows) > 0 and all(len(ids) == cpu_settings.max_length for ids in rows["input_ids"])
+    assert len(rows) > 0 and all(len(ids) == cpu_settings.data.max_length for ids in rows["input_ids"])
     tokens, nonpad = token_counts(rows)
     record(samples=len(train_texts), tokens=tokens, nonpad_tokens=nonpad, output_rows=len(rows))
 
@@ -67,12 +67,12 @@ def test_collate(
     """Samples/s of the MLM collator on packed rows (tiny-zh) and on padded, truncated rows (the recipe's)."""
     settings = cpu_settings.replace(packing=packing)
     rows = train_rows if packing else encode(train_texts, corpus.text_column, tokenizer, settings)
-    examples = [dict(rows[i]) for i in range(settings.batch_size)]
-    batch = benchmark(collator_for(settings, seed=settings.seed), examples)
-    assert batch["input_ids"].shape[0] == settings.batch_size
+    examples = [dict(rows[i]) for i in range(settings.training.batch_size)]
+    batch = benchmark(collator_for(settings, seed=settings.training.seed), examples)
+    assert batch["input_ids"].shape[0] == settings.training.batch_size
     assert (batch["labels"] != -100).any()
     tokens, nonpad = token_counts(batch)
-    record(samples=settings.batch_size, tokens=tokens, nonpad_tokens=nonpad)
+    record(samples=settings.training.batch_size, tokens=tokens, nonpad_tokens=nonpad)
 
 
 def test_train_step(
@@ -80,9 +80,9 @@ def test_train_step(
 ):
     """Tokens/s of one optimizer step: the Trainer's compute_loss forward, backward, and its AdamW + scheduler."""
     settings = cpu_settings
-    seed_everything(settings.seed)
+    seed_everything(settings.training.seed)
     model = build_model(settings, tokenizer)
-    collator = collator_for(settings, seed=settings.seed)
+    collator = collator_for(settings, seed=settings.training.seed)
     warmup = 2
     trainer, step, seen = optimizer_step(model, settings, train_rows, collator, STEP_ROUNDS + warmup)
     batches = [collator([dict(r) for r in train_rows.select(range(i * 32, i * 32 + 32))]) for i in range(4)]
@@ -91,7 +91,7 @@ def test_train_step(
     assert all(math.isfinite(x) for x in seen)
     tokens, nonpad = token_counts(batches[0])
     record(
-        samples=settings.batch_size,
+        samples=settings.training.batch_size,
         tokens=tokens,
         nonpad_tokens=nonpad,
         losses={f"call_{i}": loss for i, loss in enumerate(seen)},
@@ -108,7 +108,7 @@ def test_train_run(benchmark, record, collator_for, train_rows, tokenizer, cpu_s
     summaries: list[TrainSummary] = []
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
-        seed_everything(settings.seed)
+        seed_everything(settings.training.seed)
         model = build_model(settings, tokenizer)
         return (model, train_rows, collator_for(settings), settings, tmp_path / "run"), {}
 
@@ -117,11 +117,11 @@ def test_train_run(benchmark, record, collator_for, train_rows, tokenizer, cpu_s
 
     benchmark.pedantic(run, setup=setup, rounds=TRAIN_RUN_ROUNDS)
     last = summaries[-1]
-    assert last.steps == settings.max_steps and math.isfinite(last.train_loss)
+    assert last.steps == settings.training.max_steps and math.isfinite(last.train_loss)
     # Every round is the same seeded run: rounds that differ make the timing of one run, and its losses, meaningless.
     agree = all(losses_by_step(s) == losses_by_step(last) for s in summaries)
     assert agree, f"the {len(summaries)} seeded rounds logged different losses: training is not deterministic"
-    samples = last.steps * settings.batch_size
+    samples = last.steps * settings.training.batch_size
     tokens = round(last.tokens_per_second * last.runtime_seconds)
     record(
         samples=samples,
@@ -139,9 +139,9 @@ def test_train_run(benchmark, record, collator_for, train_rows, tokenizer, cpu_s
 def test_forward(benchmark, record, train_rows, tokenizer, cpu_settings: Settings):
     """Tokens/s of the model's forward alone (eval, no grad) on 32 packed rows: enough rounds to gate a few-percent
     change of BERT's own compute."""
-    seed_everything(cpu_settings.seed)
+    seed_everything(cpu_settings.training.seed)
     model = build_model(cpu_settings, tokenizer).eval()
-    batch = build_collator(tokenizer, cpu_settings, seed=cpu_settings.seed)(
+    batch = build_collator(tokenizer, cpu_settings, seed=cpu_settings.training.seed)(
         [dict(r) for r in train_rows.select(range(32))]
     )
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
@@ -159,7 +159,7 @@ def test_forward(benchmark, record, train_rows, tokenizer, cpu_settings: Setting
 @pytest.fixture(scope="session")
 def trained(train_rows, tokenizer, cpu_settings: Settings, tmp_path_factory: pytest.TempPathFactory):
     """The model after the same fixed-seed 20-step run, with its summary."""
-    seed_everything(cpu_settings.seed)
+    seed_everything(cpu_settings.training.seed)
     model = build_model(cpu_settings, tokenizer)
     out = tmp_path_factory.mktemp("trained")
     summary = train(model, train_rows, build_collator(tokenizer, cpu_settings), cpu_settings, out)
@@ -209,7 +209,7 @@ def test_context_run(benchmark, record, headline, tmp_path: Path):
 
     benchmark.pedantic(run, rounds=TRAIN_RUN_ROUNDS)
     summary, result = runs[-1]
-    assert summary.steps == WORKLOAD.max_steps and math.isfinite(result.loss)
+    assert summary.steps == WORKLOAD.training.max_steps and math.isfinite(result.loss)
     # Same seed, same process: a round that scores otherwise means the computation is not deterministic.
     assert all(r == result for _, r in runs)
     metrics = {
@@ -220,8 +220,9 @@ def test_context_run(benchmark, record, headline, tmp_path: Path):
         # Healthy: ~4e-6; a model that attends to padding: ~0.6. Compared with the metrics' absolute tolerance.
         "context_padding_shift": result.padding_shift,
     }
-    tokens = summary.steps * WORKLOAD.batch_size * WORKLOAD.max_length  # copy-task rows are all max_length long
-    samples = summary.steps * WORKLOAD.batch_size
+    # Copy-task rows are all max_length long.
+    tokens = summary.steps * WORKLOAD.training.batch_size * WORKLOAD.data.max_length
+    samples = summary.steps * WORKLOAD.training.batch_size
     record(samples=samples, tokens=tokens, nonpad_tokens=tokens, losses=losses_by_step(summary), metrics=metrics,
            settings=WORKLOAD.to_dict())  # fmt: skip
     headline(
@@ -235,7 +236,7 @@ def test_fill_mask(benchmark, record, trained, tokenizer, cpu_settings: Settings
     """Latency of one fill-mask probe through pipeline('fill-mask'), as the recipe calls it; the pipeline is built
     once, outside the timed call, which times the probe and not the pipeline's construction."""
     model, _ = trained
-    probe = cpu_settings.fill_mask_probe
+    probe = cpu_settings.eval.fill_mask_probe
     fill = fill_mask_pipeline(model, tokenizer)
     predictions = benchmark.pedantic(fill_mask, args=(fill, [probe]), rounds=100, warmup_rounds=2)
     top = predictions[0][0]

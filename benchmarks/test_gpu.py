@@ -96,7 +96,7 @@ def variant_settings(name: str, dry_run: bool) -> Settings:
     if not dry_run:
         return base.replace(device="cuda")
     dry = base.replace(device="cpu", bf16="off", tf32="off", **DRY_SHAPE)
-    return dry.replace(attn_implementation="sdpa") if dry.attn_implementation == "flex_attention" else dry
+    return dry.replace(attn_implementation="sdpa") if dry.speed.attn_implementation == "flex_attention" else dry
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
@@ -104,18 +104,19 @@ def test_gpu_train_step(benchmark, record, collator_for, optimizer_step, name, d
                         corpus, tokenizer):  # fmt: skip
     """Non-pad tokens/s, MFU, warm-up and recompiles of one seed-shape optimizer step of this variant."""
     settings = variant_settings(name, dry_run)
-    seed_everything(settings.seed, allow_tf32=settings.tf32 != "off" and not dry_run)
+    seed_everything(settings.training.seed, allow_tf32=settings.speed.tf32 != "off" and not dry_run)
     rows = encode(train_texts, corpus.text_column, tokenizer, settings)
-    model = build_model(settings, tokenizer).to(settings.device)
-    if settings.flatten:
+    model = build_model(settings, tokenizer).to(settings.training.device)
+    if settings.speed.flatten:
         isolate_packed_rows(model)
-    compiled = settings.torch_compile != "off"
+    compiled = settings.speed.torch_compile != "off"
     runner = torch.compile(model, backend="aot_eager" if dry_run else "inductor") if compiled else model
-    collator = collator_for(settings, seed=settings.seed)
-    batches = [_on(settings.device, collator([dict(r) for r in rows.select(range(i, i + settings.batch_size))]))
-               for i in range(0, len(rows) - settings.batch_size + 1, settings.batch_size)]  # fmt: skip
-    assert batches, f"{len(rows)} rows are fewer than one batch of {settings.batch_size}"
-    bf16 = settings.bf16 != "off" and not dry_run
+    collator = collator_for(settings, seed=settings.training.seed)
+    size = settings.training.batch_size
+    batches = [_on(settings.training.device, collator([dict(r) for r in rows.select(range(i, i + size))]))
+               for i in range(0, len(rows) - size + 1, size)]  # fmt: skip
+    assert batches, f"{len(rows)} rows are fewer than one batch of {size}"
+    bf16 = settings.speed.bf16 != "off" and not dry_run
     _, step, seen = optimizer_step(runner, settings, rows, collator, STEP_ROUNDS + WARMUP_ROUNDS, bf16=bf16)
     order = [batches[i % len(batches)] for i in range(STEP_ROUNDS + WARMUP_ROUNDS)]
     counters.clear()
@@ -132,12 +133,12 @@ def test_gpu_train_step(benchmark, record, collator_for, optimizer_step, name, d
     seconds = sum(benchmark.stats.stats.data)
     per_second = nonpad / seconds
     flops = 6 * model.num_parameters() * per_second
-    datasheet = _datasheet_peak(settings.device)
+    datasheet = _datasheet_peak(settings.training.device)
     record(
-        samples=settings.batch_size,
+        samples=settings.training.batch_size,
         tokens=tokens // STEP_ROUNDS,
         nonpad_tokens=nonpad // STEP_ROUNDS,
-        device=torch.device(settings.device),
+        device=torch.device(settings.training.device),
         variant=name,
         dry_run=dry_run,
         losses={f"call_{i}": loss for i, loss in enumerate(seen)},

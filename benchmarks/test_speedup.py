@@ -60,7 +60,7 @@ def test_fast_vs_seed(
     seed_steps = request.config.getoption("--seed-steps")
     seed = seed_style(max_steps=seed_steps)
     quick = fast(max_steps=seed_steps)
-    assert quick.batch_size == seed.batch_size and quick.flatten
+    assert quick.training.batch_size == seed.training.batch_size and quick.speed.flatten
     seed_summary, seed_model = train_variant(workload, seed, tmp_path / "seed")
     runs: list[tuple[TrainSummary, torch.nn.Module]] = []
     benchmark.pedantic(lambda: runs.append(train_variant(workload, quick, tmp_path / "fast")), rounds=1, iterations=1)
@@ -125,7 +125,7 @@ def _flops_per_nonpad_token(settings: Settings, model: torch.nn.Module, mean_att
     config = model.config
     head = config.vocab_size * config.hidden_size
     layer = 4 * config.hidden_size**2 + 2 * config.hidden_size * config.intermediate_size
-    head_share = settings.mlm_probability if settings.sparse_head else 1.0
+    head_share = settings.data.mlm_probability if settings.speed.sparse_head else 1.0
     attention = 12 * config.num_hidden_layers * config.hidden_size * mean_attended
     return 6 * (config.num_hidden_layers * layer + config.hidden_size**2 + head_share * head) + attention
 
@@ -138,14 +138,14 @@ def test_seed_shape_gpu(benchmark, workload: Workload, tmp_path: Path, style: st
     if style == "seed-style":
         settings = base.replace(packing=False, sparse_head=False, pad_to_multiple_of=None)
     else:
-        fast_fields = {k: v for k, v in preset("fast").to_dict().items() if k in _SPEED_FIELDS}
+        fast_fields = {k: v for k, v in preset("fast").flat().items() if k in _SPEED_FIELDS}
         settings = base.replace(**fast_fields)
     runs: list[tuple[TrainSummary, torch.nn.Module]] = []
     benchmark.pedantic(lambda: runs.append(train_variant(workload, settings, tmp_path)), rounds=1, iterations=1)
     summary, model = runs[0]
-    if settings.packing:
-        mean_attended = settings.max_length
-    elif settings.flatten:  # each token attends only to its own text; the mean text length underestimates that a bit
+    if settings.data.packing:
+        mean_attended = settings.data.max_length
+    elif settings.speed.flatten:  # each token attends only to its own text; the mean text length underestimates it
         mean_attended = summary.nonpad_tokens_per_second / summary.samples_per_second
     else:
         mean_attended = summary.tokens_per_second / summary.samples_per_second

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     # The tests' thread count: the same summation order as the suite.
     torch.set_num_threads(1)
     found = versions()
-    print(f"transformers {found['transformers']}, torch {found['torch']}, {WORKLOAD.max_steps} steps per seed")
+    print(f"transformers {found['transformers']}, torch {found['torch']}, {WORKLOAD.training.max_steps} steps per seed")
     print("| seed | [MASK] loss | padded loss | accuracy | padding shift |\n|---:|---:|---:|---:|---:|")
     workload = load_workload()
     worst = [0.0, 0.0, 1.0, 0.0]

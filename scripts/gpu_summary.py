@@ -17,6 +17,7 @@ from typing import Any
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mlm_bench.config import flat_fields
 from mlm_bench.runs.results import write_json_atomic
 
 # Issue 13's targets for the fast path on seed-shape (H100 or H200).
@@ -54,7 +55,8 @@ def summarise(bench: dict[str, Any]) -> dict[str, Any]:
         row = {key: extra.get(key) for key in FIELDS}
         row["nonpad_tokens_per_second"] = row.pop("nonpad_tokens_per_second_all_rounds")
         row["step_seconds_median"] = entry["stats"]["median"]
-        row["settings"] = {key: extra["settings"][key] for key in SETTINGS}
+        settings = flat_fields(extra["settings"])  # grouped since 7 Dec 2026, flat before
+        row["settings"] = {key: settings[key] for key in SETTINGS}
         variants[extra["variant"]] = row
     if first is None:
         raise SystemExit("no benchmark in the file: did benchmarks/test_gpu.py skip (no CUDA, no --gpu-dry-run)?")

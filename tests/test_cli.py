@@ -21,7 +21,7 @@ import mlm_bench
 from mlm_bench.cli import main
 from mlm_bench.cli import run as cli_run
 from mlm_bench.cli.parsing import SettingsParser, parse_settings
-from mlm_bench.config import PRESETS, preset
+from mlm_bench.config import GROUPS, PRESETS, field_names, interval, preset
 from mlm_bench.data.tokenizer import build_tokenizer, save_tokenizer
 from mlm_bench.errors import UsageError
 
@@ -54,7 +54,7 @@ def test_run_writes_a_run_that_another_process_can_fill_masks_with(tmp_path: Pat
     assert {"settings", "versions", "device", "vocab_size", "train", "eval", "fill_mask"} <= set(results)
     assert {"samples_per_second", "nonpad_tokens_per_second", "pad_fraction", "loss_curve"} <= set(results["train"])
     assert {"loss", "accuracy", "perplexity", "context_gain", "by_treatment"} <= set(results["eval"])
-    assert results["schema_version"] == 2 and results["eval_set"]["texts"] > 0
+    assert results["schema_version"] == 3 and results["eval_set"]["texts"] > 0
     assert results["train"]["steps"] == 3 and len(results["train"]["loss_curve"]) == 3
     assert results["settings"]["dataset"] == str(text_file)
     assert list(out.glob("*.safetensors")) and not list(out.glob("*.bin"))
@@ -140,7 +140,7 @@ def test_abbreviation_check_fails_when_argparse_guesses(monkeypatch: pytest.Monk
     """The check above can fail: with argparse's default prefix matching, --max-step silently sets max_steps."""
     monkeypatch.setattr(SettingsParser, "__init__", HfArgumentParser.__init__)
     settings, _ = parse_settings(["--max-step", "10"])
-    assert settings.max_steps == 10
+    assert settings.training.max_steps == 10
 
 
 def test_resume_command_continues_the_same_run() -> None:
@@ -225,13 +225,30 @@ def test_loudness_reaches_the_libraries_and_is_undone_after(level: int, library:
 def test_config_file_sits_between_its_preset_and_the_flags(tmp_path: Path) -> None:
     (tmp_path / "run.yaml").write_text("preset: fast\nmax_steps: 7\nlearning_rate: 0.01\n", encoding="utf-8")
     settings, _ = parse_settings(["--config", str(tmp_path / "run.yaml"), "--max_steps", "9"])
-    assert (settings.preset, settings.flatten, settings.learning_rate, settings.max_steps) == ("fast", True, 0.01, 9)
+    training = settings.training
+    assert (settings.preset, settings.speed.flatten, training.learning_rate, training.max_steps) == (
+        "fast",
+        True,
+        0.01,
+        9,
+    )
 
 
-def test_a_runs_own_run_json_repeats_its_settings(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["grouped", "flat"])
+def test_a_runs_own_run_json_repeats_its_settings(tmp_path: Path, layout: str) -> None:
+    """Both layouts load: settings in groups (schema 3) and the flat ones of run files written before (schema 2)."""
     started = preset("fast", max_steps=5, trainer_args=["save_total_limit=2"])
-    (tmp_path / "run.json").write_text(json.dumps({"settings": started.to_dict()}), encoding="utf-8")
+    record = started.to_dict() if layout == "grouped" else started.flat()
+    (tmp_path / "run.json").write_text(json.dumps({"settings": record}), encoding="utf-8")
     assert parse_settings(["--config", str(tmp_path / "run.json")])[0] == started
+
+
+def test_run_help_gives_each_interval_from_its_field() -> None:
+    """The interval declared next to a field is the one --help shows (and the one Settings enforces)."""
+    helps = {action.dest: action.help for action in SettingsParser(list(GROUPS.values()))._actions}
+    bounded = [name for name in field_names() if interval(name)]
+    assert len(bounded) > 20 and all(helps[name].endswith(f" In {interval(name)}.") for name in bounded)
+    assert not any(" In " in helps[name] for name in field_names() if not interval(name) and name != "preset")
 
 
 @pytest.mark.parametrize(

@@ -54,7 +54,7 @@ def test_contract_on_real_rows(real_rows, tokenizer, tiny_settings, kind, picks,
         build_collator(tokenizer, settings, seed=seed), examples, tokenizer, pad_to_multiple_of
     )
     counts = contract.count_masking(batch, ref, tokenizer.mask_token_id)
-    contract.check_selection_rate(counts, settings.mlm_probability, example_alpha(2))
+    contract.check_selection_rate(counts, settings.data.mlm_probability, example_alpha(2))
     contract.check_replacement_split(counts, len(tokenizer), example_alpha(2))
     contract.check_seeding(
         lambda s: build_collator(tokenizer, settings, seed=s), examples, (seed, seed + 1), counts.eligible
@@ -84,7 +84,7 @@ def test_selection_rate_and_split_pooled(tokenizer, heldout_rows, tiny_settings)
     """Over 5 seeded passes of the held-out rows (~22k eligible tokens), selected tokens ~ Binomial(n, 0.15)
     and [MASK] / kept / random ~ 80/10/10, each inside an exact interval with false-alarm probability 1e-6."""
     counts = pooled_counts(tokenizer, heldout_rows, tiny_settings)
-    contract.check_selection_rate(counts, tiny_settings.mlm_probability)
+    contract.check_selection_rate(counts, tiny_settings.data.mlm_probability)
     contract.check_replacement_split(counts, len(tokenizer))
 
 
@@ -98,7 +98,7 @@ def test_seed_zero_seeds_the_collator(tokenizer, heldout_rows, tiny_settings):
 @pytest.mark.parametrize("kind", ["packed", "unpacked"])
 def test_encodings_fit_max_length(real_rows, tiny_settings, kind):
     """Packed and truncated encodings never exceed max_length."""
-    contract.check_max_length(real_rows[kind]["input_ids"], tiny_settings.max_length)
+    contract.check_max_length(real_rows[kind]["input_ids"], tiny_settings.data.max_length)
 
 
 def test_unk_rate_on_heldout_text(tokenizer, heldout_rows):
@@ -126,7 +126,7 @@ def test_flatten_packs_the_same_masked_rows(
         return sorted((ids, tuple(batch["labels"][span].tolist())) for ids, span in texts_in(batch))
 
     assert texts(flat) == texts(padded)
-    row_length = -(-settings.max_length // (pad_to_multiple_of or 1)) * (pad_to_multiple_of or 1)
+    row_length = -(-settings.data.max_length // (pad_to_multiple_of or 1)) * (pad_to_multiple_of or 1)
     assert flat["input_ids"].shape[1] == row_length
     real = flat["attention_mask"].bool()
     assert (flat["labels"][~real] == -100).all() and (flat["input_ids"][~real] == tokenizer.pad_token_id).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import typing
@@ -17,27 +18,34 @@ def test_default_settings_are_the_tiny_zh_preset() -> None:
     assert preset("tiny-zh") == Settings()
 
 
+def _subset(settings: Settings, expected: dict) -> dict:
+    """The settings' values of the fields `expected` names."""
+    values = settings.flat()
+    return {name: values[name] for name in expected}
+
+
+RECIPE = {
+    "dataset": "pleisto/wikipedia-cn-20230720-filtered", "text_column": "completion", "train_rows": 10_000,
+    "model_name_or_path": "hfl/chinese-macbert-base", "max_length": 384, "packing": False, "mlm_probability": 0.15,
+    "batch_size": 64, "num_train_epochs": 1.0, "max_steps": -1, "logging_steps": 10, "learning_rate": 5e-5,
+    "warmup_steps": 0, "weight_decay": 0.0, "lr_scheduler_type": "linear", "sparse_head": False,
+    "short_row_length": 0, "tie_word_embeddings": True, "dropout": 0.1,
+}  # fmt: skip
+
+
 def test_seed_preset_is_the_recipe() -> None:
-    s = preset("seed")
-    assert (s.dataset, s.text_column, s.train_rows) == ("pleisto/wikipedia-cn-20230720-filtered", "completion", 10_000)
-    assert s.model_name_or_path == "hfl/chinese-macbert-base"
-    assert (s.max_length, s.packing, s.mlm_probability) == (384, False, 0.15)
-    assert (s.batch_size, s.num_train_epochs, s.max_steps, s.logging_steps) == (64, 1.0, -1, 10)
-    assert (s.learning_rate, s.warmup_steps, s.weight_decay, s.lr_scheduler_type) == (5e-5, 0, 0.0, "linear")
-    assert not s.sparse_head
-    assert (s.short_row_length, s.tie_word_embeddings, s.dropout) == (0, True, 0.1)
+    assert _subset(preset("seed"), RECIPE) == RECIPE
 
 
 def test_eval_settings_are_the_same_in_every_preset() -> None:
     """Eval settings do not follow training settings, so presets on one corpus (all but `seed`) compare."""
-    fields = ("eval_rows", "eval_max_length", "eval_mlm_probability", "eval_seed", "heldout_fraction")
-    assert len({tuple(getattr(preset(name), f) for f in fields) for name in PRESETS}) == 1
+    assert len({preset(name).eval for name in PRESETS}) == 1
 
 
 def test_seed_shape_is_bert_base_at_the_recipe_batch() -> None:
-    s = preset("seed-shape")
-    assert (s.vocab_size, s.hidden_size, s.num_hidden_layers, s.num_attention_heads) == (21128, 768, 12, 12)
-    assert (s.max_length, s.batch_size, s.model_name_or_path) == (384, 64, None)
+    shape = {"vocab_size": 21128, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+             "max_length": 384, "batch_size": 64, "model_name_or_path": None}  # fmt: skip
+    assert _subset(preset("seed-shape"), shape) == shape
 
 
 def test_every_preset_builds() -> None:
@@ -47,24 +55,25 @@ def test_every_preset_builds() -> None:
 
 def test_settings_are_frozen() -> None:
     with pytest.raises(AttributeError):
-        Settings().seed = 1  # type: ignore[misc]
+        Settings().training.seed = 1  # type: ignore[misc]
 
 
-# Numeric fields outside config.RANGES: max_steps -1 (or 0) means epochs; the others are checked against max_length.
+# Numeric fields with no interval: max_steps -1 (or 0) means epochs; the others are checked against max_length.
 OWN_CHECKS = {"max_steps", "eval_max_length", "short_row_length"}
+HINTS = {name: hint for group in config.GROUPS.values() for name, hint in typing.get_type_hints(group).items()}
+INTERVALS = [(name, config.interval(name)) for name in config.field_names() if config.interval(name)]
 
 
 def test_every_numeric_field_has_an_interval() -> None:
-    """A numeric field missing from config.RANGES would take any value; the tests below check each interval."""
-    hints = typing.get_type_hints(Settings)
-    numeric = {name for name, hint in hints.items() if {int, float} & {hint, *typing.get_args(hint)}}
-    assert {name for names in config.RANGES.values() for name in names.split()} == numeric - OWN_CHECKS
+    """A numeric field declared without an interval would take any value; the tests below check each interval."""
+    numeric = {name for name, hint in HINTS.items() if {int, float} & {hint, *typing.get_args(hint)}}
+    assert {name for name in config.field_names() if config.interval(name)} == numeric - OWN_CHECKS
 
 
 def just_outside(name: str, interval: str) -> list[float]:
     """The values next to each finite end of `interval` that it excludes (1 apart for an int field, else 1e-3)."""
     low, high = (float(end) for end in interval[1:-1].split(","))
-    hint = typing.get_type_hints(Settings)[name]
+    hint = HINTS[name]
     step = 1 if int in (hint, *typing.get_args(hint)) else 1e-3
     values = [low if interval[0] == "(" else low - step]
     if math.isfinite(high):
@@ -72,9 +81,7 @@ def just_outside(name: str, interval: str) -> list[float]:
     return [int(v) if step == 1 else v for v in values]
 
 
-@pytest.mark.parametrize(
-    ("name", "interval"), [(name, interval) for interval, names in config.RANGES.items() for name in names.split()]
-)
+@pytest.mark.parametrize(("name", "interval"), INTERVALS)
 def test_a_value_outside_its_interval_is_refused_naming_it(name: str, interval: str) -> None:
     for value in just_outside(name, interval):
         with pytest.raises(UsageError, match=re.escape(f"{name} must be in {interval}, got {value}: pass ")):
@@ -88,7 +95,8 @@ def test_a_refusal_suggests_the_presets_own_value() -> None:
 
 def test_a_field_left_out_of_the_ranges_fails_both_interval_tests(monkeypatch) -> None:
     """Test of the tests above: without batch_size's interval, batch_size 0 is taken, and the field is missed."""
-    monkeypatch.setitem(config.RANGES, "[1, inf)", config.RANGES["[1, inf)"].replace("batch_size", ""))
+    declared = config.interval
+    monkeypatch.setattr(config, "interval", lambda name: None if name == "batch_size" else declared(name))
     with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):
         test_a_value_outside_its_interval_is_refused_naming_it("batch_size", "[1, inf)")
     with pytest.raises(AssertionError, match="batch_size"):
@@ -101,7 +109,7 @@ def test_a_field_left_out_of_the_ranges_fails_both_interval_tests(monkeypatch) -
         ({"batch_size": 2.5}, "batch_size must be an integer, got 2.5: pass e.g. --batch_size 32"),
         ({"seed": True}, "seed must be an integer, got True"),
         ({"dropout": False}, "dropout must be a number, got False"),
-        ({"max_steps": 2.5}, "max_steps must be an integer, got 2.5"),  # numeric fields outside RANGES too
+        ({"max_steps": 2.5}, "max_steps must be an integer, got 2.5"),  # numeric fields without an interval too
         ({"max_steps": -1, "num_train_epochs": 0.0}, "nothing to train"),
         ({"hidden_size": 30, "num_attention_heads": 4}, "not divisible"),
         ({"not_a_field": 1}, "unknown setting"),
@@ -130,17 +138,34 @@ def test_unknown_preset_lists_the_presets() -> None:
 
 def test_fast_preset_switches_on_every_speed_setting() -> None:
     s = preset("fast")
-    assert (s.flatten, s.packing, s.pad_to_multiple_of, s.sparse_head) == (True, False, 8, True)
-    assert s.attn_implementation == "sdpa"
-    assert (s.bf16, s.tf32, s.torch_compile, s.fused_adamw) == ("auto", "auto", "auto", True)
+    assert (s.speed.flatten, s.data.packing, s.speed.pad_to_multiple_of, s.speed.sparse_head) == (True, False, 8, True)
+    assert s.speed.attn_implementation == "sdpa"
+    assert (s.speed.bf16, s.speed.tf32, s.speed.torch_compile, s.speed.fused_adamw) == ("auto", "auto", "auto", True)
 
 
 def test_tiny_zh_leaves_the_cuda_speed_settings_off() -> None:
     s = preset("tiny-zh")
-    assert (s.bf16, s.tf32, s.torch_compile, s.attn_implementation, s.group_by_length) == (
+    assert (s.speed.bf16, s.speed.tf32, s.speed.torch_compile, s.speed.attn_implementation, s.data.group_by_length) == (
         "off",
         "off",
         "off",
         None,
         False,
     )
+
+
+def test_settings_record_in_groups_and_load_from_either_layout() -> None:
+    """results.json and run.json keep the preset and one mapping per group; both layouts load back to the same."""
+    settings = preset("fast", max_steps=5, trainer_args=["save_total_limit=2"])
+    record = settings.to_dict()
+    assert list(record) == ["preset", *config.GROUPS] and record["training"]["max_steps"] == 5
+    assert Settings.from_dict(record) == Settings.from_dict(settings.flat()) == settings
+
+
+def test_every_field_has_one_group_and_replace_routes_it() -> None:
+    """Flat names are unique across groups (they are the flags), and replace() changes the field in its group."""
+    names = [f.name for group in config.GROUPS.values() for f in dataclasses.fields(group)]
+    assert len(names) == len(set(names)) == len(config.field_names()) - 1
+    changed = Settings().replace(eval_seed=7, batch_size=3, preset="fast")
+    assert (changed.eval.eval_seed, changed.training.batch_size, changed.preset) == (7, 3, "fast")
+    assert changed.replace(eval_seed=1234, batch_size=32, preset="tiny-zh") == Settings()

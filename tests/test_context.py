@@ -34,7 +34,7 @@ def workload() -> context.Workload:
 def assert_learns_context(workload: context.Workload, tmp_path) -> context.ContextScore:
     """Train the workload from scratch and require near-zero [MASK] loss that padding does not move."""
     _, summary, result = context.train_workload(workload, tmp_path)
-    assert summary.steps == context.WORKLOAD.max_steps
+    assert summary.steps == context.WORKLOAD.training.max_steps
     assert result.loss < MAX_LOSS, f"[MASK] loss {result.loss:.3f} nats >= {MAX_LOSS}: context not learned"
     assert result.padding_shift < MAX_SHIFT, f"padding moved log-probabilities by {result.padding_shift:.2e}"
     assert result.padded_loss < MAX_LOSS

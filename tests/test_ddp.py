@@ -42,7 +42,7 @@ def worker(settings_file: Path, output_dir: Path, digest_dir: Path) -> None:
         return summary
 
     run_module.train = train_and_digest
-    settings = Settings(**json.loads(settings_file.read_text()))
+    settings = Settings.from_dict(json.loads(settings_file.read_text()))
     run_module.run(settings, output_dir)
 
 
@@ -67,8 +67,8 @@ def test_two_ranks_agree_on_weights(tmp_path: Path, tiny_settings: Settings, tex
     results = json.loads((output_dir / "results.json").read_text())
     assert results["train"]["world_size"] == RANKS
     # Tokens are summed over ranks: both ranks' batches count, so samples/step is RANKS x the per-device batch.
-    steps, per_device = results["train"]["steps"], settings.batch_size
-    seen = results["train"]["tokens_per_second"] * results["train"]["runtime_seconds"] / settings.max_length
+    steps, per_device = results["train"]["steps"], settings.training.batch_size
+    seen = results["train"]["tokens_per_second"] * results["train"]["runtime_seconds"] / settings.data.max_length
     assert seen == pytest.approx(steps * per_device * RANKS)
 
 

@@ -130,7 +130,8 @@ def test_masks_depend_on_the_text_and_eval_settings_only(eval_rows, eval_set, to
     assert again.description == eval_set.description
     fewer = build_eval_set(rows.select(range(25)), texts[:25], tokenizer, tiny_settings)
     assert all(torch.equal(a, b) for a, b in zip(fewer.input_ids, eval_set.input_ids[:25], strict=True))
-    other_seed = build_eval_set(rows, texts, tokenizer, tiny_settings.replace(eval_seed=tiny_settings.eval_seed + 1))
+    reseeded = tiny_settings.replace(eval_seed=tiny_settings.eval.eval_seed + 1)
+    other_seed = build_eval_set(rows, texts, tokenizer, reseeded)
     assert other_seed.description["id"] != eval_set.description["id"]
     assert other_seed.description["inputs_sha256"] != eval_set.description["inputs_sha256"]
 

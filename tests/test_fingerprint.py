@@ -20,7 +20,8 @@ FINGERPRINTS = fp.FINGERPRINT_DIR
 @pytest.fixture(scope="module")
 def current(tokenizer, heldout_rows, wwm_rows, tiny_settings):
     """The running versions' fingerprint, computed from the suite's own fixtures."""
-    differing = [f for f in fp.INPUT_FIELDS if getattr(tiny_settings, f) != getattr(fp.SETTINGS, f)]
+    ours, theirs = tiny_settings.flat(), fp.SETTINGS.flat()
+    differing = [f for f in fp.INPUT_FIELDS if ours[f] != theirs[f]]
     assert not differing, f"conftest's tiny settings and fingerprint.SETTINGS differ in {differing}"
     return fp.fingerprint(tokenizer, heldout_rows, wwm_rows)
 

@@ -20,7 +20,7 @@ def test_hub_references_are_the_pieces_a_run_would_fetch(tmp_path: Path) -> None
     assert hub.hub_references(seed.replace(tokenizer_name_or_path="org/tok"))["--tokenizer_name_or_path"] == "org/tok"
     (tmp_path / "org").mkdir()
     (tmp_path / "org" / "local").mkdir()
-    local = Settings(dataset=str(tmp_path / "org" / "local"), model_name_or_path=None)
+    local = Settings().replace(dataset=str(tmp_path / "org" / "local"), model_name_or_path=None)
     assert hub.hub_references(local) == {} and hub.hub_references(preset("tiny-zh")) == {}
 
 

@@ -43,7 +43,7 @@ from mlm_bench.testing.helpers import tiny_bert
 @pytest.fixture(scope="module")
 def fresh(tokenizer, heldout_rows, tiny_settings):
     """A seeded fresh model and a seeded batch of 32 real packed rows."""
-    seed_everything(tiny_settings.seed)
+    seed_everything(tiny_settings.training.seed)
     model = build_model(tiny_settings, tokenizer).eval()
     batch = build_collator(tokenizer, tiny_settings, seed=7)([dict(r) for r in heldout_rows.select(range(32))])
     return model, batch
@@ -102,7 +102,7 @@ def test_sparse_loss_runs_through_a_wrapper_forward(tokenizer, heldout_rows, tin
 
     DDP syncs gradients only for calls through its own forward; calling model.bert directly left ranks diverged.
     """
-    seed_everything(tiny_settings.seed)
+    seed_everything(tiny_settings.training.seed)
     model = build_model(tiny_settings, tokenizer).eval()
     batch = build_collator(tokenizer, tiny_settings, seed=7)([dict(r) for r in heldout_rows.select(range(8))])
     wrapper = torch.nn.DataParallel(model)  # moves the model to cuda:0 where there is one
@@ -132,7 +132,7 @@ def packed_against_alone(tokenizer, unpacked_rows, tiny_settings, texts_in, name
     padded = build_collator(tokenizer, settings, seed=3)(examples)
     flat = build_collator(tokenizer, settings.replace(flatten=True), seed=3)(examples)
     assert len(flat["input_ids"]) < len(padded["input_ids"])  # texts were packed together
-    seed_everything(settings.seed)
+    seed_everything(settings.training.seed)
     model = build_model(settings, tokenizer).eval()
     with torch.no_grad():
         alone = model(**padded)
@@ -176,7 +176,7 @@ def test_flex_document_mask_that_ignores_texts_fails_the_equality(
 def flex_training_forward(tokenizer, unpacked_rows, settings) -> float:
     """The loss of one training-mode forward of flattened texts through a flex_attention model built from
     `settings` (tiny; forward only: torch has no flex backward on CPU)."""
-    seed_everything(settings.seed)
+    seed_everything(settings.training.seed)
     model = build_model(settings, tokenizer).train()
     isolate_packed_rows(model)
     batch = build_collator(tokenizer, settings, seed=3)([dict(r) for r in unpacked_rows.select(range(8))])
@@ -191,7 +191,8 @@ FLEX_TRAINING = {"packing": False, "flatten": True, "short_row_length": 0, "attn
 def test_flex_attention_trains_with_hidden_dropout(tokenizer, unpacked_rows, tiny_settings) -> None:
     """seed-shape-fast's dropout (0.1 hidden, 0 attention) runs a training forward; the built model has both."""
     fast = preset("seed-shape-fast")
-    settings = tiny_settings.replace(**FLEX_TRAINING, dropout=fast.dropout, attention_dropout=fast.attention_dropout)
+    dropouts = {"dropout": fast.model.dropout, "attention_dropout": fast.model.attention_dropout}
+    settings = tiny_settings.replace(**FLEX_TRAINING, **dropouts)
     assert math.isfinite(flex_training_forward(tokenizer, unpacked_rows, settings))
     config = build_model(settings, tokenizer).config
     assert (config.hidden_dropout_prob, config.attention_probs_dropout_prob) == (0.1, 0.0)
@@ -279,21 +280,21 @@ def test_flattened_fixed_width_training_compiles_once_without_host_reads(tokeniz
     settings = tiny_settings.replace(packing=False, short_row_length=0, flatten=True, sparse_capacity=0.5)
     batches = _flattened_batches(tokenizer, unpacked_rows, settings, 5)
     assert len({len(b["input_ids"]) for b in batches}) >= 3
-    seed_everything(settings.seed)
+    seed_everything(settings.training.seed)
     model = build_model(settings, tokenizer)
     isolate_packed_rows(model)
     unmarked = [{key: value.clone() for key, value in batch.items()} for batch in batches]  # marks stay on tensors
-    graphs, data_sized = compiled_training(model, batches, settings.sparse_capacity)
+    graphs, data_sized = compiled_training(model, batches, settings.speed.sparse_capacity)
     assert graphs == [1, 1, 1, 1, 1]
     assert not data_sized
     # Test of the marking: without it torch compiles the first row count static, then again once it changes.
-    assert compiled_training(model, unmarked, settings.sparse_capacity, mark=False)[0] == [1, 2, 2, 2, 2]
+    assert compiled_training(model, unmarked, settings.speed.sparse_capacity, mark=False)[0] == [1, 2, 2, 2, 2]
 
 
 def test_exact_sparse_head_shows_a_data_dependent_op(tokenizer, unpacked_rows, tiny_settings):
     """Test of the test above: the exact head (capacity 0) selects with a boolean index, sized by the data."""
     settings = tiny_settings.replace(packing=False, short_row_length=0, flatten=True)
-    seed_everything(settings.seed)
+    seed_everything(settings.training.seed)
     model = build_model(settings, tokenizer)
     isolate_packed_rows(model)
     _, data_sized = compiled_training(model, _flattened_batches(tokenizer, unpacked_rows, settings, 1), 0.0)

@@ -50,10 +50,10 @@ def test_same_seed_same_run(two_runs):
 
 def test_results_record_what_a_rerun_needs(two_runs, tiny_settings):
     results = two_runs[0]
-    assert Settings(**results["settings"]).replace(dataset=tiny_settings.dataset) == tiny_settings.replace(
+    assert Settings.from_dict(results["settings"]).replace(dataset=tiny_settings.data.dataset) == tiny_settings.replace(
         heldout_fraction=0.2
     )
-    assert results["seed"] == results["settings"]["seed"]
+    assert results["seed"] == results["settings"]["training"]["seed"]
     assert {"python", "torch", "transformers", "datasets", "tokenizers"} <= set(results["versions"])
     assert results["command"]
     assert len(results["corpus"]["fingerprint"]) == 16

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -18,6 +19,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from mlm_bench import cli
 from mlm_bench.cli import exits
+from mlm_bench.config import preset
 from mlm_bench.errors import UsageError
 from mlm_bench.runs import run as run_module
 from mlm_bench.runs.checkpoints import CHECKPOINTS, checkpoints, is_complete, last_complete_checkpoint
@@ -386,3 +388,13 @@ def test_preflight_leaves_nothing_behind(tmp_path):
     preflight(empty)
     preflight(tmp_path / "not-yet")
     assert list(empty.iterdir()) == [] and [p.name for p in tmp_path.iterdir()] == ["empty"]
+
+
+def test_a_run_started_with_flat_settings_resumes(tmp_path: Path) -> None:
+    """A run.json written before settings had groups (flat, no schema_version) still resumes, and still refuses
+    other settings."""
+    settings = preset("tiny-zh")
+    (tmp_path / RUN_FILE).write_text(json.dumps({"settings": settings.flat()}), encoding="utf-8")
+    preflight(tmp_path, resume=True, settings=settings.to_dict())
+    with pytest.raises(UsageError, match=re.escape("started with different settings (learning_rate: 0.003 -> 0.001)")):
+        preflight(tmp_path, resume=True, settings=settings.replace(learning_rate=0.001).to_dict())

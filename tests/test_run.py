@@ -66,7 +66,7 @@ def test_flatten_run_reports_what_the_padded_run_reports(tmp_path: Path, tiny_se
     assert packed["train"]["eval_curve"][-1]["eval_context_gain"] == packed["eval"]["context_gain"]
     assert packed["train"]["eval_curve"][-1]["eval_mask_loss"] == packed["eval"]["by_treatment"]["mask"]["loss"]
     assert flat["train"]["eval_curve"] == []  # eval_steps 0: no pass during training
-    assert packed["eval_set"]["texts"] == tiny_settings.eval_rows
+    assert packed["eval_set"]["texts"] == tiny_settings.eval.eval_rows
     assert "the eval figures are noise" in packed["warnings"][0]  # a tiny run scores a few hundred positions
 
 
@@ -150,14 +150,14 @@ def test_wwm_run_scores_token_and_whole_word_masking_on_the_same_texts(tmp_path:
 
 def test_held_out_texts_with_nothing_to_score_are_refused_before_training(text_file: Path) -> None:
     """Found before the run directory exists, not after training: the masks do not depend on the model."""
-    settings = Settings(dataset=str(text_file), heldout_fraction=0.2, eval_mlm_probability=1e-9)
+    settings = Settings().replace(dataset=str(text_file), heldout_fraction=0.2, eval_mlm_probability=1e-9)
     message = r"held-out texts have no position masked for scoring \(token masking .* --heldout_fraction\)"
     with pytest.raises(UsageError, match=message):
         prepare(settings)
 
 
 def test_no_heldout_rows_says_what_to_change(text_file: Path) -> None:
-    settings = Settings(dataset=str(text_file), heldout_fraction=0.0)
+    settings = Settings().replace(dataset=str(text_file), heldout_fraction=0.0)
     message = r"none of the corpus's \d+ distinct texts fell on the held-out side at --heldout_fraction 0.0"
     with pytest.raises(UsageError, match=message):
         prepare(settings)

@@ -60,7 +60,7 @@ def fixed_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> float:
 def trained(tokenizer, heldout_rows, tiny_settings, tmp_path_factory) -> Trained:
     """Six linear-schedule steps (2 warmup) of the tiny model on the held-out rows, at the settings' seed."""
     settings = tiny_settings.replace(max_steps=STEPS, warmup_steps=WARMUP, lr_scheduler_type="linear")
-    seed_everything(settings.seed)
+    seed_everything(settings.training.seed)
     model = build_model(settings, tokenizer)
     batch = build_collator(tokenizer, settings, seed=7)([dict(r) for r in heldout_rows.select(range(32))])
     weights = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -79,7 +79,7 @@ def test_training_changes_weights_and_lowers_loss(trained):
 def test_logged_lr_follows_the_linear_schedule(trained, tiny_settings):
     """The learning rate logged at every training step is linear warmup then linear decay to 0."""
     logged = [e["learning_rate"] for e in trained.summary.loss_curve]
-    peak = tiny_settings.learning_rate
+    peak = tiny_settings.training.learning_rate
     check_schedule(logged, [expected_lr("linear", peak, s, WARMUP, STEPS) for s in range(1, STEPS + 1)])
 
 
@@ -95,7 +95,7 @@ def test_configured_scheduler_step_by_step(tokenizer, tiny_settings, tmp_path, s
         rates.append(trainer.lr_scheduler.get_last_lr()[0])
         trainer.optimizer.step()
         trainer.lr_scheduler.step()
-    peak = settings.learning_rate
+    peak = settings.training.learning_rate
     check_schedule(rates, [expected_lr(scheduler, peak, s, WARMUP, STEPS) for s in range(1, STEPS + 1)])
 
 
@@ -139,7 +139,7 @@ def test_flatten_trains_exactly_as_padded_batches(tokenizer, unpacked_rows, tiny
     runs = {}
     for flatten in (False, True):
         run = settings.replace(flatten=flatten)
-        seed_everything(run.seed)
+        seed_everything(run.training.seed)
         model = build_model(run, tokenizer)
         summary = train(model, unpacked_rows, build_collator(tokenizer, run), run, tmp_path / str(flatten))
         runs[flatten] = (summary, dict(model.named_parameters()))
@@ -192,7 +192,7 @@ def test_schedule_check_fails_when_rows_are_not_cut(tokenizer, heldout_rows, tin
 
 
 def _row_widths(tokenizer, rows, settings: Settings, tmp_path: Path) -> tuple[list[int], TrainSummary]:
-    seed_everything(settings.seed)
+    seed_everything(settings.training.seed)
     model = build_model(settings, tokenizer)
     widths = _RowWidths(model)
     summary = train(model, rows, build_collator(tokenizer, settings), settings, tmp_path, callbacks=[widths])
@@ -211,14 +211,14 @@ def premasked_rows(tokenizer, heldout_rows, tiny_settings):
 
 def _accumulated_run(tokenizer, rows, settings: Settings, tmp_path: Path, accumulation: int) -> MlmTrainer:
     run = settings.replace(batch_size=16 // accumulation, gradient_accumulation_steps=accumulation)
-    seed_everything(run.seed)
+    seed_everything(run.training.seed)
     trainer = MlmTrainer(
         model=build_model(run, tokenizer),
         args=training_arguments(run, tmp_path / str(accumulation)),
         train_dataset=rows,
         data_collator=default_data_collator,
-        sparse_head=run.sparse_head,
-        sparse_capacity=run.sparse_capacity,
+        sparse_head=run.speed.sparse_head,
+        sparse_capacity=run.speed.sparse_capacity,
     )
     trainer.train()
     return trainer
@@ -325,7 +325,7 @@ def host_reads_by_step(monkeypatch, run) -> dict[int, list[str]]:
 
 def _six_steps_logged_at_the_last(tokenizer, heldout_rows, tiny_settings, tmp_path, **changes):
     settings = tiny_settings.replace(max_steps=STEPS, logging_steps=STEPS, save_steps=0, **changes)
-    seed_everything(settings.seed)
+    seed_everything(settings.training.seed)
     model = build_model(settings, tokenizer)
     collator = build_collator(tokenizer, settings)
     return lambda clock: train(model, heldout_rows, collator, settings, tmp_path, callbacks=[clock])
@@ -380,7 +380,7 @@ class _TokensSeen(TrainerCallback):
 def test_tally_counts_the_non_padding_tokens_trainer_counts(tokenizer, unpacked_rows, tiny_settings, tmp_path):
     """The tally's non-pad count equals Trainer's own (include_num_input_tokens_seen=non_padding) on a padded run."""
     settings = tiny_settings.replace(max_steps=STEPS, save_steps=0, packing=False, trainer_args=TRAINER_COUNTS)
-    seed_everything(settings.seed)
+    seed_everything(settings.training.seed)
     seen = _TokensSeen()
     summary = train(build_model(settings, tokenizer), unpacked_rows, build_collator(tokenizer, settings), settings,
                     tmp_path, callbacks=[seen])  # fmt: skip
@@ -453,7 +453,7 @@ def test_trainer_args_refused_naming_the_fix(tiny_settings, tmp_path, item: str,
 def _loss_curve_with_workers(tokenizer, heldout_rows, tiny_settings, tmp_path, workers: int) -> list[float]:
     """12 steps of batch 8 over 32 rows: 4 batches an epoch, so three epoch boundaries."""
     settings = tiny_settings.replace(max_steps=12, logging_steps=1, trainer_args=[f"dataloader_num_workers={workers}"])
-    seed_everything(settings.seed)
+    seed_everything(settings.training.seed)
     model = build_model(settings, tokenizer)
     rows = heldout_rows.select(range(32))
     summary = train(model, rows, build_collator(tokenizer, settings), settings, tmp_path / str(workers))

@@ -47,7 +47,7 @@ def test_whole_words_on_real_rows(tokenizer, wwm_rows, tiny_settings, picks, see
     """On People's Daily rows with gold segmentation, packed: the same whole-word properties."""
     examples = [dict(wwm_rows[i % len(wwm_rows)]) for i in picks]
     settings = tiny_settings.replace(mask="wwm")
-    check_words(build_collator(tokenizer, settings, seed=seed), examples, tokenizer, settings.mlm_probability)
+    check_words(build_collator(tokenizer, settings, seed=seed), examples, tokenizer, settings.data.mlm_probability)
 
 
 def test_word_rates_pooled(tokenizer, wwm_rows, tiny_settings):
@@ -59,7 +59,7 @@ def test_word_rates_pooled(tokenizer, wwm_rows, tiny_settings):
     for seed in range(PASSES):
         collator = build_collator(tokenizer, settings, seed=seed)
         total += contract.check_rows(collator, examples, tokenizer, 8, words=True)[1]
-    contract.check_word_rates(total, settings.mlm_probability, len(tokenizer))
+    contract.check_word_rates(total, settings.data.mlm_probability, len(tokenizer))
 
 
 def test_word_ids_follow_the_gold_segmentation(corpus, tokenizer, tiny_settings):
@@ -94,7 +94,7 @@ def check_words_adjacent(word_ids: list[int]) -> None:
 def test_word_ids_survive_packing(wwm_rows, tiny_settings):
     """Packed rows keep one word id per token; a word's tokens are adjacent and specials carry none."""
     for row in wwm_rows:
-        assert len(row[WORD_IDS]) == len(row["input_ids"]) == tiny_settings.max_length
+        assert len(row[WORD_IDS]) == len(row["input_ids"]) == tiny_settings.data.max_length
         assert all((w == NO_WORD) == bool(s) for w, s in zip(row[WORD_IDS], row["special_tokens_mask"], strict=True))
         check_words_adjacent(row[WORD_IDS])
 
@@ -136,7 +136,7 @@ def test_collator_refuses_rows_without_word_ids(tokenizer, heldout_rows, tiny_se
 def test_trainer_steps_on_word_rows(tokenizer, wwm_rows, tiny_settings, tmp_path):
     """The Trainer trains on rows carrying word ids through the whole-word collator (loss finite and positive)."""
     settings = tiny_settings.replace(mask="wwm", max_steps=1)
-    seed_everything(settings.seed)
+    seed_everything(settings.training.seed)
     summary = train(build_model(settings, tokenizer), wwm_rows, build_collator(tokenizer, settings), settings, tmp_path)
     assert summary.steps == 1
     assert all(0 < entry["loss"] < 20 for entry in summary.loss_curve)

@@ -4,14 +4,17 @@ settings parser with one option per Settings field."""
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import difflib
+import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from transformers import HfArgumentParser
 
-from mlm_bench.config import RANGES, Settings, preset, settings_file
+from mlm_bench.config import GROUPS, Settings, preset, settings_file
 from mlm_bench.errors import UsageError
 
 # Spellings users bring from Trainer and run_mlm.py, and ours for them (closeness alone sends --lr to
@@ -69,16 +72,25 @@ class Parser(_OneLineErrors, argparse.ArgumentParser):
 
 
 class SettingsParser(_OneLineErrors, HfArgumentParser):
-    """`mlm-bench run`'s parser: one option per Settings field (its dash and underscore spellings are one)."""
+    """`mlm-bench run`'s parser: one option per field of every settings group (dash and underscore spellings are
+    one), and --preset."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        intervals = {name: interval for interval, names in RANGES.items() for name in names.split()}
         for action in self._actions:  # HfArgumentParser gives --no_X the help of --X, which says the opposite
             if action.option_strings and action.option_strings[0].startswith("--no_"):
                 action.help = f"Set {action.dest} false (the same as --{action.dest} false)."
-            elif action.dest in intervals:
-                action.help = f"{action.help} In {intervals[action.dest]}."
+
+    @staticmethod
+    def _parse_dataclass_field(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
+        """HfArgumentParser's option for a field, the field's interval moved into its help: HfArgumentParser hands
+        all metadata to add_argument, which takes no `interval`."""
+        metadata = {key: value for key, value in field.metadata.items() if key != "interval"}
+        if field.metadata.get("interval"):
+            metadata["help"] = f"{metadata['help']} In {field.metadata['interval']}."
+        shown = copy.copy(field)  # HfArgumentParser also rewrites the field's type: leave the dataclass's alone
+        shown.metadata = types.MappingProxyType(metadata)
+        HfArgumentParser._parse_dataclass_field(parser, shown)
 
 
 def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
@@ -90,8 +102,9 @@ def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
     from_file = settings_file(known.config) if known.config else {}
     # The flags override the file, the file overrides its preset.
     name = known.preset or from_file.get("preset", "tiny-zh")
-    base = {**preset(name).to_dict(), **from_file, "preset": name}  # preset() refuses an unknown name
-    parser = SettingsParser(Settings, prog="mlm-bench run", description="Run the MLM recipe end to end.")
+    base = {**preset(name).flat(), **from_file, "preset": name}  # preset() refuses an unknown name
+    parser = SettingsParser(list(GROUPS.values()), prog="mlm-bench run", description="Run the MLM recipe end to end.")
+    parser.add_argument("--preset", help=Settings.__dataclass_fields__["preset"].metadata["help"])
     parser.add_argument(
         "--config", type=Path, default=None, help="JSON or YAML file of settings fields (or a run's run.json): "
         "its preset and fields, overridden by the flags given."
@@ -109,7 +122,8 @@ def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
     loudness.add_argument("-v", "--verbose", action="store_true", help="Also transformers' info messages.")
     parser.set_defaults(**base)
     try:
-        settings, options, extras = parser.parse_args_into_dataclasses(args=list(argv), return_remaining_strings=True)
+        *groups, options, extras = parser.parse_args_into_dataclasses(args=list(argv), return_remaining_strings=True)
+        settings = Settings(preset=vars(options).pop("preset"), **dict(zip(GROUPS, groups, strict=True)))
     except (ValueError, TypeError) as err:  # a field's own validation, or a settings file's value of another type
         if isinstance(err, UsageError):
             raise

@@ -90,7 +90,7 @@ def version_key() -> str:
 def fingerprint_inputs() -> tuple[PreTrainedTokenizerBase, datasets.Dataset, datasets.Dataset]:
     """The tokenizer built from the builtin corpus, and its held-out rows encoded per token and per word."""
     corpus = load_corpus(SETTINGS)
-    tokenizer = build_tokenizer(list(corpus.train[corpus.text_column]), model_max_length=SETTINGS.max_length)
+    tokenizer = build_tokenizer(list(corpus.train[corpus.text_column]), model_max_length=SETTINGS.data.max_length)
     token_rows = encode(corpus.heldout, corpus.text_column, tokenizer, SETTINGS)
     wwm_rows = encode(corpus.heldout, corpus.text_column, tokenizer, SETTINGS.replace(mask="wwm"))
     return tokenizer, token_rows, wwm_rows
@@ -108,7 +108,7 @@ def _collated(tokenizer: PreTrainedTokenizerBase, rows: datasets.Dataset, mask: 
     """Collate the fixed rows with a seeded collator, check the contract on them, and summarise the batch."""
     examples = [dict(r) for r in rows.select(range(BATCH_ROWS))]
     collator = build_collator(tokenizer, SETTINGS.replace(mask=mask), seed=COLLATOR_SEED)
-    batch, ref = contract.check_contract(collator, examples, tokenizer, SETTINGS.pad_to_multiple_of)
+    batch, ref = contract.check_contract(collator, examples, tokenizer, SETTINGS.speed.pad_to_multiple_of)
     counts = contract.count_masking(batch, ref, tokenizer.mask_token_id)
     if mask == "wwm":
         contract.check_whole_words(batch, ref, tokenizer.mask_token_id)

@@ -185,20 +185,20 @@ def build_collator(
 ) -> DataCollatorForLanguageModeling | FlatteningCollator:
     """The recipe's collator (mlm=True, 80/10/10), per whole word when settings.mask is 'wwm'; `seed` fixes its
     masks independently of the global RNG. With settings.flatten its batches are packed after masking."""
-    kind = WholeWordMaskCollator if settings.mask == "wwm" else MlmCollator
+    kind = WholeWordMaskCollator if settings.data.mask == "wwm" else MlmCollator
     masking = kind(
         tokenizer,
         mlm=True,
-        mlm_probability=settings.mlm_probability,
+        mlm_probability=settings.data.mlm_probability,
         # Flattening pads the packed rows instead; masks drawn over the unpadded batch stay the recipe's.
-        pad_to_multiple_of=None if settings.flatten else settings.pad_to_multiple_of,
+        pad_to_multiple_of=None if settings.speed.flatten else settings.speed.pad_to_multiple_of,
         seed=seed,
     )
-    if not settings.flatten:
+    if not settings.speed.flatten:
         return masking
     # torch.compile specialises a dimension of size 1: a batch that fits one row would compile again.
-    min_rows = 1 if settings.torch_compile == "off" else 2
-    return FlatteningCollator(masking, settings.max_length, settings.pad_to_multiple_of, min_rows)
+    min_rows = 1 if settings.speed.torch_compile == "off" else 2
+    return FlatteningCollator(masking, settings.data.max_length, settings.speed.pad_to_multiple_of, min_rows)
 
 
 class BatchSeededCollator:

@@ -178,18 +178,18 @@ def load_corpus(settings: Settings) -> Corpus:
     Rows that are empty or only whitespace carry no token to learn and are dropped (counted); rows of only
     punctuation are kept, since punctuation is text the model must predict.
     """
-    raw = load_raw(settings.dataset, settings.text_column)
-    column = settings.text_column
+    raw = load_raw(settings.data.dataset, settings.data.text_column)
+    column = settings.data.text_column
     if column not in raw.column_names:
         raise UsageError(
-            f"dataset {settings.dataset!r} has no column {column!r}; its columns are {raw.column_names}: "
+            f"dataset {settings.data.dataset!r} has no column {column!r}; its columns are {raw.column_names}: "
             f"pass --text_column NAME"
         )
     texts = list(raw[column])
     keep = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
     if not keep:
         raise UsageError(
-            f"dataset {settings.dataset!r} has no non-empty text in column {column!r}: nothing to train on"
+            f"dataset {settings.data.dataset!r} has no non-empty text in column {column!r}: nothing to train on"
         )
     dropped = len(texts) - len(keep)
     rows = raw.select(keep) if dropped else raw
@@ -197,36 +197,36 @@ def load_corpus(settings: Settings) -> Corpus:
     distinct = len(set(kept_texts))
     if distinct < 2:
         raise UsageError(
-            f"dataset {settings.dataset!r} has {distinct} distinct non-empty text: a run needs texts on both sides "
-            f"of the train/held-out split, which sends each distinct text to one side by its hash (held out with "
-            f"odds --heldout_fraction {settings.heldout_fraction}): give at least "
-            f"{distinct_texts_needed(settings.heldout_fraction)} distinct rows"
+            f"dataset {settings.data.dataset!r} has {distinct} distinct non-empty text: a run needs texts on both "
+            f"sides of the train/held-out split, which sends each distinct text to one side by its hash (held out with "
+            f"odds --heldout_fraction {settings.eval.heldout_fraction}): give at least "
+            f"{distinct_texts_needed(settings.eval.heldout_fraction)} distinct rows"
         )
-    if settings.train_rows is not None:
+    if settings.data.train_rows is not None:
         # The recipe's ds.select(range(N)): train on exactly the first N rows, hold out from the rest.
-        n = min(settings.train_rows, len(keep))
+        n = min(settings.data.train_rows, len(keep))
         if n == len(keep):
             raise UsageError(
-                f"--train_rows {settings.train_rows} takes all {len(keep)} non-empty rows of {settings.dataset!r}, "
-                "leaving none to hold out: lower --train_rows, or give more rows"
+                f"--train_rows {settings.data.train_rows} takes all {len(keep)} non-empty rows of "
+                f"{settings.data.dataset!r}, leaving none to hold out: lower --train_rows, or give more rows"
             )
         train_idx = list(range(n))
-        rest = _heldout_mask(kept_texts[n:], settings.heldout_fraction)
+        rest = _heldout_mask(kept_texts[n:], settings.eval.heldout_fraction)
         seen = set(kept_texts[:n])  # the corpus repeats some rows: a repeat of a train row is not held out
         heldout_idx = [n + i for i, held in enumerate(rest) if held and kept_texts[n + i] not in seen]
     else:
-        held = _heldout_mask(kept_texts, settings.heldout_fraction)
+        held = _heldout_mask(kept_texts, settings.eval.heldout_fraction)
         train_idx = [i for i, h in enumerate(held) if not h]
         heldout_idx = [i for i, h in enumerate(held) if h]
     if not train_idx:
         raise UsageError(
-            f"dataset {settings.dataset!r} leaves no train rows: all its {distinct} distinct texts fell on the "
-            f"held-out side at --heldout_fraction {settings.heldout_fraction}: lower it, or give more rows"
+            f"dataset {settings.data.dataset!r} leaves no train rows: all its {distinct} distinct texts fell on the "
+            f"held-out side at --heldout_fraction {settings.eval.heldout_fraction}: lower it, or give more rows"
         )
     return Corpus(
-        name=settings.dataset,
+        name=settings.data.dataset,
         train=rows.select(train_idx),
-        heldout=rows.select(heldout_idx[: settings.eval_rows]),
+        heldout=rows.select(heldout_idx[: settings.eval.eval_rows]),
         text_column=column,
         dropped_empty_rows=dropped,
         fingerprint=_fingerprint(kept_texts),

@@ -26,8 +26,8 @@ def encode(
     dataset: datasets.Dataset, text_column: str, tokenizer: PreTrainedTokenizerBase, settings: Settings
 ) -> datasets.Dataset:
     """Tokenize one text column; returns only the columns the collator reads (and word ids for mask='wwm')."""
-    packing, max_length = settings.packing, settings.max_length
-    whole_words = settings.mask == "wwm"
+    packing, max_length = settings.data.packing, settings.data.max_length
+    whole_words = settings.data.mask == "wwm"
     if whole_words and not tokenizer.is_fast:
         raise UsageError("--mask wwm maps words to tokens by character offsets: use a fast tokenizer or --mask token")
     gold = WORDS_COLUMN in dataset.column_names

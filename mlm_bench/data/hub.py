@@ -32,9 +32,9 @@ def is_hub_id(source: str | None) -> bool:
 
 def hub_references(settings: Settings) -> dict[str, str]:
     """Flag -> Hub repo for each piece a run would fetch (the tokenizer defaults to the model's)."""
-    refs = {"--dataset": settings.dataset, "--model_name_or_path": settings.model_name_or_path}
-    tokenizer = settings.tokenizer_name_or_path or settings.model_name_or_path
-    if tokenizer != settings.model_name_or_path:
+    refs = {"--dataset": settings.data.dataset, "--model_name_or_path": settings.model.model_name_or_path}
+    tokenizer = settings.model.tokenizer_name_or_path or settings.model.model_name_or_path
+    if tokenizer != settings.model.model_name_or_path:
         refs["--tokenizer_name_or_path"] = tokenizer
     return {flag: repo for flag, repo in refs.items() if is_hub_id(repo)}
 

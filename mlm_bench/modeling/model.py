@@ -34,24 +34,24 @@ ISOLATING = "_mlm_bench_isolating"
 
 def build_model(settings: Settings, tokenizer: PreTrainedTokenizerBase) -> BertForMaskedLM:
     """A randomly initialised BERT of the configured size (seeded by the caller)."""
-    vocab_size = settings.vocab_size or len(tokenizer)
+    vocab_size = settings.model.vocab_size or len(tokenizer)
     config = BertConfig(
         vocab_size=vocab_size,
-        hidden_size=settings.hidden_size,
-        num_hidden_layers=settings.num_hidden_layers,
-        num_attention_heads=settings.num_attention_heads,
-        intermediate_size=settings.intermediate_size,
-        max_position_embeddings=max(512, settings.max_length),
-        hidden_dropout_prob=settings.dropout,
-        attention_probs_dropout_prob=settings.attention_dropout_prob,
+        hidden_size=settings.model.hidden_size,
+        num_hidden_layers=settings.model.num_hidden_layers,
+        num_attention_heads=settings.model.num_attention_heads,
+        intermediate_size=settings.model.intermediate_size,
+        max_position_embeddings=max(512, settings.data.max_length),
+        hidden_dropout_prob=settings.model.dropout,
+        attention_probs_dropout_prob=settings.model.attention_dropout_prob,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=settings.tie_word_embeddings,
-        attn_implementation=settings.attn_implementation,
+        tie_word_embeddings=settings.model.tie_word_embeddings,
+        attn_implementation=settings.speed.attn_implementation,
     )
     try:
         return BertForMaskedLM(config)
     except (ValueError, ImportError) as err:
-        raise _attention_error(settings.attn_implementation, err) from err
+        raise _attention_error(settings.speed.attn_implementation, err) from err
 
 
 def _attention_error(name: str | None, err: Exception) -> UsageError:
@@ -128,19 +128,19 @@ def check_compatible(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             f"tokenizer has {len(tokenizer)} tokens but the model embeds only {vocab}: use the model's own "
             "tokenizer, or build the model with --vocab_size >= the tokenizer's size"
         )
-    if settings.flatten:
+    if settings.speed.flatten:
         check_flattenable(model)
     field = attention_dropout_name(model.config)
     dropout = getattr(model.config, field) if field else 0.0
-    if settings.attn_implementation == "flex_attention" and dropout > 0:
+    if settings.speed.attn_implementation == "flex_attention" and dropout > 0:
         raise UsageError(
             f"the model's attention dropout is {dropout} and flex_attention has none (transformers refuses it in "
             "training): pass --attention_dropout 0, or --attn_implementation sdpa"
         )
     positions = getattr(model.config, "max_position_embeddings", None)
-    if positions is not None and settings.max_length > positions:
+    if positions is not None and settings.data.max_length > positions:
         raise UsageError(
-            f"max_length {settings.max_length} exceeds the model's {positions} position embeddings: "
+            f"max_length {settings.data.max_length} exceeds the model's {positions} position embeddings: "
             f"pass --max_length {positions} or less"
         )
 

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from mlm_bench.config import flat_fields
+
 CARD_FILE = "README.md"
 CURVE_FILE = "loss_curve.png"
 LOSS_AXIS, GAIN_AXIS = "training loss (nats)", "held-out context gain at [MASK] (nats)"
@@ -30,7 +32,7 @@ def write_card(directory: Path, results: dict[str, Any]) -> list[Path]:
 
 def model_card(results: dict[str, Any], with_curve: bool = True) -> str:
     """The run as Markdown: what was trained on what, how, and what it learned (figures from results.json)."""
-    settings, train, ev = results["settings"], results["train"], results["eval"]
+    settings, train, ev = flat_fields(results["settings"]), results["train"], results["eval"]
     at_mask = ev["by_treatment"]["mask"]
     versions = ", ".join(f"{name} {version}" for name, version in results["versions"].items())
     lines = [

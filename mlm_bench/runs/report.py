@@ -15,7 +15,8 @@ from mlm_bench.data.tokenizer import unk_rate
 from mlm_bench.runs.results import command_line, device_info, versions
 from mlm_bench.training.train import TrainSummary
 
-SCHEMA_VERSION = 2
+# 3: settings in groups (data, model, training, speed, eval); 2: flat. Both load (config.Settings.from_dict).
+SCHEMA_VERSION = 3
 # Fewer held-out [MASK] positions than this and the accuracy's standard error passes 0.01 (at accuracy 0.3,
 # sqrt(0.21 / 2000) = 0.010): differences between runs are then mostly noise.
 MIN_MASK_POSITIONS = 2000
@@ -44,12 +45,12 @@ def build_results(
     probed: list[tuple[tuple[str, str], list[dict[str, Any]]]],
 ) -> dict[str, Any]:
     """results.json's content (but wall_seconds, added when the run is over)."""
-    column = corpus.text_column
+    column, eval_length = corpus.text_column, settings.eval.eval_max_length
     return {
         "schema_version": SCHEMA_VERSION,
         "settings": settings.to_dict(),
         "command": command_line(),
-        "seed": settings.seed,
+        "seed": settings.training.seed,
         "versions": versions(),
         "device": device_info(model.device),
         "corpus": {
@@ -63,9 +64,9 @@ def build_results(
             "punctuation_only_rows": sum(map(is_punctuation_only, [*corpus.train[column], *corpus.heldout[column]])),
             # Packing cuts no row: it splits long ones across training rows instead.
             "truncated_rows": 0
-            if settings.packing
-            else count_truncated(corpus.train, column, tokenizer, settings.max_length),
-            "heldout_truncated_texts": count_truncated(corpus.heldout, column, tokenizer, settings.eval_max_length),
+            if settings.data.packing
+            else count_truncated(corpus.train, column, tokenizer, settings.data.max_length),
+            "heldout_truncated_texts": count_truncated(corpus.heldout, column, tokenizer, eval_length),
         },
         "vocab_size": len(tokenizer),
         "model_parameters": model.num_parameters(),

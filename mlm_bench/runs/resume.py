@@ -13,6 +13,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from mlm_bench.config import flat_fields
 from mlm_bench.errors import UsageError
 from mlm_bench.runs.checkpoints import (
     CHECKPOINTS,
@@ -106,6 +107,8 @@ def _check_resumable(path: Path, record: dict[str, Any]) -> None:
 
 
 def _check_unchanged(path: Path, key: str, old: Any, new: Any) -> None:
+    if key == "settings" and isinstance(old, dict) and isinstance(new, dict):
+        old, new = flat_fields(old), flat_fields(new)  # a run started before settings had groups records them flat
     if old != new:
         changed = _differences(old, new) if isinstance(old, dict) and isinstance(new, dict) else [f"{old} -> {new}"]
         raise UsageError(

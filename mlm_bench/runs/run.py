@@ -27,7 +27,7 @@ from mlm_bench.errors import Interrupted, RunError, Terminated, UsageError
 from mlm_bench.modeling.model import build_model, check_compatible, load_model
 from mlm_bench.runs import stop
 from mlm_bench.runs.card import write_card
-from mlm_bench.runs.report import build_results
+from mlm_bench.runs.report import SCHEMA_VERSION, build_results
 from mlm_bench.runs.results import RESULTS_FILE, command_line, versions, write_json_atomic
 from mlm_bench.runs.resume import RunDir, claim, follow, preflight, publish, staging_dir
 from mlm_bench.seeding import seed_everything
@@ -52,32 +52,33 @@ class Prepared:
 
 
 def _tokenizer_for(settings: Settings, corpus: Corpus) -> PreTrainedTokenizerBase:
-    name = settings.tokenizer_name_or_path or settings.model_name_or_path
+    name = settings.model.tokenizer_name_or_path or settings.model.model_name_or_path
     if name:
         return load_tokenizer(name)
-    return build_tokenizer(list(corpus.train[corpus.text_column]), model_max_length=settings.max_length)
+    return build_tokenizer(list(corpus.train[corpus.text_column]), model_max_length=settings.data.max_length)
 
 
 def prepare(settings: Settings) -> Prepared:
     """Load and check data, tokenizer and model; encode train and held-out rows."""
-    seed_everything(settings.seed, allow_tf32=speed_options(settings)["tf32"])
+    seed_everything(settings.training.seed, allow_tf32=speed_options(settings)["tf32"])
     check_training_arguments(settings)  # refused now, not after loading
     corpus = load_corpus(settings)
     if len(corpus.heldout) == 0:
         distinct = len(set(corpus.train[corpus.text_column]))
         raise UsageError(
             f"no held-out rows to evaluate on: none of the corpus's {distinct} distinct texts fell on the held-out "
-            f"side at --heldout_fraction {settings.heldout_fraction} (each goes to one side by its hash): give at "
-            f"least {distinct_texts_needed(settings.heldout_fraction)} distinct rows, or raise --heldout_fraction"
+            f"side at --heldout_fraction {settings.eval.heldout_fraction} (each goes to one side by its hash): give at "
+            f"least {distinct_texts_needed(settings.eval.heldout_fraction)} distinct rows, or raise --heldout_fraction"
         )
     logger.info(
-        f"corpus: {settings.dataset} - {len(corpus.train)} train rows, {len(corpus.heldout)} held-out rows, "
+        f"corpus: {settings.data.dataset} - {len(corpus.train)} train rows, {len(corpus.heldout)} held-out rows, "
         f"{corpus.dropped_empty_rows} empty rows dropped"
     )
     tokenizer = _tokenizer_for(settings, corpus)
-    if settings.model_name_or_path:
+    source = settings.model
+    if source.model_name_or_path:
         model = load_model(
-            settings.model_name_or_path, settings.allow_pickle, settings.attn_implementation, settings.attention_dropout
+            source.model_name_or_path, source.allow_pickle, settings.speed.attn_implementation, source.attention_dropout
         )
     else:
         model = build_model(settings, tokenizer)
@@ -88,7 +89,7 @@ def prepare(settings: Settings) -> Prepared:
     train_rows = encode(corpus.train, corpus.text_column, tokenizer, settings)
     if len(train_rows) == 0:
         raise UsageError(
-            f"the corpus yields no train row of {settings.max_length} tokens: too little text to pack; pass "
+            f"the corpus yields no train row of {settings.data.max_length} tokens: too little text to pack; pass "
             "--packing false or a smaller --max_length"
         )
     # Held-out texts are scored one by one, whole up to eval_max_length, whatever the training layout.
@@ -105,13 +106,13 @@ def _eval_sets(
     word too in a wwm run. Refused when no position is masked: there would be nothing to score after training."""
     token_rows = heldout.remove_columns([WORD_IDS]) if WORD_IDS in heldout.column_names else heldout
     sets = {"token": build_eval_set(token_rows, texts, tokenizer, settings)}
-    if settings.mask == "wwm":
+    if settings.data.mask == "wwm":
         sets["wwm"] = build_eval_set(heldout, texts, tokenizer, settings, mask="wwm")
     for kind, masked in sets.items():
         if not masked.description["selected_tokens"]:
             raise UsageError(
                 f"the {len(texts)} held-out texts have no position masked for scoring ({kind} masking at "
-                f"--eval_mlm_probability {settings.eval_mlm_probability}): give more held-out text (more rows, or "
+                f"--eval_mlm_probability {settings.eval.eval_mlm_probability}): give more held-out text (more rows, or "
                 "a higher --heldout_fraction)"
             )
     return sets
@@ -165,6 +166,7 @@ def run(
         check_hub(settings)
     prepared = prepare(settings)
     record = {
+        "schema_version": SCHEMA_VERSION,
         "settings": settings.to_dict(),
         "corpus_fingerprint": prepared.corpus.fingerprint,
         "versions": versions(),
@@ -202,7 +204,7 @@ def run(
 
 def is_main_process(settings: Settings) -> bool:
     """True except on the non-zero ranks of a torchrun launch: only the main process writes the run directory."""
-    return PartialState(cpu=settings.device == "cpu").is_main_process
+    return PartialState(cpu=settings.training.device == "cpu").is_main_process
 
 
 def _follow(settings: Settings, output_dir: Path, resume: bool) -> dict[str, Any]:
@@ -240,7 +242,8 @@ def _train_and_report(settings: Settings, prepared: Prepared, run_dir: RunDir, s
     tokenizer, model, corpus = prepared.tokenizer, prepared.model, prepared.corpus
     column = corpus.text_column
     logger.info(
-        f"train: {len(prepared.train_rows)} rows of <= {settings.max_length} tokens, batch {settings.batch_size}"
+        f"train: {len(prepared.train_rows)} rows of <= {settings.data.max_length} tokens, "
+        f"batch {settings.training.batch_size}"
     )
     collator = build_collator(tokenizer, settings)
     summary = train(
@@ -250,12 +253,12 @@ def _train_and_report(settings: Settings, prepared: Prepared, run_dir: RunDir, s
         settings,
         run_dir.checkpoint_dir,
         run_dir.resume_from,
-        periodic_eval=_held_out_figures(prepared) if settings.eval_steps else None,
+        periodic_eval=_held_out_figures(prepared) if settings.eval.eval_steps else None,
     )
     scores = _evaluate(prepared, model)
     heldout_texts = list(corpus.heldout[column])
-    cloze = cloze_sentences(heldout_texts, settings.cloze_probes, tokenizer.mask_token)
-    probes = [(settings.fill_mask_probe, ""), *cloze]
+    cloze = cloze_sentences(heldout_texts, settings.eval.cloze_probes, tokenizer.mask_token)
+    probes = [(settings.eval.fill_mask_probe, ""), *cloze]
     predictions = fill_mask(fill_mask_pipeline(model, tokenizer), [text for text, _ in probes])
     results = build_results(
         settings,

@@ -61,7 +61,7 @@ def build_eval_set(
     if len(rows) != len(texts):
         raise ValueError(f"{len(rows)} encoded rows for {len(texts)} texts: encode the texts unpacked")
     scoring = eval_settings(settings).replace(mask=mask)
-    masking = BatchSeededCollator(build_collator(tokenizer, scoring), settings.eval_seed)
+    masking = BatchSeededCollator(build_collator(tokenizer, scoring), settings.eval.eval_seed)
     input_ids, labels = [], []
     for row in rows:
         batch = masking([dict(row)])
@@ -70,9 +70,9 @@ def build_eval_set(
     chosen = {
         "texts": len(texts),
         "texts_sha256": _sha256([t.encode("utf-8") for t in texts]),
-        "max_length": scoring.max_length,
-        "mlm_probability": scoring.mlm_probability,
-        "seed": settings.eval_seed,
+        "max_length": scoring.data.max_length,
+        "mlm_probability": scoring.data.mlm_probability,
+        "seed": settings.eval.eval_seed,
         "mask": mask,
     }
     return EvalSet(
@@ -100,8 +100,8 @@ def eval_settings(settings: Settings) -> Settings:
         pad_to_multiple_of=None,
         short_row_length=0,
         group_by_length=False,
-        max_length=settings.eval_max_length,
-        mlm_probability=settings.eval_mlm_probability,
+        max_length=settings.eval.eval_max_length,
+        mlm_probability=settings.eval.eval_mlm_probability,
     )
 
 

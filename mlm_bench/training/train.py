@@ -34,21 +34,21 @@ CUDA_ONLY = ("bf16", "tf32")
 
 def uses_cuda(settings: Settings) -> bool:
     """Whether this run trains on CUDA (device auto picks it when available)."""
-    if settings.device == "cuda" and not torch.cuda.is_available():
+    if settings.training.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for but CUDA is not available: pass --device cpu or auto")
-    return settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available())
+    return settings.training.device == "cuda" or (settings.training.device == "auto" and torch.cuda.is_available())
 
 
 def speed_options(settings: Settings) -> dict[str, bool]:
     """Each CUDA speed option resolved to on/off: auto follows the device; 'on' without CUDA is refused."""
     cuda = uses_cuda(settings)
-    if settings.attn_implementation == "flex_attention" and not cuda:
+    if settings.speed.attn_implementation == "flex_attention" and not cuda:
         raise UsageError(
             "flex_attention cannot train on CPU (torch has no CPU backward for it): pass --attn_implementation sdpa"
         )
     resolved = {}
     for name in CUDA_OPTIONS:
-        value = getattr(settings, name)
+        value = getattr(settings.speed, name)
         if value == "on" and not cuda and name in CUDA_ONLY:
             raise UsageError(
                 f"--{name} on needs CUDA but this run trains on CPU: pass --{name} auto (on only with CUDA) or off"
@@ -69,7 +69,8 @@ def check_training_arguments(settings: Settings) -> None:
     except UsageError:
         raise
     except ValueError as err:
-        given = f" with --trainer_args {' '.join(settings.trainer_args)}" if settings.trainer_args else ""
+        extra = settings.training.trainer_args
+        given = f" with --trainer_args {' '.join(extra)}" if extra else ""
         raise UsageError(f"TrainingArguments refused these settings{given}: {err}") from err
     # Trainer itself refuses these, but only once it is built, after loading.
     try:
@@ -107,23 +108,23 @@ def _set_by_settings(settings: Settings, output_dir: Path) -> dict[str, Any]:
     options = speed_options(settings)
     return dict(
         output_dir=str(output_dir),
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        max_grad_norm=settings.max_grad_norm,
-        num_train_epochs=settings.num_train_epochs,
-        max_steps=settings.max_steps,
-        learning_rate=settings.learning_rate,
-        warmup_steps=settings.warmup_steps,
-        weight_decay=settings.weight_decay,
-        lr_scheduler_type=settings.lr_scheduler_type,
-        logging_steps=settings.logging_steps,
-        seed=settings.seed,
-        use_cpu=settings.device == "cpu",
+        per_device_train_batch_size=settings.training.batch_size,
+        gradient_accumulation_steps=settings.training.gradient_accumulation_steps,
+        max_grad_norm=settings.training.max_grad_norm,
+        num_train_epochs=settings.training.num_train_epochs,
+        max_steps=settings.training.max_steps,
+        learning_rate=settings.training.learning_rate,
+        warmup_steps=settings.training.warmup_steps,
+        weight_decay=settings.training.weight_decay,
+        lr_scheduler_type=settings.training.lr_scheduler_type,
+        logging_steps=settings.training.logging_steps,
+        seed=settings.training.seed,
+        use_cpu=settings.training.device == "cpu",
         report_to="none",
         # Its check reads the loss back every step (a host sync); MlmTrainer's tally stops a non-finite run instead.
         logging_nan_inf_filter=False,
-        save_strategy="steps" if settings.save_steps > 0 else "no",
-        save_steps=settings.save_steps or 500,  # unused when saving is off, but must be positive
+        save_strategy="steps" if settings.training.save_steps > 0 else "no",
+        save_steps=settings.training.save_steps or 500,  # unused when saving is off, but must be positive
         # One complete checkpoint: Trainer deletes the older one only after the newer is written whole, so a kill
         # mid-save still leaves the previous one to resume from.
         save_total_limit=1,
@@ -135,17 +136,17 @@ def _set_by_settings(settings: Settings, output_dir: Path) -> dict[str, Any]:
         # None leaves the TF32 flags as seeding.seed_everything set them.
         tf32=True if options["tf32"] else None,
         torch_compile=options["torch_compile"],
-        optim="adamw_torch_fused" if settings.fused_adamw else "adamw_torch",
-        **sampling_arguments(settings.group_by_length),
+        optim="adamw_torch_fused" if settings.speed.fused_adamw else "adamw_torch",
+        **sampling_arguments(settings.data.group_by_length),
     )
 
 
 def extra_training_arguments(settings: Settings) -> dict[str, Any]:
     """settings.trainer_args as TrainingArguments keywords, typed by the library's own parser; a malformed item,
     an unknown field or one the settings already set is refused naming the fix."""
-    if not settings.trainer_args:
+    if not settings.training.trainer_args:
         return {}
-    pairs = [item.partition("=") for item in settings.trainer_args]
+    pairs = [item.partition("=") for item in settings.training.trainer_args]
     malformed = [key + eq + value for key, eq, value in pairs if not key or not eq]
     if malformed:
         raise UsageError(f"--trainer_args takes KEY=VALUE items, got {malformed[0]!r}: e.g. report_to=tensorboard")
@@ -460,9 +461,9 @@ def _finished(model: PreTrainedModel, checkpoint: Path, state: dict[str, Any]) -
 
 def _short_rows(settings: Settings) -> tuple[int, float] | None:
     """(length, fraction) of the short-row phase, or None without one."""
-    if not settings.short_row_length:
+    if not settings.data.short_row_length:
         return None
-    return settings.short_row_length, settings.short_row_fraction
+    return settings.data.short_row_length, settings.data.short_row_fraction
 
 
 def train(
@@ -489,22 +490,21 @@ def train(
             summary = _finished(model, resume_from, state)
             model.to(args.device)
             return summary
-    if settings.flatten:
+    if settings.speed.flatten:
         isolate_packed_rows(model)
     # Each DDP rank masks its own batches from its own stream.
-    seeded = BatchSeededCollator(
-        collator, settings.seed + args.process_index, start=resumed_from_step * args.gradient_accumulation_steps
-    )
+    start = resumed_from_step * args.gradient_accumulation_steps
+    seeded = BatchSeededCollator(collator, settings.training.seed + args.process_index, start=start)
     trainer = MlmTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
         data_collator=seeded,
-        sparse_head=settings.sparse_head,
-        sparse_capacity=settings.sparse_capacity,
+        sparse_head=settings.speed.sparse_head,
+        sparse_capacity=settings.speed.sparse_capacity,
         short_rows=_short_rows(settings),
-        rows_vary=settings.flatten,
-        periodic_eval=(periodic_eval, settings.eval_steps) if periodic_eval and settings.eval_steps else None,
+        rows_vary=settings.speed.flatten,
+        periodic_eval=(periodic_eval, settings.eval.eval_steps) if periodic_eval and settings.eval.eval_steps else None,
         callbacks=[_EpochSeeds(seeded), *(callbacks or [])],
     )
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
