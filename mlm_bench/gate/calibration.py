@@ -25,6 +25,7 @@ from pathlib import Path
 from mlm_bench.gate.compare import Thresholds, compare, short_name
 from mlm_bench.gate.inputs import BenchmarkRun, load_run
 from mlm_bench.gate.interleave import BENCHMARKS, merged
+from mlm_bench.gate.statistics import relative_change
 
 # Planted faults and the benchmark each must be caught on (by its name's start).
 PLANTS = {
@@ -107,9 +108,8 @@ def measured_changes(runs: dict[str, list[BenchmarkRun]], plant: str, stat: str)
     for clean, planted in zip(runs["idle"], runs[plant], strict=True):
         for name, bench in planted.benchmarks.items():
             if short_name(name).startswith(stage):
-                out.append(
-                    f"{short_name(name)} {bench['stats'][stat] / clean.benchmarks[name]['stats'][stat] - 1:+.1%}"
-                )
+                change = relative_change(clean.benchmarks[name]["stats"][stat], bench["stats"][stat])
+                out.append(f"{short_name(name)} {change:+.1%}")
     return out
 
 

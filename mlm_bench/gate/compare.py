@@ -1,9 +1,9 @@
 """Gate: compare two pytest-benchmark JSON files (old and new environment) and say whether speed or learning changed.
 
 Speed: the relative change of a timing statistic (median by default) with a seeded bootstrap confidence interval
-over the rounds pytest-benchmark recorded (`stats.data`). Slower only when the whole interval lies above the
-threshold; the same when it lies within it; inconclusive when it straddles it (too noisy to say: listed, and
-exit 3 with fail_inconclusive).
+over the rounds pytest-benchmark recorded (`stats.data`), both computed by gate.statistics. Slower only when the
+whole interval lies above the threshold; the same when it lies within it; inconclusive when it straddles it (too
+noisy to say: listed, and exit 3 with fail_inconclusive).
 Learning is compared through the `losses` and `metrics` each benchmark stores in `extra_info`: with the same seed
 and data, a difference beyond tolerance means the computation changed.
 """
@@ -15,15 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from mlm_bench.contract.accepted import field_changes, is_accepted
 from mlm_bench.errors import UsageError
 from mlm_bench.gate.inputs import STATS, BenchmarkRun, TestOutcome
+from mlm_bench.gate.statistics import change_interval, interval_verdict, noise, relative_change
 from mlm_bench.runs.results import flatten
 
 EXIT_OK, EXIT_REGRESSION, EXIT_INCONCLUSIVE = 0, 1, 3
-BOOTSTRAP_RESAMPLES = 2000
 
 
 @dataclass(frozen=True)
@@ -76,34 +74,14 @@ class SpeedChange:
     @property
     def change(self) -> float:
         """Relative change in time per call: +0.2 is 20% slower."""
-        return self.new / self.base - 1.0
+        return relative_change(self.base, self.new)
 
     @property
     def verdict(self) -> str:
+        """What the interval says against the threshold; "not gated" with too few rounds or no interval."""
         if self.rounds < self.min_rounds or math.isnan(self.low):
             return "not gated"
-        if self.low > self.threshold:
-            return "slower"
-        if self.high < -self.threshold:
-            return "faster"
-        if -self.threshold <= self.low and self.high <= self.threshold:
-            return "same"
-        return "inconclusive"
-
-
-def change_interval(
-    base: list[float], new: list[float], stat: str, confidence: float, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of stat(new) / stat(base) - 1 over the rounds (seeded: the same files give
-    the same verdict)."""
-    reduce = {"median": np.median, "min": np.min, "mean": np.mean}[stat]
-    rng = np.random.default_rng(seed)
-    b, n = np.asarray(base, dtype=float), np.asarray(new, dtype=float)
-    base_stats = reduce(b[rng.integers(0, len(b), (BOOTSTRAP_RESAMPLES, len(b)))], axis=1)
-    new_stats = reduce(n[rng.integers(0, len(n), (BOOTSTRAP_RESAMPLES, len(n)))], axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(new_stats / base_stats - 1, [tail, 1 - tail])
-    return float(low), float(high)
+        return interval_verdict(self.low, self.high, self.threshold)
 
 
 def compare_speed(base: dict[str, Any], new: dict[str, Any], thresholds: Thresholds) -> SpeedChange:
@@ -120,8 +98,8 @@ def compare_speed(base: dict[str, Any], new: dict[str, Any], thresholds: Thresho
         new=n[thresholds.stat],
         low=low,
         high=high,
-        base_noise=b["iqr"] / b["median"],
-        new_noise=n["iqr"] / n["median"],
+        base_noise=noise(b["iqr"], b["median"]),
+        new_noise=noise(n["iqr"], n["median"]),
         threshold=thresholds.slowdown,
         rounds=rounds,
         min_rounds=thresholds.min_rounds,

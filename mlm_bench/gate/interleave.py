@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from mlm_bench.gate.statistics import pooled_stats, rate_at
 
 # Run from a checkout: the benchmarks are the checkout's, not the package's.
 BENCHMARKS = Path("benchmarks") / "test_cpu.py"
@@ -34,21 +35,10 @@ def merged(paths: list[Path]) -> dict:
         first_median = bench["stats"]["median"]
         data = [x for run in runs for b in run["benchmarks"] if b["fullname"] == bench["fullname"] for x in
                 b["stats"]["data"]]  # fmt: skip
-        quartiles = statistics.quantiles(data, n=4) if len(data) > 1 else [data[0]] * 3
-        bench["stats"].update(
-            data=data,
-            rounds=len(data),
-            min=min(data),
-            max=max(data),
-            mean=statistics.fmean(data),
-            median=statistics.median(data),
-            q1=quartiles[0],
-            q3=quartiles[2],
-            iqr=quartiles[2] - quartiles[0],
-        )
+        bench["stats"].update(pooled_stats(data))
         for key in THROUGHPUTS:  # recorded at the first run's median: restate them at the pooled one
             if key in bench.get("extra_info", {}):
-                bench["extra_info"][key] *= first_median / bench["stats"]["median"]
+                bench["extra_info"][key] = rate_at(bench["extra_info"][key], first_median, bench["stats"]["median"])
     return out
 
 

@@ -1,0 +1,76 @@
+"""Gate statistics: every number the gate derives from timing rounds, in one place so the gate, the interleaved runs
+and the calibration compute them alike.
+
+The relative change of a timing statistic and its seeded percentile-bootstrap interval, the speed verdict that
+interval gives against a threshold, the noise of a run, and the statistics of rounds pooled from several runs.
+Pure functions over numbers: no files, nothing of mlm_bench.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import numpy as np
+
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def relative_change(base: float, new: float) -> float:
+    """The relative change from base to new (+0.2 is 20% more time), the quantity every speed verdict is about."""
+    return new / base - 1.0
+
+
+def change_interval(
+    base: list[float], new: list[float], stat: str, confidence: float, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of stat(new) / stat(base) - 1 over the rounds (seeded: the same files give
+    the same verdict)."""
+    reduce = {"median": np.median, "min": np.min, "mean": np.mean}[stat]
+    rng = np.random.default_rng(seed)
+    b, n = np.asarray(base, dtype=float), np.asarray(new, dtype=float)
+    base_stats = reduce(b[rng.integers(0, len(b), (BOOTSTRAP_RESAMPLES, len(b)))], axis=1)
+    new_stats = reduce(n[rng.integers(0, len(n), (BOOTSTRAP_RESAMPLES, len(n)))], axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(new_stats / base_stats - 1, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def interval_verdict(low: float, high: float, threshold: float) -> str:
+    """Slower, faster or same only when the whole interval of the change says so; inconclusive when it straddles
+    ±threshold, since the rounds are then too noisy to call."""
+    if low > threshold:
+        return "slower"
+    if high < -threshold:
+        return "faster"
+    if -threshold <= low and high <= threshold:
+        return "same"
+    return "inconclusive"
+
+
+def noise(iqr: float, median: float) -> float:
+    """A run's spread relative to its level (IQR / median), printed beside each change to show how far to trust it."""
+    return iqr / median
+
+
+def pooled_stats(data: list[float]) -> dict[str, Any]:
+    """The statistics pytest-benchmark records, recomputed over rounds pooled from several runs (quartiles of a
+    single round are that round)."""
+    quartiles = statistics.quantiles(data, n=4) if len(data) > 1 else [data[0]] * 3
+    return {
+        "data": data,
+        "rounds": len(data),
+        "min": min(data),
+        "max": max(data),
+        "mean": statistics.fmean(data),
+        "median": statistics.median(data),
+        "q1": quartiles[0],
+        "q3": quartiles[2],
+        "iqr": quartiles[2] - quartiles[0],
+    }
+
+
+def rate_at(rate: float, measured_median: float, median: float) -> float:
+    """A per-second rate measured at one median time per call, restated at another (rates scale inversely with
+    time)."""
+    return rate * (measured_median / median)
