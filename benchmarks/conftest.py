@@ -1,15 +1,14 @@
 """Benchmark fixtures: the tiny-zh workload on the builtin corpus, what every benchmark records, and planted faults.
 
 The planted faults (`--plant-slowdown`, `--plant-forward-slowdown`, `--plant-lr-factor`) exist only so the gate's
-calibration can prove it catches a slowdown and a learning change; an ordinary run never sets them.
+calibration can prove it catches a slowdown and a learning change; an ordinary run never sets them. The slowdowns
+are the registry's (mlm_bench.testing.faults), as the regression battery plants them.
 """
 
 from __future__ import annotations
 
 import ctypes
-import functools
 import platform
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,7 +16,6 @@ from typing import Any
 import datasets
 import pytest
 import torch
-from transformers.models.bert import modeling_bert
 
 from mlm_bench.config import Settings, preset
 from mlm_bench.data.collate import build_collator
@@ -25,6 +23,7 @@ from mlm_bench.data.corpus import Corpus, load_corpus
 from mlm_bench.data.encode import encode
 from mlm_bench.data.tokenizer import build_tokenizer
 from mlm_bench.runs.results import command_line, device_info, versions
+from mlm_bench.testing import faults
 from mlm_bench.training.evaluate import EvalSet, build_eval_set, eval_settings
 from mlm_bench.training.train import MlmTrainer, training_arguments
 
@@ -185,14 +184,6 @@ def eval_set(corpus: Corpus, tokenizer, cpu_settings: Settings) -> EvalSet:
     return build_eval_set(rows, list(texts[corpus.text_column]), tokenizer, cpu_settings)
 
 
-def _spin(fraction: float, started: float) -> None:
-    """Busy-wait `fraction` of the time since `started`. Spin, not sleep: a sub-millisecond sleep overshoots
-    (measured +30% for a planted 20%)."""
-    until = time.perf_counter() + fraction * (time.perf_counter() - started)
-    while time.perf_counter() < until:
-        pass
-
-
 @pytest.fixture(scope="session", autouse=True)
 def planted_forward(request: pytest.FixtureRequest):
     """BertForMaskedLM.forward made slower when a calibration plants it (--plant-forward-slowdown)."""
@@ -200,17 +191,8 @@ def planted_forward(request: pytest.FixtureRequest):
     if fraction <= 0:
         yield
         return
-    forward = modeling_bert.BertForMaskedLM.forward
-
-    @functools.wraps(forward)
-    def slowed(self, *args, **kwargs):
-        started = time.perf_counter()
-        output = forward(self, *args, **kwargs)
-        _spin(fraction, started)
-        return output
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(modeling_bert.BertForMaskedLM, "forward", slowed)
+        faults.forward_slower.apply(fraction, patch=patch.setattr)
         yield
 
 
@@ -221,16 +203,7 @@ def collator_for(request: pytest.FixtureRequest, tokenizer) -> Callable[..., Any
 
     def make(settings: Settings, seed: int | None = None) -> Any:
         collator = build_collator(tokenizer, settings, seed=seed)
-        if fraction <= 0:
-            return collator
-
-        def slowed(rows: list[dict[str, Any]]) -> Any:
-            started = time.perf_counter()
-            batch = collator(rows)
-            _spin(fraction, started)
-            return batch
-
-        return slowed
+        return faults.slowed(collator, fraction) if fraction > 0 else collator
 
     return make
 

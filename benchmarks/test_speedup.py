@@ -12,7 +12,10 @@ from typing import Any
 
 import pytest
 import torch
-from ablation import (
+
+from mlm_bench.config import Settings, preset
+from mlm_bench.runs.results import device_info, versions
+from mlm_bench.studies.speed_ablation import (
     Workload,
     evaluate_variant,
     fast,
@@ -20,9 +23,6 @@ from ablation import (
     seed_style,
     train_variant,
 )
-
-from mlm_bench.config import Settings, preset
-from mlm_bench.runs.results import device_info, versions
 from mlm_bench.training.train import TrainSummary
 
 # The recipe's reported throughput (BERT-base, 64 x 384, one GPU): its README's train_samples_per_second.

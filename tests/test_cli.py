@@ -56,7 +56,7 @@ def test_run_writes_a_run_that_another_process_can_fill_masks_with(tmp_path: Pat
     assert {"loss", "accuracy", "perplexity", "context_gain", "by_treatment"} <= set(results["eval"])
     assert results["schema_version"] == 3 and results["eval_set"]["texts"] > 0
     assert results["train"]["steps"] == 3 and len(results["train"]["loss_curve"]) == 3
-    assert results["settings"]["dataset"] == str(text_file)
+    assert results["settings"]["data"]["dataset"] == str(text_file)
     assert list(out.glob("*.safetensors")) and not list(out.glob("*.bin"))
     # The run was another process: what loads here is only what it saved.
     top5 = pipeline("fill-mask", model=str(out), device="cpu")("今天[MASK]情很好")
@@ -138,6 +138,7 @@ def test_usage_errors_are_one_line_naming_the_fix(
 
 def test_abbreviation_check_fails_when_argparse_guesses(monkeypatch: pytest.MonkeyPatch) -> None:
     """The check above can fail: with argparse's default prefix matching, --max-step silently sets max_steps."""
+    # Not in the fault registry: the testing layer does not reach up into the CLI.
     monkeypatch.setattr(SettingsParser, "__init__", HfArgumentParser.__init__)
     settings, _ = parse_settings(["--max-step", "10"])
     assert settings.training.max_steps == 10

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 
 from mlm_bench.contract import masking as contract
-from mlm_bench.data import collate
 from mlm_bench.data.collate import FlatteningCollator, MlmCollator, build_collator, cut_rows
 from mlm_bench.data.tokenizer import unk_rate
+from mlm_bench.testing import faults
 from mlm_bench.testing.strategies import (
     GENERATED_BATCHES,
     MLM_PROBABILITIES,
@@ -198,7 +198,7 @@ def test_cut_rows_restarts_positions_in_flattened_rows(unpacked_rows, tokenizer,
 def test_flattened_cut_check_fails_without_restarted_positions(unpacked_rows, tokenizer, tiny_settings, texts_in,
                                                                 breakers):  # fmt: skip
     """The check above reports a cut that copies the position ids as they were."""
-    breakers.plant(collate, "_restart_positions", lambda positions: positions, required=True)
+    breakers.plant_fault(faults.positions_not_restarted)
     settings = tiny_settings.replace(packing=False, flatten=True)
     batch = build_collator(tokenizer, settings, seed=3)([dict(r) for r in unpacked_rows.select(range(16))])
     with pytest.raises(AssertionError):

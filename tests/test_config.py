@@ -12,6 +12,7 @@ import pytest
 from mlm_bench import config
 from mlm_bench.config import PRESETS, Settings, preset
 from mlm_bench.errors import UsageError
+from mlm_bench.testing import faults
 
 
 def test_default_settings_are_the_tiny_zh_preset() -> None:
@@ -95,8 +96,7 @@ def test_a_refusal_suggests_the_presets_own_value() -> None:
 
 def test_a_field_left_out_of_the_ranges_fails_both_interval_tests(monkeypatch) -> None:
     """Test of the tests above: without batch_size's interval, batch_size 0 is taken, and the field is missed."""
-    declared = config.interval
-    monkeypatch.setattr(config, "interval", lambda name: None if name == "batch_size" else declared(name))
+    faults.batch_size_unbounded.apply(patch=monkeypatch.setattr)
     with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):
         test_a_value_outside_its_interval_is_refused_naming_it("batch_size", "[1, inf)")
     with pytest.raises(AssertionError, match="batch_size"):

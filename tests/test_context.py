@@ -1,5 +1,6 @@
 """The context workload: a tiny BERT learns the copy task through the project's Trainer, and fails it when
-self-attention is made causal, position ids are ignored or the attention mask is dropped (monkeypatched here).
+self-attention is made causal, position ids are ignored or the attention mask is dropped (faults of
+mlm_bench.testing.faults, planted here).
 
 Thresholds (false-alarm rationale, `python scripts/context_seeds.py --seeds 0-9`, README "The context workload"):
 trained 400 steps at seeds 0-9, the [MASK] loss ended between 0.011 and 0.017 nats, the same on transformers 4.57 and
@@ -16,11 +17,10 @@ from collections import Counter
 
 import pytest
 import torch
-from transformers.models.bert import modeling_bert
 
 from mlm_bench.contract import context
 from mlm_bench.modeling.model import IGNORE_INDEX, build_model
-from mlm_bench.testing.attention import causal, mask_dropped, positions_ignored
+from mlm_bench.testing import faults
 
 MAX_LOSS = 0.25  # nats at [MASK]; the unigram is ln 16 = 2.77
 MAX_SHIFT = 1e-3  # largest change of a log-probability at [MASK] when the batch is padded to twice its length
@@ -80,15 +80,15 @@ def test_tiny_bert_learns_the_context_workload(workload: context.Workload, tmp_p
 
 # Each breaks what the workload checks at a public entry point that BERT calls on 4.57 and 5.x (required breakers).
 BREAKAGES = {
-    "causal self-attention": (torch.nn.functional, "scaled_dot_product_attention", causal, "context not learned"),
-    "position ids ignored": (modeling_bert.BertEmbeddings, "forward", positions_ignored, "context not learned"),
-    "attention mask dropped": (modeling_bert.BertModel, "forward", mask_dropped, "padding moved"),
+    "causal self-attention": (faults.causal, "context not learned"),
+    "position ids ignored": (faults.positions_ignored, "context not learned"),
+    "attention mask dropped": (faults.mask_dropped, "padding moved"),
 }
 
 
 @pytest.mark.parametrize("breakage", list(BREAKAGES))
 def test_broken_attention_fails_the_workload(breakage: str, workload: context.Workload, breakers, tmp_path) -> None:
-    owner, name, wrap, complaint = BREAKAGES[breakage]
-    breakers.plant(owner, name, wrap(getattr(owner, name)), required=True)
+    fault, complaint = BREAKAGES[breakage]
+    breakers.plant_fault(fault)
     with pytest.raises(AssertionError, match=complaint):
         assert_learns_context(workload, tmp_path)

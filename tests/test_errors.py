@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import datasets
 import pytest
@@ -20,9 +18,9 @@ from mlm_bench.data.corpus import Corpus
 from mlm_bench.data.encode import encode
 from mlm_bench.data.tokenizer import build_tokenizer, save_tokenizer, unk_rate
 from mlm_bench.modeling.model import load_model
-from mlm_bench.runs import run as run_module
 from mlm_bench.runs.checkpoints import checkpoints, is_complete
 from mlm_bench.runs.run import run
+from mlm_bench.testing import faults
 from mlm_bench.testing.helpers import error_line, tiny_bert
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,19 +163,7 @@ def test_refusal_from_the_real_command(tmp_path, text_file):
 @pytest.mark.parametrize(("fail_at", "kept"), [(1, []), (2, ["checkpoint-1"])])
 def test_disk_full_while_saving(fail_at, kept, tmp_path, run_argv, capsys, monkeypatch):
     """A full disk mid-save: exit 2 naming the fix; complete checkpoints stay, nothing half-written does."""
-    import transformers.modeling_utils as modeling_utils
-
-    real_save = modeling_utils.safe_save_file
-    calls = []
-
-    def save_until_full(tensors, filename, *args, **kwargs):
-        calls.append(filename)
-        if len(calls) == fail_at:
-            Path(filename).write_bytes(b"\0" * 1000)  # what a full disk leaves: the start of the file
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), filename)
-        return real_save(tensors, filename, *args, **kwargs)
-
-    monkeypatch.setattr(modeling_utils, "safe_save_file", save_until_full)
+    faults.disk_full_at.apply(fail_at, patch=monkeypatch.setattr)
     out = tmp_path / "run"
     message = _refused(run_argv(out, max_steps=2, save_steps=1), capsys)
     assert f"no space left on the device while writing to {out}: free some space or pass an --output-dir" in message
@@ -193,16 +179,8 @@ def test_disk_full_while_saving(fail_at, kept, tmp_path, run_argv, capsys, monke
 
 def test_disk_full_without_an_errno_is_still_a_full_disk(tmp_path, run_argv, capsys, monkeypatch):
     """torch's zip writer reports a full disk as a RuntimeError with no errno: the free space tells."""
-    real_save = torch.save
-
-    def save_on_a_full_disk(obj, f, *args, **kwargs):
-        if str(f).endswith("optimizer.pt"):
-            Path(f).write_bytes(b"PK")  # the start of the zip it could not finish
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
-        return real_save(obj, f, *args, **kwargs)
-
-    monkeypatch.setattr(torch, "save", save_on_a_full_disk)
-    monkeypatch.setattr(run_module.shutil, "disk_usage", lambda path: SimpleNamespace(total=2**30, used=2**30, free=0))
+    faults.zip_writer_fails.apply(patch=monkeypatch.setattr)
+    faults.no_free_space.apply(patch=monkeypatch.setattr)
     out = tmp_path / "run"
     message = _refused(run_argv(out, max_steps=2, save_steps=1), capsys)
     assert f"no space left on the device while writing to {out}" in message and "nothing was kept" in message

@@ -7,12 +7,11 @@ import itertools
 import json
 
 import pytest
-import torch
 
 from mlm_bench.cli import main
 from mlm_bench.contract import accepted
 from mlm_bench.contract import fingerprint as fp
-from mlm_bench.data.collate import MlmCollator
+from mlm_bench.testing import faults
 
 FINGERPRINTS = fp.FINGERPRINT_DIR
 
@@ -126,17 +125,10 @@ def test_cli_writes_then_matches_then_refuses_a_change(tmp_path, capsys):
     assert "collator.sha256" in capsys.readouterr().err
 
 
-class UnmaskedAttention(MlmCollator):
-    def torch_call(self, examples):
-        batch = super().torch_call(examples)
-        batch["attention_mask"] = torch.zeros_like(batch["attention_mask"])
-        return batch
-
-
 @pytest.mark.usefixtures("fixture_inputs")
 def test_cli_fails_on_a_contract_violation(tmp_path, capsys, monkeypatch):
     """A collator that breaks the contract makes the command fail (exit 1), whatever the versions."""
-    monkeypatch.setattr(fp, "build_collator", lambda tokenizer, settings, seed: UnmaskedAttention(tokenizer, seed=seed))
+    faults.attention_unmasked.apply(patch=monkeypatch.setattr)
     assert main(["fingerprint", "--dir", str(tmp_path)]) == 1
     assert "masking contract violated" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
@@ -145,11 +137,7 @@ def test_cli_fails_on_a_contract_violation(tmp_path, capsys, monkeypatch):
 @pytest.mark.usefixtures("fixture_inputs")
 def test_a_stray_assertion_is_not_reported_as_a_contract_violation(tmp_path, monkeypatch):
     """An assert failing inside a library is a bug to see whole, not a masking contract violation."""
-
-    def library_bug(*args, **kwargs):
-        raise AssertionError("inside a library")
-
-    monkeypatch.setattr(fp, "fingerprint", library_bug)
+    faults.library_assertion.apply(patch=monkeypatch.setattr)
     with pytest.raises(AssertionError, match="inside a library"):
         main(["fingerprint", "--dir", str(tmp_path)])
 
@@ -158,10 +146,6 @@ def test_a_stray_assertion_is_not_reported_as_a_contract_violation(tmp_path, mon
 def test_cli_names_the_fix_when_the_directory_cannot_be_written(tmp_path, capsys, monkeypatch):
     """A new version set's fingerprint that cannot be written (the shipped set in a read-only site-packages) is a
     one-line refusal naming --dir, not a traceback."""
-
-    def read_only(payload, directory):
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(fp, "save", read_only)
+    faults.fingerprint_unwritable.apply(patch=monkeypatch.setattr)
     assert main(["fingerprint", "--dir", str(tmp_path)]) == 2
     assert "Permission denied): pass --dir DIR with a writable copy of the shipped set" in capsys.readouterr().err

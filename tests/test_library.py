@@ -2,23 +2,20 @@
 training-loop invariants the recipe relies on. Where a registered upstream defect (mlm_bench/contract/defects.py) breaks
 one on the installed versions, its test is a strict xfail: it must fail there, and passes everywhere else.
 
-Each check is shown failing on a library broken on purpose (a breaker the test of the test plants through the
-`breakers` fixture, mlm_bench/testing/breakers.py): a breaker the installed versions never call makes its test a
-skip that names it, and every check keeps a breaker that public, version-stable code calls (Trainer and
-Accelerator methods).
+Each check is shown failing on a library broken on purpose (a fault of mlm_bench/testing/faults.py the test of the
+test plants through the `breakers` fixture, mlm_bench/testing/breakers.py): a breaker the installed versions never
+call makes its test a skip that names it, and every check keeps a breaker that public, version-stable code calls
+(Trainer and Accelerator methods).
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 from pathlib import Path
 
 import datasets
 import pytest
 import torch
-from accelerate import Accelerator
 from transformers import (
     BertForMaskedLM,
     DataCollatorForLanguageModeling,
@@ -27,9 +24,9 @@ from transformers import (
     default_data_collator,
     pipeline,
 )
-from transformers.models.bert import modeling_bert
 
 from mlm_bench.data.collate import MlmCollator
+from mlm_bench.testing import faults
 from mlm_bench.testing.helpers import known_defect, tiny_bert
 from mlm_bench.training.train import resolved_optimizer
 
@@ -97,17 +94,9 @@ def test_gradient_accumulation_changes_nothing(masked_rows, tmp_path) -> None:
 def test_accumulation_check_fails_when_the_loss_is_not_divided(masked_rows, tmp_path, breakers) -> None:
     """The check above reports a Trainer that no longer divides each of two micro-batches' losses by 2."""
     full = _train(masked_rows, tmp_path / "full", accumulation=1, batch=16)
-    breakers.plant(Trainer, "compute_loss", _scaled(Trainer.compute_loss, 2.0), required=True)
+    breakers.plant_fault(faults.loss_not_divided)
     with pytest.raises(AssertionError, match="logged loss"):
         check_accumulation_invariance(full, _train(masked_rows, tmp_path / "ga", accumulation=2, batch=8))
-
-
-def _scaled(compute_loss, factor: float):
-    @functools.wraps(compute_loss)
-    def scaled(self, *args, **kwargs):
-        return compute_loss(self, *args, **kwargs) * factor
-
-    return scaled
 
 
 def check_clipping(trainer: Trainer, before: dict[str, torch.Tensor], max_norm: float, lr: float) -> None:
@@ -134,30 +123,16 @@ def test_clipping_bounds_the_update(masked_rows, tmp_path) -> None:
 # Where the norm is clipped: Accelerator.clip_grad_norm_ is what Trainer calls on 4.57 and 5.x alike (required: the
 # check's live breaker); torch's function is what accelerate called under it until 1.16 (its DTensor-aware path
 # clips with clip_grads_with_norm_), so that self-test is a skip from 1.16 on.
-CLIPPERS = {"accelerator": (Accelerator, "clip_grad_norm_", True), "torch": (torch.nn.utils, "clip_grad_norm_", False)}
+CLIPPERS = {"accelerator": faults.accelerator_clips_nothing, "torch": faults.torch_clips_nothing}
 
 
 @pytest.mark.parametrize("clipper", list(CLIPPERS))
 def test_clipping_check_fails_when_clipping_is_skipped(masked_rows, tmp_path, breakers, clipper: str) -> None:
     """The check above reports a Trainer that logs the norm but does not clip."""
-    owner, name, required = CLIPPERS[clipper]
-    breakers.plant(owner, name, _norm_only(getattr(owner, name)), required=required)
+    breakers.plant_fault(CLIPPERS[clipper])
     trainer, before = _clipped_run(masked_rows, tmp_path, max_norm=0.05)
     with pytest.raises(AssertionError, match="update"):
         check_clipping(trainer, before, max_norm=0.05, lr=1.0)
-
-
-def _norm_only(clip):
-    """`clip` measuring the norm with max_norm infinite, so nothing is clipped."""
-    signature = inspect.signature(clip)
-
-    @functools.wraps(clip)
-    def measure(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        bound.arguments["max_norm"] = float("inf")
-        return clip(*bound.args, **bound.kwargs)
-
-    return measure
 
 
 def check_decay_groups(trainer: Trainer) -> None:
@@ -179,10 +154,7 @@ def test_layernorm_and_biases_are_not_decayed(tmp_path) -> None:
 
 
 def test_decay_check_fails_when_everything_is_decayed(tmp_path, breakers) -> None:
-    def everything(self, model):
-        return [name for name, _ in model.named_parameters()]
-
-    breakers.plant(Trainer, "get_decay_parameter_names", everything, required=True)
+    breakers.plant_fault(faults.decay_everything)
     with pytest.raises(AssertionError):
         check_decay_groups(_decaying_trainer(tmp_path))
 
@@ -247,9 +219,7 @@ def test_dropout_is_off_in_eval_and_in_the_pipeline(tokenizer) -> None:
 
 
 def test_dropout_check_fails_when_dropout_ignores_eval(tokenizer, breakers) -> None:
-    breakers.plant(
-        torch.nn.Dropout, "forward", lambda self, x: torch.nn.functional.dropout(x, self.p, True), required=True
-    )
+    breakers.plant_fault(faults.dropout_in_eval)
     with pytest.raises(AssertionError, match="dropout is on"):
         check_no_dropout_in_eval(_dropout_model(tokenizer), tokenizer)
 
@@ -278,14 +248,7 @@ def test_a_text_computes_the_same_alone_and_padded(attention: str) -> None:
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
 def test_padding_check_fails_when_the_mask_is_dropped(attention: str, breakers) -> None:
-    forward = modeling_bert.BertModel.forward
-
-    @functools.wraps(forward)
-    def unmasked(self, *args, **kwargs):
-        kwargs["attention_mask"] = None
-        return forward(self, *args, **kwargs)
-
-    breakers.plant(modeling_bert.BertModel, "forward", unmasked, required=True)
+    breakers.plant_fault(faults.mask_dropped)
     with pytest.raises(AssertionError, match="inside the padded batch"):
         check_padding_invariance(_model(attn_implementation=attention), PADDING_TEXTS, pad_id=0)
 

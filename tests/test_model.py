@@ -19,7 +19,7 @@ from transformers import (
 )
 
 from mlm_bench.compat import BERT_HAS_FLEX_ATTENTION
-from mlm_bench.config import Settings, preset
+from mlm_bench.config import preset
 from mlm_bench.contract import training as contract_training
 from mlm_bench.data.collate import build_collator
 from mlm_bench.errors import UsageError
@@ -37,6 +37,7 @@ from mlm_bench.modeling.model import (
     sparse_mlm_loss,
 )
 from mlm_bench.seeding import seed_everything
+from mlm_bench.testing import faults
 from mlm_bench.testing.helpers import tiny_bert
 
 
@@ -163,12 +164,7 @@ def test_flex_document_mask_that_ignores_texts_fails_the_equality(
     breakers, tokenizer, unpacked_rows, tiny_settings, texts_in
 ) -> None:
     """Test of the test above: a BlockMask that lets every real key be seen across texts moves the logits."""
-
-    def leaky(texts: torch.Tensor, real: torch.Tensor) -> object:
-        return original(torch.zeros_like(texts), real)
-
-    original = model_module._document_block_mask
-    breakers.plant(model_module, "_document_block_mask", leaky, required=True)
+    breakers.plant_fault(faults.document_mask_leaks)
     found = packed_against_alone(tokenizer, unpacked_rows, tiny_settings, texts_in, "flex_attention")
     assert found["isolated_gap"] > 1e-3, found
 
@@ -204,7 +200,7 @@ def test_flex_attention_with_attention_dropout_fails_where_the_refusal_is_remove
 ) -> None:
     """Test of the settings' refusal: without it, transformers raises at the first training forward (as it did on
     the GPU, where flex was first trained)."""
-    breakers.plant(Settings, "_check_dropout", lambda self: None, required=True)
+    breakers.plant_fault(faults.dropout_refusal_removed)
     with pytest.raises(ValueError, match="does not support `dropout`"):
         flex_training_forward(tokenizer, unpacked_rows, tiny_settings.replace(**FLEX_TRAINING, dropout=0.1))
 

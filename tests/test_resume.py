@@ -25,28 +25,17 @@ from mlm_bench.runs import run as run_module
 from mlm_bench.runs.checkpoints import CHECKPOINTS, checkpoints, is_complete, last_complete_checkpoint
 from mlm_bench.runs.results import RESULTS_FILE
 from mlm_bench.runs.resume import RUN_FILE, claim, preflight, publish, staging_dir
+from mlm_bench.testing import faults
 from mlm_bench.testing.helpers import error_line, tiny_cli_args
-from mlm_bench.training import train as train_module
 
 REPO = Path(__file__).resolve().parents[1]
 # Short rows for steps 0-5: the run resumes from step 4, inside the short-row phase, and crosses the switch again.
 STEPS = {"max_steps": 8, "save_steps": 2, "short_row_fraction": 0.75}
 KILL_AT = 6
 
-# Runs the real CLI, SIGKILLing itself while checkpoint-N is half-written: weights, optimizer and scheduler
+# Runs the real CLI, SIGKILLing itself while checkpoint-KILL_AT is half-written: weights, optimizer and scheduler
 # are on disk, RNG state and trainer_state.json are not -- the worst moment for a kill to land.
-KILL_WHILE_SAVING = """
-import os, signal, sys
-from transformers import Trainer
-from mlm_bench import cli
-save_rng_state = Trainer._save_rng_state
-def kill_midway(self, output_dir):
-    if self.state.global_step == int(sys.argv[1]):
-        os.kill(os.getpid(), signal.SIGKILL)
-    save_rng_state(self, output_dir)
-Trainer._save_rng_state = kill_midway
-sys.exit(cli.main(sys.argv[2:]))
-"""
+KILL_WHILE_SAVING = faults.cli_script(faults.killed_while_saving, KILL_AT)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +69,7 @@ def _killed_while_saving(text_path: Path, out: Path, *extra: str) -> None:
     log = out.parent / f"{out.name}-stderr.txt"
     with log.open("w", encoding="utf-8") as stderr:
         killed = subprocess.run(
-            [sys.executable, "-c", KILL_WHILE_SAVING, str(KILL_AT), *_argv(text_path, out, *extra)],
+            [sys.executable, "-c", KILL_WHILE_SAVING, *_argv(text_path, out, *extra)],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
@@ -162,12 +151,7 @@ def test_worker_resume_check_fails_when_the_resume_offset_is_lost(
     killed_with_workers, finished, text_path, tmp_path, monkeypatch
 ):
     """Test of the test above: batches seeded from index 0 again after the resume train on other masks."""
-
-    class FromTheStart(train_module.BatchSeededCollator):
-        def __init__(self, collator, seed: int, start: int = 0) -> None:
-            super().__init__(collator, seed, start=0)
-
-    monkeypatch.setattr(train_module, "BatchSeededCollator", FromTheStart)
+    faults.seeded_from_the_start.apply(patch=monkeypatch.setattr)  # a class: planted uncounted
     assert resumed_with_workers(killed_with_workers, text_path, tmp_path, finished) == (False, False)
 
 
@@ -184,21 +168,8 @@ def test_resume_from_the_last_checkpoint_trains_no_extra_step(finished, text_pat
     assert resumed["eval"] == reference["eval"]
 
 
-def nan_loss_from(monkeypatch, step: int) -> None:
-    """The training loss turns NaN from the step-th loss computed on."""
-    real_loss = train_module.masked_lm_loss
-    calls = []
-
-    def loss_turning_nan(outputs, labels, num_items_in_batch=None):
-        calls.append(1)
-        loss = real_loss(outputs, labels, num_items_in_batch)
-        return loss * float("nan") if len(calls) >= step else loss
-
-    monkeypatch.setattr(train_module, "masked_lm_loss", loss_turning_nan)
-
-
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(text_path, tmp_path, capsys, monkeypatch):
-    nan_loss_from(monkeypatch, 5)
+    faults.loss_turns_nan.apply(5, patch=monkeypatch.setattr)
     out = tmp_path / "run"
     assert cli.main(_argv(text_path, out)) == exits.EXIT_FAILED
     message = error_line(capsys.readouterr().err, "mlm-bench: run failed: ")
@@ -219,7 +190,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(text_p
 def test_a_non_finite_loss_between_logs_stops_before_anything_is_written(overrides, bad_step, text_path, tmp_path,
                                                                          capsys, monkeypatch):  # fmt: skip
     """The loss stays on the device between logs: the check where Trainer saves or ends still finds its first step."""
-    nan_loss_from(monkeypatch, bad_step)
+    faults.loss_turns_nan.apply(bad_step, patch=monkeypatch.setattr)
     out = tmp_path / "run"
     assert cli.main(_argv(text_path, out, **overrides)) == exits.EXIT_FAILED
     message = error_line(capsys.readouterr().err, "mlm-bench: run failed: ")
@@ -228,14 +199,7 @@ def test_a_non_finite_loss_between_logs_stops_before_anything_is_written(overrid
 
 
 def test_ctrl_c_keeps_the_checkpoints_for_resume(text_path, tmp_path, capsys, monkeypatch):
-    real_step = train_module.MlmTrainer.training_step
-
-    def interrupted_at_step_5(self, *args, **kwargs):
-        if self.state.global_step == 4:
-            raise KeyboardInterrupt
-        return real_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(train_module.MlmTrainer, "training_step", interrupted_at_step_5)
+    faults.interrupted_after.apply(4, patch=monkeypatch.setattr)  # Ctrl-C at step 5
     out = tmp_path / "run"
     assert cli.main(_argv(text_path, out)) == exits.EXIT_INTERRUPTED
     captured = capsys.readouterr()
@@ -248,18 +212,7 @@ def test_ctrl_c_keeps_the_checkpoints_for_resume(text_path, tmp_path, capsys, mo
 
 
 # Runs the real CLI, which sends itself SIGTERM (what schedulers and `kill` send) before step 5.
-TERMINATE_AT_STEP_5 = """
-import os, signal, sys
-from mlm_bench import cli
-from mlm_bench.training import train
-step = train.MlmTrainer.training_step
-def terminated(self, *args, **kwargs):
-    if self.state.global_step == 4:
-        os.kill(os.getpid(), signal.SIGTERM)
-    return step(self, *args, **kwargs)
-train.MlmTrainer.training_step = terminated
-sys.exit(cli.main(sys.argv[1:]))
-"""
+TERMINATE_AT_STEP_5 = faults.cli_script(faults.terminated_after, 4)
 
 
 @pytest.mark.slow  # a second process (pyproject: slow tests run on their own)

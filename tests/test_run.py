@@ -17,8 +17,8 @@ from mlm_bench.runs import run as run_module
 from mlm_bench.runs.card import CARD_FILE, CURVE_FILE
 from mlm_bench.runs.results import RESULTS_FILE
 from mlm_bench.runs.run import prepare, run
+from mlm_bench.testing import faults
 from mlm_bench.testing.helpers import tiny_bert
-from mlm_bench.training import train as train_module
 
 
 def test_seed_preset_runs_on_local_save_to_disk_data_and_pretrained_dir(tmp_path: Path, corpus, tokenizer) -> None:
@@ -73,13 +73,7 @@ def test_flatten_run_reports_what_the_padded_run_reports(tmp_path: Path, tiny_se
 def test_loss_curve_check_sees_an_eval_pass_that_drops_the_training_loss(tmp_path, tiny_settings, breakers):
     """Test of the loss-curve check above: with Trainer.log left to clear should_log (as before the fix), the
     training loss of every eval step is missing."""
-
-    def clearing(self, args, state, control, **kwargs) -> None:
-        if state.global_step % self.every == 0:
-            self.trainer.log(self.score(self.trainer.model))
-            self.trainer.model.train()
-
-    breakers.plant(train_module._PeriodicEval, "on_step_end", clearing, required=True)
+    breakers.plant_fault(faults.eval_clears_should_log)
     packed = run(tiny_settings.replace(train_rows=400, eval_steps=2), tmp_path / "packed")
     assert [point["step"] for point in packed["train"]["loss_curve"]] == [1, 3]
 
@@ -113,8 +107,7 @@ def test_tensorboard_gets_the_training_loss_and_the_held_out_figures(tmp_path: P
 
 def test_tensorboard_check_fails_when_report_to_is_forced_off(tmp_path: Path, tiny_settings, breakers) -> None:
     """Test of the test above: with report_to held at none, as before --trainer_args, no event file is written."""
-    real = train_module.extra_training_arguments
-    breakers.plant(train_module, "extra_training_arguments", lambda s: {**real(s), "report_to": "none"}, required=True)
+    breakers.plant_fault(faults.reports_nowhere)
     with pytest.raises(KeyError, match="train/loss"):
         test_tensorboard_gets_the_training_loss_and_the_held_out_figures(tmp_path, tiny_settings)
 

@@ -12,6 +12,7 @@ import pytest
 
 from mlm_bench.errors import Terminated
 from mlm_bench.runs import stop
+from mlm_bench.testing import faults
 
 
 def _own_alarm(signum, frame) -> None:
@@ -61,5 +62,5 @@ def test_a_sigterm_swallowed_by_a_callback_is_raised_again(monkeypatch) -> None:
 
 def test_the_repeat_check_fails_without_the_repeat(monkeypatch) -> None:
     """Test of the test above: raised once, inside the callback, the SIGTERM is lost and the work goes on."""
-    monkeypatch.setattr(stop, "REPEAT_SECONDS", 0)
+    faults.sigterm_once.apply(patch=monkeypatch.setattr)
     assert _sigterm_inside_a_callback_then_work(0.3, monkeypatch) == [Terminated]

@@ -18,8 +18,9 @@ from mlm_bench.config import Settings, preset
 from mlm_bench.contract.training import check_schedule, check_training_progress
 from mlm_bench.data.collate import build_collator
 from mlm_bench.errors import RunError, UsageError
-from mlm_bench.modeling.model import build_model, masked_lm_loss
+from mlm_bench.modeling.model import build_model
 from mlm_bench.seeding import seed_everything
+from mlm_bench.testing import faults
 from mlm_bench.training import train as train_module
 from mlm_bench.training.train import MlmTrainer, TrainSummary, speed_options, train, training_arguments
 
@@ -186,7 +187,7 @@ def test_short_rows_come_first_then_whole_rows(
 
 def test_schedule_check_fails_when_rows_are_not_cut(tokenizer, heldout_rows, tiny_settings, tmp_path, breakers):
     """The check above reports a trainer that keeps whole rows throughout."""
-    breakers.plant(train_module, "cut_rows", lambda batch, length: batch, required=True)
+    breakers.plant_fault(faults.rows_not_cut)
     widths, _ = _row_widths(tokenizer, heldout_rows, tiny_settings, tmp_path)
     assert widths != [8, 8, 64, 64]
 
@@ -250,11 +251,7 @@ def test_gradient_accumulation_trains_as_one_batch(tokenizer, premasked_rows, ti
 def test_accumulation_check_fails_with_per_micro_batch_means(tokenizer, premasked_rows, tiny_settings, tmp_path,
                                                              breakers) -> None:  # fmt: skip
     """The check above reports a loss that ignores Trainer's count and averages over each micro-batch alone."""
-
-    def micro_batch_mean(outputs, labels, num_items_in_batch=None):
-        return masked_lm_loss(outputs, labels)
-
-    breakers.plant(train_module, "masked_lm_loss", micro_batch_mean, required=True)
+    breakers.plant_fault(faults.micro_batch_mean)
     settings = tiny_settings.replace(max_steps=3, logging_steps=1, warmup_steps=0)
     with pytest.raises(AssertionError):
         check_accumulation([_accumulated_run(tokenizer, premasked_rows, settings, tmp_path, k) for k in (1, 2)])
@@ -294,13 +291,14 @@ class _StepClock(TrainerCallback):
 
 def host_reads_by_step(monkeypatch, run) -> dict[int, list[str]]:
     """Calls `run(clock)` and returns, per optimizer step, the host reads made by the training loop: mlm_bench
-    (but its collator, which reads host tensors before they reach the device), Trainer, accelerate and this file.
+    (but its collator, which reads host tensors before they reach the device), Trainer, accelerate and the fault
+    registry (where the reading step of the test of the test below lives).
 
     The model's own forward is left out: transformers' masking_utils reads the padding mask in eager mode to skip
     an all-ones mask (a check torch.compile traces away)."""
     clock, reads = _StepClock(), {}
     package = Path(train_module.__file__).parent
-    loop = (str(package), str(Path(Trainer.__module__.replace(".", "/"))), "/accelerate/", __file__)
+    loop = (str(package), str(Path(Trainer.__module__.replace(".", "/"))), "/accelerate/", faults.__file__)
     data = str(package / "collate.py")
 
     def is_loop(caller: str) -> bool:
@@ -345,14 +343,7 @@ def test_training_steps_read_nothing_back_from_the_device(
 def test_host_read_check_fails_on_a_per_step_read(tokenizer, heldout_rows, tiny_settings, tmp_path, monkeypatch,
                                                    breakers):  # fmt: skip
     """Test of the test above: a step that turns its loss into a float (as train.py once did) is caught."""
-    real_step = MlmTrainer.training_step
-
-    def reading_step(self, *args, **kwargs):
-        loss = real_step(self, *args, **kwargs)
-        float(loss)
-        return loss
-
-    breakers.plant(MlmTrainer, "training_step", reading_step, required=True)
+    breakers.plant_fault(faults.step_reads_loss)
     run = _six_steps_logged_at_the_last(tokenizer, heldout_rows, tiny_settings, tmp_path)
     reads = host_reads_by_step(monkeypatch, run)
     assert all(reads.get(step) for step in range(1, STEPS)), reads
@@ -387,23 +378,11 @@ def test_tally_counts_the_non_padding_tokens_trainer_counts(tokenizer, unpacked_
     assert 0 < summary.nonpad_tokens == seen.seen < summary.tokens, (summary.nonpad_tokens, seen.seen, summary.tokens)
 
 
-class _CountsPadding(train_module._DeviceTally):
-    """A tally that counts padding too, as one summing mask.numel() would."""
-
-    @property
-    def nonpad_tokens(self) -> int:
-        return self.tokens
-
-    @nonpad_tokens.setter
-    def nonpad_tokens(self, value) -> None:
-        pass
-
-
 def test_token_count_check_fails_on_a_tally_that_counts_padding(
     tokenizer, unpacked_rows, tiny_settings, tmp_path, monkeypatch
 ):
     """Test of the test above."""
-    monkeypatch.setattr(train_module, "_DeviceTally", _CountsPadding)
+    faults.tally_counts_padding.apply(patch=monkeypatch.setattr)  # a class: planted uncounted
     with pytest.raises(AssertionError):
         test_tally_counts_the_non_padding_tokens_trainer_counts(tokenizer, unpacked_rows, tiny_settings, tmp_path)
 
@@ -471,6 +450,6 @@ def test_worker_check_fails_when_workers_count_batches_alone(tokenizer, heldout_
                                                              monkeypatch):  # fmt: skip
     """Test of the test above: a worker that numbers its batches by its own count repeats the other's masks."""
     # Not a counted breaker: DataLoader workers call it in their own processes, where no count reaches this one.
-    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: None)
+    faults.workers_unseen.apply(patch=monkeypatch.setattr)
     alone = _loss_curve_with_workers(tokenizer, heldout_rows, tiny_settings, tmp_path, 0)
     assert _loss_curve_with_workers(tokenizer, heldout_rows, tiny_settings, tmp_path, 2) != alone

@@ -1,13 +1,14 @@
 """Breakers: what a test of a test plants to break the code a check guards, and whether it reached that code.
 
-A test of a test takes the `breakers` fixture and plants each breaker through it (`breakers.plant(owner, name,
-replacement)`), which counts the calls. A breaker never called broke nothing: the library no longer takes that path
-(accelerate 1.16 clips without `torch.nn.utils.clip_grad_norm_`), so its test reports itself skipped, "self-test
-not applicable on <versions>: <breaker> never called", where its assertions failed or it passed on nothing; an
-error of any other kind stays a failure. A breaker planted `required=True` is the one its check must keep on every
-version set (public, version-stable code, or our own): never called, it fails the test instead. The attention
-breakages themselves live in mlm_bench.testing.attention (not a plugin, so the regression battery can import them
-at interpreter start).
+A test of a test takes the `breakers` fixture and plants each breaker through it, which counts the calls: a fault of
+the registry (`breakers.plant_fault(fault, *params)`, mlm_bench.testing.faults, where every breaker the suite plants
+is defined once), or any replacement (`breakers.plant(owner, name, replacement)`). A breaker never called broke
+nothing: the library no longer takes that path (accelerate 1.16 clips without `torch.nn.utils.clip_grad_norm_`), so
+its test reports itself skipped, "self-test not applicable on <versions>: <breaker> never called", where its
+assertions failed or it passed on nothing; an error of any other kind stays a failure. A breaker planted
+`required=True` is the one its check must keep on every version set (public, version-stable code, or our own): never
+called, it fails the test instead; a fault says whether it is required. The faults live in mlm_bench.testing.faults,
+not here: it is no plugin, so the regression battery's sitecustomize can import them at interpreter start.
 
 A pytest plugin: `pytest -p mlm_bench.testing.breakers` (the suite's pyproject addopts load it).
 """
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from mlm_bench.runs.results import versions
+from mlm_bench.testing.faults import Fault
 
 
 class Breakers:
@@ -44,6 +46,11 @@ class Breakers:
             return replacement(*args, **kwargs)
 
         self._monkeypatch.setattr(owner, name, counted)
+
+    def plant_fault(self, fault: Fault, *params: Any) -> None:
+        """Plant `fault` of the registry (made with `params`) for this test, required if the fault is."""
+        owner, name = fault.target()
+        self.plant(owner, name, fault.make(getattr(owner, name), *params), required=fault.required)
 
     def unreached(self) -> list[str]:
         """The breakers planted but never called."""

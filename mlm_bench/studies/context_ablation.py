@@ -1,26 +1,21 @@
 """Context ablation: what each of tiny-zh's learning settings is worth in context gain, at equal training time.
 
-Run `python benchmarks/context_ablation.py` from the repository root; it prints a Markdown table. Each variant is
-tiny-zh with one setting changed back (or the model reshaped). Its steps are sized so that it trains for about
-`--seconds` (a 60-step probe measures its step time first), so variants that compute more per step get fewer
-steps; the table shows the training time each actually took and the `mlm-bench run` command that repeats it.
+Run `python -m mlm_bench.studies.context_ablation` (`--seconds` per variant, `--only WORD`); it prints a Markdown
+table. Each variant is tiny-zh with one setting changed back (or the model reshaped). Its steps are sized so that it
+trains for about `--seconds` (a 60-step probe measures its step time first), so variants that compute more per step
+get fewer steps; the table shows the training time each actually took and the `mlm-bench run` command that repeats it.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import datasets
 import torch
-
-if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from transformers import TrainerCallback
 
 from mlm_bench.config import Settings, preset
@@ -142,4 +137,4 @@ def _train(
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

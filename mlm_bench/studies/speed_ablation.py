@@ -1,15 +1,14 @@
 """Speed ablation: the recipe's batching against `fast`, and each technique's own share of the speedup.
 
-Run `python benchmarks/ablation.py` from the repository root; it prints a Markdown table. The helpers here
-(the workload, the seed-style and fast settings, one training run, the shared evaluation) are also what
-benchmarks/test_speedup.py measures, so both compare exactly the same things.
+Run `python -m mlm_bench.studies.speed_ablation` (`--steps` per variant, `--threads`); it prints a Markdown table.
+The helpers here (the workload, the seed-style and fast settings, one training run, the shared evaluation) are also
+what benchmarks/test_speedup.py measures, so both compare exactly the same things.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,9 +17,6 @@ from typing import Any
 
 import datasets
 import torch
-
-if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mlm_bench.config import Settings, preset
 from mlm_bench.data.collate import build_collator
@@ -183,4 +179,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""Studies: measurements that answer one design question each and print a Markdown table (the speed ablation, the
+context ablation, the regression battery); run as `python -m mlm_bench.studies.<name>`, never imported by the run.
+
+May import: errors, compat, seeding, config, data, modeling, training, runs, contract, gate, testing.
+"""
