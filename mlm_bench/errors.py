@@ -20,3 +20,7 @@ class Terminated(KeyboardInterrupt):
 
 class RunError(RuntimeError):
     """A run that started but could not finish (e.g. the loss diverged): the message says what was kept."""
+
+
+class BuildError(RuntimeError):
+    """An environment of another version set that cannot be resolved or built: the message names the conflict."""

@@ -125,3 +125,25 @@ def test_committed_gate_results_reproduce() -> None:
         rows = [line for line in gate_report.render_markdown(result).splitlines() if line.startswith("| test_")]
         stored = (RESULTS / report).read_text(encoding="utf-8").splitlines()
         assert rows == [line for line in stored if line.startswith("| test_")]
+
+
+def _processes(*levels: float) -> list[list[float]]:
+    """One process per level: ten rounds within ±1% of it."""
+    return [[level * (1 + 0.002 * (i - 5)) for i in range(10)] for level in levels]
+
+
+def test_process_interval_holds_the_noise_between_processes() -> None:
+    """One slow process on each side (the issue's back-to-back runs: 3.65 against 1.77 ms): pooled rounds call
+    +30% with certainty; over processes the interval straddles the threshold, too noisy to call."""
+    base, new = _processes(1.0, 1.0, 1.0, 1.3), _processes(1.3, 1.3, 1.3, 1.0)
+    pooled = stats.change_interval([x for p in base for x in p], [x for p in new for x in p], "median", 0.99)
+    assert stats.interval_verdict(*pooled, 0.07) == "slower"
+    assert stats.interval_verdict(*stats.process_interval(base, new, "median", 0.99), 0.07) == "inconclusive"
+
+
+def test_process_interval_calls_a_slowdown_every_process_shows() -> None:
+    low, high = stats.process_interval(_processes(1.0, 1.01, 0.99), _processes(1.2, 1.21, 1.19), "median", 0.99)
+    assert 0.15 < low < 0.2 < high < 0.25
+    assert stats.process_interval(_processes(1, 1.1), _processes(1, 1.2), "min", 0.9, seed=3) == (
+        stats.process_interval(_processes(1, 1.1), _processes(1, 1.2), "min", 0.9, seed=3)
+    )

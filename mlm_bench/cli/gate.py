@@ -20,8 +20,11 @@ def _gate_parser() -> Parser:
         "Exit 0: no regression; 1: regression; 2: unusable input; 3 (with --fail-inconclusive): no regression, but "
         "a speed change too noisy to call.",
     )
-    parser.add_argument("base", type=Path, help="Benchmark JSON of the old environment.")
-    parser.add_argument("new", type=Path, help="Benchmark JSON of the new environment.")
+    parser.add_argument(
+        "base", type=Path, help="Benchmark JSON of the old environment, or a folder of one per process (the "
+        "interval is then over processes)."
+    )  # fmt: skip
+    parser.add_argument("new", type=Path, help="Benchmark JSON of the new environment, or a folder of one per process.")
     parser.add_argument("--stat", choices=gate_inputs.STATS, default=defaults.stat, help="Timing statistic compared.")
     parser.add_argument(
         "--threshold", type=float, default=defaults.slowdown, help="Slowdown that counts (0.05 = 5%% more time)."
@@ -84,8 +87,8 @@ def cmd_gate(argv: Sequence[str]) -> int:
     )
     entries = accepted.load(args.accepted) if args.accepted else []
     result = gate.compare(
-        gate_inputs.load_run(args.base),
-        gate_inputs.load_run(args.new),
+        gate_inputs.load_side(args.base),
+        gate_inputs.load_side(args.new),
         thresholds,
         fingerprints,
         accepted_entries=entries,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
-from mlm_bench.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE
+from mlm_bench.cli.exits import EXIT_CANNOT_BUILD, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE
 from mlm_bench.cli.export_corpus import cmd_export_corpus
 from mlm_bench.cli.fingerprint import cmd_fingerprint
 from mlm_bench.cli.gate import cmd_gate
 from mlm_bench.cli.lock import cmd_lock
 from mlm_bench.cli.run import cmd_run
-from mlm_bench.errors import RunError, Terminated, UsageError
+from mlm_bench.cli.upgrade import cmd_upgrade
+from mlm_bench.errors import BuildError, RunError, Terminated, UsageError
 
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "run": (cmd_run, "train, evaluate and probe one preset; writes a run directory"),
@@ -19,6 +20,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "fingerprint": (cmd_fingerprint, "record what these library versions do to fixed inputs; list changes"),
     "gate": (cmd_gate, "compare two benchmark JSONs (old vs new environment); exit 1 on a regression"),
     "lock": (cmd_lock, "run the tests on the newest releases each line allows; --refresh moves the locks"),
+    "upgrade": (cmd_upgrade, "what a new release changes: both environments built, tested, measured, reported"),
 }
 
 
@@ -43,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as err:
         print(f"mlm-bench: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except BuildError as err:
+        print(f"mlm-bench: cannot build: {err}", file=sys.stderr)
+        return EXIT_CANNOT_BUILD
     except RunError as err:
         print(f"mlm-bench: run failed: {err}", file=sys.stderr)
         return EXIT_FAILED

@@ -32,6 +32,9 @@ class Change:
 
 # Packages whose versions name a version set (and a fingerprint file).
 KEY_PACKAGES = ("transformers", "tokenizers", "torch")
+# The golden fingerprints shipped with the package, and the reviewed changes between them beside them.
+SHIPPED = Path(__file__).resolve().parent / "fingerprints"
+ACCEPTED = "accepted.json"
 # What a set of equal fingerprints reports, in the CLI and the tests alike.
 IDENTICAL = "identical in every field"
 

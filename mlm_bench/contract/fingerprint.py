@@ -20,7 +20,15 @@ from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 from mlm_bench.config import preset
 from mlm_bench.contract import masking as contract
-from mlm_bench.contract.accepted import KEY_PACKAGES, Change, field_changes, record, version_set_key
+from mlm_bench.contract.accepted import (
+    ACCEPTED,
+    KEY_PACKAGES,
+    SHIPPED,
+    Change,
+    field_changes,
+    record,
+    version_set_key,
+)
 from mlm_bench.data.collate import build_collator
 from mlm_bench.data.corpus import load_corpus
 from mlm_bench.data.encode import encode
@@ -31,9 +39,7 @@ from mlm_bench.seeding import seed_everything
 from mlm_bench.training.train import resolved_optimizer
 
 # The golden fingerprints and the accept file ship with the package (package data), beside this module.
-FINGERPRINT_DIR = Path(__file__).resolve().parent / "fingerprints"
-# Reviewed changes between version sets (mlm_bench.contract.accepted), beside the fingerprints.
-ACCEPTED = "accepted.json"
+FINGERPRINT_DIR = SHIPPED
 # The inputs: the tests' tiny settings (mlm_bench.testing.helpers.TINY), so the suite can fingerprint its own
 # fixtures. The recipe's masking and BERT's tied embedding are pinned: tuning tiny-zh must not change what a
 # version is keyed on.

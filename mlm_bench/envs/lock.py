@@ -59,7 +59,8 @@ def checkout(start: Path) -> Path:
         if (folder / "pyproject.toml").is_file() and (folder / "tests").is_dir() and (folder / "mlm_bench").is_dir():
             return folder
     raise UsageError(
-        f"{start} is not inside an mlm-bench checkout: run `mlm-bench lock` from a clone of the repository"
+        f"{start} is not inside an mlm-bench checkout (its tests, benchmarks and locks): run this from a clone of "
+        "the repository"
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from mlm_bench.contract.accepted import field_changes, is_accepted
 from mlm_bench.errors import UsageError
 from mlm_bench.gate.inputs import STATS, BenchmarkRun, TestOutcome
-from mlm_bench.gate.statistics import change_interval, interval_verdict, noise, relative_change
+from mlm_bench.gate.statistics import change_interval, interval_verdict, noise, process_interval, relative_change
 from mlm_bench.runs.results import flatten
 
 EXIT_OK, EXIT_REGRESSION, EXIT_INCONCLUSIVE = 0, 1, 3
@@ -70,6 +70,8 @@ class SpeedChange:
     min_rounds: int
     base_throughput: float | None
     new_throughput: float | None
+    # Processes per side the interval is over (the fewer side's): 1 leaves out the noise between processes.
+    processes: int = 1
 
     @property
     def change(self) -> float:
@@ -84,12 +86,20 @@ class SpeedChange:
         return interval_verdict(self.low, self.high, self.threshold)
 
 
-def compare_speed(base: dict[str, Any], new: dict[str, Any], thresholds: Thresholds) -> SpeedChange:
-    """Compare one benchmark's timing in two runs: the change at the chosen statistic and its interval (NaN where a
-    file holds no per-round data)."""
+def compare_speed(
+    base: dict[str, Any],
+    new: dict[str, Any],
+    thresholds: Thresholds,
+    processes: tuple[list[list[float]], list[list[float]]] = ([], []),
+) -> SpeedChange:
+    """Compare one benchmark's timing in two runs: the change at the chosen statistic and its interval, over
+    processes where both sides ran in several, else over rounds (NaN where a file holds no per-round data)."""
     b, n = base["stats"], new["stats"]
     rounds = min(b.get("rounds", 0), n.get("rounds", 0))
-    if b.get("data") and n.get("data") and rounds >= 2:
+    count = min(len(processes[0]), len(processes[1]))
+    if count >= 2:
+        low, high = process_interval(*processes, thresholds.stat, thresholds.confidence)
+    elif b.get("data") and n.get("data") and rounds >= 2:
         low, high = change_interval(b["data"], n["data"], thresholds.stat, thresholds.confidence)
     else:
         low = high = math.nan
@@ -105,6 +115,7 @@ def compare_speed(base: dict[str, Any], new: dict[str, Any], thresholds: Thresho
         min_rounds=thresholds.min_rounds,
         base_throughput=base.get("extra_info", {}).get("samples_per_second"),
         new_throughput=new.get("extra_info", {}).get("samples_per_second"),
+        processes=max(count, 1),
     )
 
 
@@ -274,7 +285,15 @@ def compare(
             "run the same `pytest benchmarks/` in both environments"
         )
     eval_inputs_changed = [name for name in common if _eval_inputs_differ(name, base, new)]
-    speed = {name: compare_speed(base.benchmarks[name], new.benchmarks[name], thresholds) for name in common}
+    speed = {
+        name: compare_speed(
+            base.benchmarks[name],
+            new.benchmarks[name],
+            thresholds,
+            (base.processes.get(name, []), new.processes.get(name, [])),
+        )
+        for name in common
+    }
     quality = [
         q for name in common for q in compare_quality(name, base.benchmarks[name], new.benchmarks[name], thresholds)
     ]

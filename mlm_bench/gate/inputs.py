@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlm_bench.errors import UsageError
+from mlm_bench.gate.statistics import pooled_stats, rate_at
 
 # The timing statistics pytest-benchmark records and the gate can compare.
 STATS = ("median", "min", "mean")
+# Per-second rates recorded in a benchmark's extra_info at its median time per call.
+THROUGHPUTS = ("samples_per_second", "tokens_per_second", "nonpad_tokens_per_second")
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class BenchmarkRun:
     path: Path
     benchmarks: dict[str, dict[str, Any]]
     machine: dict[str, Any]
+    # Each benchmark's rounds per process, when the side was measured in several (a folder of files, load_side).
+    processes: dict[str, list[list[float]]] = field(default_factory=dict)
 
     @property
     def versions(self) -> dict[str, str]:
@@ -70,6 +75,37 @@ def load_run(path: Path) -> BenchmarkRun:
             )
         benchmarks[entry["fullname"]] = entry
     return BenchmarkRun(Path(path), benchmarks, data.get("machine_info", {}))
+
+
+def load_side(path: Path) -> BenchmarkRun:
+    """One side of a comparison: a benchmark JSON file (one process), or a folder of them (one per process, as
+    `mlm-bench upgrade` writes), pooled with each process's rounds kept."""
+    if not Path(path).is_dir():
+        return load_run(path)
+    files = sorted(Path(path).glob("*.json"))
+    if not files:
+        raise UsageError(f"{path} holds no benchmark JSON files: pass a file, or a folder of one file per process")
+    return pooled([load_run(file) for file in files], Path(path))
+
+
+def pooled(runs: list[BenchmarkRun], path: Path) -> BenchmarkRun:
+    """Several processes' runs as one: the first run's benchmarks (learning values are fixed by the seed) with the
+    rounds of every process that has them pooled, the statistics recomputed and each process's rounds kept."""
+    benchmarks, processes = {}, {}
+    for name, entry in runs[0].benchmarks.items():
+        rounds = [run.benchmarks[name]["stats"]["data"] for run in runs if run.benchmarks.get(name, {}).get("stats",
+                  {}).get("data")]  # fmt: skip
+        if len(rounds) < len(runs):
+            raise UsageError(f"{name} lacks per-round data in some of {path}'s files: pass files of one benchmark "
+                             "run each, written by `pytest benchmarks/ --benchmark-json`")  # fmt: skip
+        stats = pooled_stats([x for process in rounds for x in process])
+        extra = dict(entry.get("extra_info", {}))
+        for key in THROUGHPUTS:  # recorded at the first process's median: restated at the pooled one
+            if key in extra:
+                extra[key] = rate_at(extra[key], entry["stats"]["median"], stats["median"])
+        benchmarks[name] = {**entry, "stats": {**entry["stats"], **stats}, "extra_info": extra}
+        processes[name] = rounds
+    return BenchmarkRun(path, benchmarks, runs[0].machine, processes)
 
 
 def load_fingerprint(path: Path) -> dict[str, Any]:

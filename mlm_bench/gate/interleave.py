@@ -20,25 +20,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mlm_bench.gate.statistics import pooled_stats, rate_at
+from mlm_bench.gate.inputs import load_run, pooled
 
 # Run from a checkout: the benchmarks are the checkout's, not the package's.
 BENCHMARKS = Path("benchmarks") / "test_cpu.py"
-THROUGHPUTS = ("samples_per_second", "tokens_per_second", "nonpad_tokens_per_second")
 
 
 def merged(paths: list[Path]) -> dict:
     """The first file, with each benchmark's rounds pooled over all files and its statistics recomputed."""
-    runs = [json.loads(path.read_text(encoding="utf-8")) for path in paths]
-    out = runs[0]
-    for bench in out["benchmarks"]:
-        first_median = bench["stats"]["median"]
-        data = [x for run in runs for b in run["benchmarks"] if b["fullname"] == bench["fullname"] for x in
-                b["stats"]["data"]]  # fmt: skip
-        bench["stats"].update(pooled_stats(data))
-        for key in THROUGHPUTS:  # recorded at the first run's median: restate them at the pooled one
-            if key in bench.get("extra_info", {}):
-                bench["extra_info"][key] = rate_at(bench["extra_info"][key], first_median, bench["stats"]["median"])
+    out = json.loads(paths[0].read_text(encoding="utf-8"))
+    side = pooled([load_run(path) for path in paths], paths[0])
+    out["benchmarks"] = [side.benchmarks[bench["fullname"]] for bench in out["benchmarks"]]
     return out
 
 

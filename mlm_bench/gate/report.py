@@ -43,10 +43,10 @@ def _speed_section(result: GateResult) -> list[str]:
         "",
         f"- base: `{result.base.path}` ({result.base.label})",
         f"- new: `{result.new.path}` ({result.new.label})",
-        f"- speed: change of the **{th.stat}** time per call, with its {th.confidence:.0%} bootstrap interval over "
-        f"the rounds; slower when the interval lies wholly above +{th.slowdown:.0%}, same when wholly within "
-        f"±{th.slowdown:.0%}, inconclusive (too noisy to say) when it straddles the threshold; noise is IQR/median; "
-        f"benchmarks with fewer than {th.min_rounds} rounds are shown but not gated",
+        f"- speed: change of the **{th.stat}** time per call, with its {th.confidence:.0%} bootstrap interval "
+        f"{_interval_basis(result)}; slower when the interval lies wholly above +{th.slowdown:.0%}, same when "
+        f"wholly within ±{th.slowdown:.0%}, inconclusive (too noisy to say) when it straddles the threshold; noise is "
+        f"IQR/median; benchmarks with fewer than {th.min_rounds} rounds are shown but not gated",
         f"- learning: losses within relative {th.loss_rtol:g}, context gains within {th.gain_atol:g} nats, other "
         f"metrics within absolute {th.metric_atol:g}, resolved settings exactly",
         "",
@@ -59,6 +59,18 @@ def _speed_section(result: GateResult) -> list[str]:
         if names:
             lines += ["", f"{title} (not compared): " + ", ".join(short_name(n) for n in names)]
     return lines
+
+
+def _interval_basis(result: GateResult) -> str:
+    """What the speed intervals are over, said plainly where one process per side leaves process noise out."""
+    counts = {change.processes for change in result.speed.values()}
+    if counts and min(counts) >= 2:
+        return f"over {min(counts)}+ processes per side (processes resampled, then rounds within each)"
+    return (
+        "over the rounds of one process per side, which leaves out the noise between processes (warm-up, page "
+        "cache, CPU frequency): two sequential runs of one environment can read as a change. Gate a folder of "
+        "several processes' files per side, run alternately (`mlm-bench upgrade` does)"
+    )
 
 
 def _speed_row(result: GateResult, name: str, s: SpeedChange) -> str:

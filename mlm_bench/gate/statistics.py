@@ -36,6 +36,31 @@ def change_interval(
     return float(low), float(high)
 
 
+def process_interval(
+    base: list[list[float]], new: list[list[float]], stat: str, confidence: float, seed: int = 0
+) -> tuple[float, float]:
+    """Hierarchical bootstrap interval of stat(new) / stat(base) - 1 over processes, each a list of its rounds:
+    processes resampled, then rounds within each, so the interval holds the noise between processes (warm-up, page
+    cache, CPU frequency) that rounds of one process leave out (seeded: the same files give the same verdict)."""
+    rng = np.random.default_rng(seed)
+    base_stats, new_stats = (_process_resamples(side, stat, rng) for side in (base, new))
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(new_stats / base_stats - 1, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def _process_resamples(processes: list[list[float]], stat: str, rng: np.random.Generator) -> np.ndarray:
+    """BOOTSTRAP_RESAMPLES values of the statistic over the rounds of processes drawn with replacement, each
+    process's rounds drawn with replacement in turn."""
+    reduce = {"median": np.median, "min": np.min, "mean": np.mean}[stat]
+    arrays = [np.asarray(rounds, dtype=float) for rounds in processes]
+    out = np.empty(BOOTSTRAP_RESAMPLES)
+    for i in range(BOOTSTRAP_RESAMPLES):
+        drawn = [arrays[p] for p in rng.integers(0, len(arrays), len(arrays))]
+        out[i] = reduce(np.concatenate([rounds[rng.integers(0, len(rounds), len(rounds))] for rounds in drawn]))
+    return out
+
+
 def interval_verdict(low: float, high: float, threshold: float) -> str:
     """Slower, faster or same only when the whole interval of the change says so; inconclusive when it straddles
     ±threshold, since the rounds are then too noisy to call."""

@@ -1,0 +1,66 @@
+"""`mlm-bench upgrade`: what a new release changes for the user, in one command and one report."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlm_bench.cli.parsing import Parser
+
+
+def _parser() -> Parser:
+    from mlm_bench.upgrade import stages
+
+    parser = Parser(
+        prog="mlm-bench upgrade",
+        description="Compare this environment (or --base-lock) with the same packages plus SPEC, e.g. `mlm-bench "
+        "upgrade transformers==5.25.0 accelerate==1.16.0`: both built fresh (uv, cached by what they hold), then the "
+        "contract tests, the fingerprint and the CPU benchmarks (processes alternating) run in each, and one report "
+        "says what to do. Needs a checkout of mlm-bench and uv (pip install 'mlm-bench[envs]'). Exit 0: no "
+        "regression; 1: regression; 2: bad input; 3 (with --fail-inconclusive): no regression, but a speed change "
+        "too noisy to call; 4: a side cannot be resolved, built or imported (nothing half-built is kept).",
+    )
+    parser.add_argument("spec", nargs="*", help="Packages to change, e.g. transformers==5.25.0.")
+    parser.add_argument("--latest", action="store_true", help="The newest transformers, datasets, tokenizers and "
+                        "accelerate the resolver allows with the base's other packages (instead of SPEC).")  # fmt: skip
+    parser.add_argument("--base-lock", type=Path, default=None, help="Base from this lock (e.g. locks/tf5.txt) "
+                        "instead of this environment frozen.")  # fmt: skip
+    parser.add_argument("--stages", nargs="+", choices=stages.STAGES, default=list(stages.STAGES), help="What runs.")
+    parser.add_argument("--processes", type=int, default=3, help="Benchmark processes per side, alternating.")
+    parser.add_argument("--tests", default=None, help="pytest -k of the contract tests (default: all).")
+    parser.add_argument("--benchmarks", default=None, help="pytest -k of the CPU benchmarks (default: all).")
+    parser.add_argument("--accepted", type=Path, default=None, help="Accept file of reviewed fingerprint changes "
+                        "(default: the package's).")  # fmt: skip
+    parser.add_argument("--fail-inconclusive", action="store_true", help="Exit 3 when a speed change is too noisy.")
+    parser.add_argument("--out", type=Path, default=None, help="Report folder (default: runs/upgrade/<UTC time>).")
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "mlm-bench" / "envs",
+                        help="Where built environments are kept, one per version set.")  # fmt: skip
+    return parser
+
+
+def cmd_upgrade(argv: Sequence[str]) -> int:
+    from mlm_bench.envs import build as envs
+    from mlm_bench.envs.lock import checkout
+    from mlm_bench.errors import UsageError
+    from mlm_bench.upgrade import report
+    from mlm_bench.upgrade.run import Plan, run
+
+    args = _parser().parse_args(argv)
+    if bool(args.spec) == args.latest:
+        raise UsageError("name the packages to change (e.g. transformers==5.25.0) or pass --latest, not both")
+    if args.processes < 2 and "benchmarks" in args.stages:
+        raise UsageError(f"--processes {args.processes}: the speed interval is over processes, so pass at least 2")
+    out = args.out or Path("runs") / "upgrade" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"{out} already holds files: pass an empty or new --out")
+    plan = Plan(spec=envs.parse_spec(args.spec), out=out.resolve(), cache=args.cache.resolve(),
+                base_lock=args.base_lock, stages=tuple(args.stages), processes=args.processes, tests=args.tests,
+                benchmarks=args.benchmarks, accepted=args.accepted)  # fmt: skip
+    outcome = run(plan, checkout(Path.cwd().resolve()), lambda line: print(f"mlm-bench: {line}", flush=True))
+    code = outcome.upgrade.exit_code(args.fail_inconclusive)
+    written = report.write(outcome, plan.out, ["mlm-bench", "upgrade", *argv], code)
+    print(report.render(outcome, code))
+    print(f"report: {', '.join(str(p) for p in written)}", file=sys.stderr if code else sys.stdout)
+    return code

@@ -1,0 +1,180 @@
+"""Environments of other version sets for `mlm-bench upgrade`: a version set resolved with uv, then built fresh in
+a cache keyed by exactly what it holds, and checked to hold it.
+
+A set is never made by installing one version over another: a package the old version pulled in stays behind
+(measured: `kernels` 0.19.1, left by transformers 5.25.0 when 5.0.0 was installed over it, broke `import
+transformers`). torch is installed first by pip, as the README's commands do (pip finds the local CPU wheel on our
+machines, the user's own build elsewhere); uv then installs every other pin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from filelock import FileLock
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from mlm_bench.envs.lock import WITHOUT_TORCH, uv_binary
+from mlm_bench.errors import BuildError, UsageError
+
+DONE = "mlm-bench-env.json"  # written last: a folder without it is half-built and is built again
+# Never pinned with the rest: torch comes first by pip, and these are the installer's own.
+NOT_PINNED = {"torch", "pip", "setuptools", "wheel", "mlm-bench"}
+
+
+@dataclass(frozen=True)
+class VersionSet:
+    """Every package of one side by name and exact version, with the torch requirement pip installs first (None:
+    no torch, for a set that needs none)."""
+
+    pins: tuple[tuple[str, str], ...]
+    torch: str | None
+
+    @classmethod
+    def of(cls, pins: dict[str, str], torch: str | None) -> VersionSet:
+        return cls(tuple(sorted((canonicalize_name(n), v) for n, v in pins.items() if canonicalize_name(n) not in
+                                NOT_PINNED)), torch)  # fmt: skip
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self.pins)
+
+    def key(self) -> str:
+        """The cache folder's name: a hash of the interpreter, torch and every pin."""
+        text = json.dumps([platform.python_version(), sys.platform, self.torch, self.pins])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def current() -> VersionSet:
+    """The running environment's packages, frozen (the base an upgrade is measured against)."""
+    pins = {dist.metadata["Name"]: dist.version for dist in metadata.distributions() if dist.metadata["Name"]}
+    return VersionSet.of(pins, f"torch=={metadata.version('torch').split('+')[0]}")
+
+
+def from_lock(path: Path, torch: str | None) -> VersionSet:
+    """A lock file's pins (locks/*.txt: every package but torch) with the given torch."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise UsageError(f"cannot read lock {path} ({err.strerror}): pass an existing file as --base-lock") from err
+    pins = {}
+    for text in (line.split("#", 1)[0].strip() for line in lines):
+        if text:
+            found = Requirement(text)
+            pins[found.name] = str(found.specifier).removeprefix("==")
+    return VersionSet.of(pins, torch)
+
+
+def parse_spec(words: list[str]) -> list[Requirement]:
+    """The packages an upgrade asks for, each `name==version` (or any requirement uv takes), names unique."""
+    found = []
+    for word in words:
+        try:
+            found.append(Requirement(word))
+        except InvalidRequirement as err:
+            raise UsageError(
+                f"cannot read {word!r} as a package spec ({err}): write e.g. transformers==5.25.0"
+            ) from err
+    names = [canonicalize_name(r.name) for r in found]
+    if len(set(names)) != len(names):
+        raise UsageError(f"a package is named twice in {' '.join(words)}: name each once")
+    return found
+
+
+def candidate(base: VersionSet, spec: list[Requirement], root: Path) -> VersionSet:
+    """The base pins with `spec` applied: uv resolves the base's packages plus the spec, preferring every base pin
+    it can keep, so only what the spec forces moves."""
+    asked = {canonicalize_name(r.name): r for r in spec}
+    torch = next((str(r) for name, r in asked.items() if name == "torch"), base.torch)
+    kept = {name: version for name, version in base.pins if name not in asked}
+    wanted = [*kept, *(str(r) for name, r in asked.items() if name != "torch")]
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        (folder / "wanted.txt").write_text("\n".join(wanted) + "\n", encoding="utf-8")
+        (folder / "overrides.txt").write_text(WITHOUT_TORCH, encoding="utf-8")
+        # uv keeps an existing output file's pins where it can: the base's versions are its preferences.
+        out = folder / "resolved.txt"
+        out.write_text("".join(f"{name}=={version}\n" for name, version in kept.items()), encoding="utf-8")
+        command = [uv_binary(), "pip", "compile", str(folder / "wanted.txt"), "--override",
+                   str(folder / "overrides.txt"), "--python", sys.executable, "--no-header", "--no-annotate",
+                   "--quiet", "--output-file", str(out), *(f"--upgrade-package={name}" for name in asked)]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, cwd=root)
+        if done.returncode:
+            raise BuildError(
+                f"cannot resolve {' '.join(map(str, spec))} with the base's packages: {conflict(done.stderr)}"
+            )
+        return from_lock(out, torch)
+
+
+def conflict(stderr: str) -> str:
+    """uv's reason a resolution failed, in one line: the first clause of its cause ("Because A depends on B and
+    you require C"), else its last words."""
+    text = " ".join(stderr.split())
+    found = re.search(r"(?:cause:|╰─▶) (.+?)(?:, we can conclude| And because| hint:|$)", text)
+    return (found.group(1) if found else text[-300:]).strip()
+
+
+def build(versions: VersionSet, root: Path | None, cache: Path, say: Callable[[str], None] = print) -> Path:
+    """The python of an environment holding exactly `versions` and the checkout at `root` (editable, with its test
+    extra; None: no checkout): the cached one, or one built now; a failed build leaves nothing in the cache."""
+    folder = cache / versions.key()
+    cache.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache / f"{versions.key()}.lock")):
+        if (folder / DONE).is_file():
+            say(f"environment {folder}: cached")
+            return folder / "bin" / "python"
+        shutil.rmtree(folder, ignore_errors=True)  # a build a kill cut short
+        try:
+            _install(versions, root, folder, say)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+    return folder / "bin" / "python"
+
+
+def _install(versions: VersionSet, root: Path | None, folder: Path, say: Callable[[str], None]) -> None:
+    """Build the environment in `folder` and mark it done once it is checked to hold `versions`."""
+    python = folder / "bin" / "python"
+    say(f"environment {folder}: creating" + (f", {versions.torch} by pip" if versions.torch else ""))
+    _run([sys.executable, "-m", "venv", str(folder)], f"creating {folder}")
+    if versions.torch:
+        _run([str(python), "-m", "pip", "install", "-q", versions.torch], f"installing {versions.torch}")
+    pins = folder / "pins.txt"
+    pins.write_text("".join(f"{name}=={version}\n" for name, version in versions.pins), encoding="utf-8")
+    say(f"environment {folder}: installing {len(versions.pins)} pinned packages by uv")
+    checkout = ("-e", f"{root}[test]") if root else ()
+    # Bytecode compiled as pip does, so the suite's first run here is timed as in a pip-built environment.
+    _run([uv_binary(), "pip", "install", "--quiet", "--compile-bytecode", "--python", str(python), "-r", str(pins),
+          *checkout], f"installing {pins}")  # fmt: skip
+    held = installed(python)
+    wrong = [f"{n} pinned {v}, installed {held.get(n, 'none')}" for n, v in versions.pins if held.get(n) != v]
+    if wrong:
+        raise BuildError(f"the environment built in {folder} does not hold its pins: {', '.join(wrong)}")
+    (folder / DONE).write_text(json.dumps({"torch": versions.torch, "pins": dict(versions.pins)}), encoding="utf-8")
+
+
+def installed(python: Path) -> dict[str, str]:
+    """Every package installed in the environment of `python`, by normalized name."""
+    code = ("import importlib.metadata as m, json; "
+            "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))")  # fmt: skip
+    found = json.loads(_run([str(python), "-c", code], "reading the installed packages"))
+    return {canonicalize_name(name): version for name, version in found.items() if name}
+
+
+def _run(command: list[str], what: str) -> str:
+    """One step of building; its stdout, or a BuildError naming the step and the tool's last words."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise BuildError(f"{what} failed: {' '.join(done.stderr.split())[-600:]}")
+    return done.stdout

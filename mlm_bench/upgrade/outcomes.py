@@ -1,0 +1,71 @@
+"""Outcomes: what each side's contract tests did, test by test (junit XML), and the warnings they raised (the
+log's warnings summary), in the forms the upgrade report compares."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlm_bench.errors import UsageError
+
+# A line of pytest's warnings summary: "  /where/file.py:12: FutureWarning: the message".
+WARNING_LINE = re.compile(r"^\s+(?P<where>\S+?):\d+: (?P<category>\w*Warning): (?P<message>.+)$")
+# Where a warning comes from, without the environment's own folder, so both sides' paths compare.
+SITE = re.compile(r".*/site-packages/")
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """Each test's outcome (passed, failed, error, skipped, xfailed) and the reason of each skip and xfail."""
+
+    status: dict[str, str]
+    reasons: dict[str, str]
+
+    def named(self, outcome: str) -> list[str]:
+        return sorted(test for test, found in self.status.items() if found == outcome)
+
+
+def read_junit(path: Path) -> Outcomes:
+    """Every test case of a pytest junit XML file, by `file::name` id."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as err:
+        raise UsageError(f"cannot read junit file {path} ({err}): pass the file `pytest --junitxml` wrote") from err
+    status, reasons = {}, {}
+    for case in root.iter("testcase"):
+        test = f"{case.get('classname', '').replace('.', '/')}.py::{case.get('name')}"
+        found, reason = _outcome(case)
+        status[test] = found
+        if reason:
+            reasons[test] = reason
+    return Outcomes(status, reasons)
+
+
+def _outcome(case: ET.Element) -> tuple[str, str | None]:
+    """A test case's outcome and, for a skip or xfail, its reason."""
+    for tag in ("failure", "error"):
+        if case.find(tag) is not None:
+            return ("failed" if tag == "failure" else "error"), None
+    skipped = case.find("skipped")
+    if skipped is None:
+        return "passed", None
+    kind = "xfailed" if skipped.get("type") == "pytest.xfail" else "skipped"
+    return kind, skipped.get("message")
+
+
+def warnings_in(log: Path) -> list[str]:
+    """The distinct warnings of a pytest log's warnings summary, as `Category: message (where)`."""
+    found, inside = [], False
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if "warnings summary" in line and line.startswith("="):
+            inside = True
+        elif inside and line.startswith(("-- Docs:", "=")):
+            inside = False
+        elif inside and (match := WARNING_LINE.match(line)):
+            where = SITE.sub("", match["where"])
+            text = f"{match['category']}: {match['message'].strip()} ({where})"
+            if text not in found:
+                found.append(text)
+    return found

@@ -1,0 +1,163 @@
+"""Run an upgrade: resolve and build both sides, run the chosen stages in each, and gather what the verdict needs.
+
+The base is the current environment frozen, or a lock; it is rebuilt fresh, never run in place, so both sides are
+made the same way and differ only in what the spec moved.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+from mlm_bench.contract import accepted
+from mlm_bench.envs import build as envs
+from mlm_bench.envs.lock import moved
+from mlm_bench.errors import BuildError
+from mlm_bench.gate import compare as gate
+from mlm_bench.gate import inputs as gate_inputs
+from mlm_bench.upgrade import stages
+from mlm_bench.upgrade.outcomes import read_junit, warnings_in
+from mlm_bench.upgrade.verdict import Contract, Upgrade
+
+SIDES = ("base", "candidate")
+# What `--latest` moves: the libraries the suite gates (torch stays the base's: pip installs it, see envs.build).
+LATEST = ("transformers", "datasets", "tokenizers", "accelerate")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one `mlm-bench upgrade` does."""
+
+    spec: list[Requirement]
+    out: Path
+    cache: Path
+    base_lock: Path | None = None
+    stages: tuple[str, ...] = stages.STAGES
+    processes: int = 3
+    tests: str | None = None  # pytest -k of the contract tests (all by default)
+    benchmarks: str | None = None  # pytest -k of the CPU benchmarks
+    accepted: Path | None = None
+    thresholds: gate.Thresholds = field(default_factory=gate.Thresholds)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An upgrade run: both sides' version sets, what moved, the verdict's inputs, and how long it took."""
+
+    versions: dict[str, envs.VersionSet]
+    moved: list[str]
+    upgrade: Upgrade
+    warnings: dict[str, list[str]]
+    environments: dict[str, str]
+    seconds: dict[str, float]
+
+
+def run(plan: Plan, root: Path, say: Callable[[str], None] = print) -> Outcome:
+    """Build both sides and run the plan's stages in each; the Outcome the report is written from."""
+    started = time.perf_counter()
+    base = envs.from_lock(plan.base_lock, envs.current().torch) if plan.base_lock else envs.current()
+    spec = plan.spec or [Requirement(name) for name in LATEST]
+    say(f"resolving {' '.join(map(str, spec))} against the base's {len(base.pins)} packages")
+    versions = {"base": base, "candidate": envs.candidate(base, spec, root)}
+    changed = moved(base.as_dict(), versions["candidate"].as_dict())
+    if base.torch != versions["candidate"].torch:
+        changed.append(f"torch {base.torch} -> {versions['candidate'].torch}")
+    say("packages that move: " + ("; ".join(changed) or "none (a same-set upgrade)"))
+    sides = {}
+    for name in SIDES:
+        python = envs.build(versions[name], root, plan.cache, say)
+        _check_imports(python, name)
+        sides[name] = stages.Side(name, python, plan.out / name)
+        sides[name].out.mkdir(parents=True, exist_ok=True)
+    built = time.perf_counter()
+    upgrade, warnings = _measure(plan, root, sides, say)
+    seconds = {"build": built - started, "stages": time.perf_counter() - built, "total": time.perf_counter() - started}
+    environments = {name: str(side.python.parent.parent) for name, side in sides.items()}
+    return Outcome(versions, changed, upgrade, warnings, environments, seconds)
+
+
+def _check_imports(python: Path, side: str) -> None:
+    """Refuse a side whose libraries do not import (a built environment can still be broken)."""
+    code = "import torch, transformers, datasets, tokenizers, accelerate, mlm_bench"
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no error text"])[-1]
+        raise BuildError(f"the {side} environment does not import: {last}")
+
+
+def _steps(plan: Plan) -> list[str]:
+    """Every step in the order they run, for the progress lines' count and time left."""
+    steps = [stage for stage in (stages.TESTS, stages.FINGERPRINT) if stage in plan.stages for _ in SIDES]
+    return steps + ([stages.BENCHMARKS] * 2 * plan.processes if stages.BENCHMARKS in plan.stages else [])
+
+
+def _measure(
+    plan: Plan, root: Path, sides: dict[str, stages.Side], say: Callable[[str], None]
+) -> tuple[Upgrade, dict[str, list[str]]]:
+    """Run the stages on both sides; the verdict's inputs and each side's warnings."""
+    clock, failures = stages.Clock(_steps(plan), say), []
+    contract = _contract(plan, root, sides, clock, failures)
+    prints = _fingerprints(plan, root, sides, clock, failures)
+    runs = _benchmarks(plan, root, sides, clock, failures)
+    warnings = {
+        n: warnings_in(s.out / "tests.log") if (s.out / "tests.log").is_file() else [] for n, s in sides.items()
+    }
+    entries = accepted.load(plan.accepted or accepted.SHIPPED / accepted.ACCEPTED)
+    result = None
+    if runs:
+        result = gate.compare(*runs, plan.thresholds, prints, accepted_entries=entries)
+    fingerprint = result.fingerprints if result else (gate.diff_fingerprints(*prints, entries) if prints else None)
+    new_warnings = [w for w in warnings["candidate"] if w not in warnings["base"]]
+    upgrade = Upgrade(contract, fingerprint, result, new_warnings, failures, plan.processes)
+    return upgrade, warnings
+
+
+def _contract(plan, root, sides, clock, failures) -> Contract | None:
+    if stages.TESTS not in plan.stages:
+        return None
+    outcomes = {}
+    for name, side in sides.items():
+        started = clock.start(stages.TESTS, f"{name}: contract tests")
+        try:
+            stages.run_tests(side, root, plan.tests)
+            outcomes[name] = read_junit(side.out / "tests.xml")
+        except stages.StageFailed as err:
+            failures.append(str(err))
+        clock.finish(stages.TESTS, started)
+    return Contract(outcomes["base"], outcomes["candidate"]) if len(outcomes) == 2 else None
+
+
+def _fingerprints(plan, root, sides, clock, failures) -> tuple[dict, dict] | None:
+    if stages.FINGERPRINT not in plan.stages:
+        return None
+    found = []
+    for name, side in sides.items():
+        started = clock.start(stages.FINGERPRINT, f"{name}: fingerprint")
+        try:
+            found.append(gate_inputs.load_fingerprint(stages.run_fingerprint(side, root)))
+        except stages.StageFailed as err:
+            failures.append(str(err))
+        clock.finish(stages.FINGERPRINT, started)
+    return (found[0], found[1]) if len(found) == 2 else None
+
+
+def _benchmarks(plan, root, sides, clock, failures) -> tuple[gate_inputs.BenchmarkRun, ...] | None:
+    """The CPU benchmarks, one process per side in turn (base, candidate, base, ...), each side's processes read
+    as one run with each process's rounds kept."""
+    if stages.BENCHMARKS not in plan.stages:
+        return None
+    for process in range(plan.processes):
+        for name, side in sides.items():
+            started = clock.start(stages.BENCHMARKS, f"{name}: benchmarks, process {process + 1}/{plan.processes}")
+            try:
+                stages.run_benchmarks(side, root, process, plan.benchmarks)
+            except stages.StageFailed as err:
+                failures.append(str(err))
+                return None
+            clock.finish(stages.BENCHMARKS, started)
+    return tuple(gate_inputs.load_side(side.out / "benchmarks") for side in sides.values())

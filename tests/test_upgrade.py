@@ -1,0 +1,129 @@
+"""`mlm-bench upgrade`: its refusals, its test-by-test comparison and verdict, and (slow) a real same-set upgrade
+that builds its environment, runs the contract tests and the fingerprint in it, and reports."""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from mlm_bench.cli import main
+from mlm_bench.cli.exits import EXIT_CANNOT_BUILD, EXIT_USAGE
+from mlm_bench.gate.compare import FingerprintDiff
+from mlm_bench.testing.gate_files import bench, verdict
+from mlm_bench.upgrade.outcomes import Outcomes, read_junit, warnings_in
+from mlm_bench.upgrade.verdict import Contract, Upgrade
+
+JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" tests="4">
+<testcase classname="tests.test_a" name="test_ok" time="0.1"/>
+<testcase classname="tests.test_a" name="test_broken[x]" time="0.1"><failure message="assert 1 == 2"/></testcase>
+<testcase classname="tests.test_b" name="test_defect" time="0.1"><skipped type="pytest.xfail" message="known upstream defect d1"/></testcase>
+<testcase classname="tests.test_b" name="test_self" time="0.1"><skipped type="pytest.skip" message="self-test not applicable on v: X never called"/></testcase>
+</testsuite></testsuites>"""  # noqa: E501
+LOG = """..F
+=============================== warnings summary ===============================
+tests/test_a.py::test_ok
+  /env/lib/python3.11/site-packages/transformers/x.py:12: FutureWarning: `a` is deprecated
+    warnings.warn(
+
+-- Docs: https://docs.pytest.org/en/stable/how-to/capture-warnings.html
+1 failed, 3 passed
+"""
+
+
+def test_junit_is_read_test_by_test(tmp_path: Path) -> None:
+    (tmp_path / "t.xml").write_text(JUNIT, encoding="utf-8")
+    found = read_junit(tmp_path / "t.xml")
+    assert found.status == {
+        "tests/test_a.py::test_ok": "passed",
+        "tests/test_a.py::test_broken[x]": "failed",
+        "tests/test_b.py::test_defect": "xfailed",
+        "tests/test_b.py::test_self": "skipped",
+    }
+    assert found.reasons["tests/test_b.py::test_defect"] == "known upstream defect d1"
+
+
+def test_warnings_come_from_the_summary_without_the_environment_path(tmp_path: Path) -> None:
+    (tmp_path / "t.log").write_text(LOG, encoding="utf-8")
+    assert warnings_in(tmp_path / "t.log") == ["FutureWarning: `a` is deprecated (transformers/x.py)"]
+
+
+def _outcomes(**status: str) -> Outcomes:
+    return Outcomes(status, {})
+
+
+def test_the_contract_compares_test_by_test() -> None:
+    contract = Contract(_outcomes(a="passed", b="failed", c="failed"), _outcomes(a="error", b="passed", c="failed"))
+    assert (contract.newly_failing, contract.newly_passing, contract.failing_on_both) == (["a"], ["b"], ["c"])
+
+
+ACCEPTED = FingerprintDiff("initial_loss", 7.5, 7.6, accepted=True)
+UNREVIEWED = FingerprintDiff("initial_loss", 7.5, 7.6, accepted=False)
+
+
+@pytest.mark.parametrize(
+    ("upgrade", "headline", "codes"),
+    [
+        (Upgrade(None, [], None), "Upgrade: nothing changed", (0, 0)),
+        (Upgrade(None, [ACCEPTED], None), "Upgrade, but review: fingerprint initial_loss changed (a reviewed", (0, 0)),
+        (Upgrade(None, [], None, new_warnings=["FutureWarning: x"]), "Upgrade, but review: new warning", (0, 0)),
+        (Upgrade(None, [UNREVIEWED], None), "Do not upgrade: fingerprint initial_loss changed and no", (1, 1)),
+        (Upgrade(Contract(_outcomes(a="passed"), _outcomes(a="failed")), None, None), "Do not upgrade: newly failing "
+         "test: a", (1, 1)),
+        (Upgrade(None, None, None, stage_failures=["the benchmarks failed in candidate"]), "Do not upgrade: the "
+         "benchmarks failed", (1, 1)),
+    ],
+)  # fmt: skip
+def test_the_headline_says_what_to_do(upgrade: Upgrade, headline: str, codes: tuple[int, int]) -> None:
+    assert upgrade.headline().startswith(headline)
+    assert (upgrade.exit_code(fail_inconclusive=False), upgrade.exit_code(fail_inconclusive=True)) == codes
+
+
+def test_speed_too_noisy_says_what_to_rerun_and_a_change_within_the_threshold_is_named(tmp_path: Path) -> None:
+    noisy = verdict(tmp_path, [bench("test_step", 1.0, noise=0.3)], [bench("test_step", 1.05, noise=0.3)])
+    up = Upgrade(None, [], noisy, processes=3)
+    assert up.headline().startswith("Cannot tell yet: the speed of test_step is too noisy") and "--processes 6" in (
+        up.headline()
+    )
+    assert (up.exit_code(fail_inconclusive=False), up.exit_code(fail_inconclusive=True)) == (0, 3)
+    within = verdict(tmp_path, [bench("test_step", 1.0, noise=0.001)], [bench("test_step", 1.04, noise=0.001)])
+    assert Upgrade(None, [], within).review == ["test_step: +4.0% [+3.9%, +4.1%], within ±7%"]
+
+
+def test_an_impossible_spec_cannot_build_in_one_line_and_builds_nothing(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("uv", reason="upgrade resolves with uv: pip install -e '.[envs]'")
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    code = main(["upgrade", "transformers==5.25.0", "tokenizers==0.19.0", "--cache", str(cache), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == EXIT_CANNOT_BUILD and len(err) == 1 and "depends on tokenizers" in err[0]
+    assert not cache.exists() and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "name the packages to change"),
+        (["transformers", "--latest"], "not both"),
+        (["transformers", "--processes", "1"], "at least 2"),
+    ],
+)
+def test_bad_upgrade_arguments_exit_2(argv: list[str], message: str, capsys) -> None:
+    assert main(["upgrade", *argv]) == EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow  # builds an environment (about a minute cold, cached after) and runs tests in it
+def test_a_same_set_upgrade_builds_runs_and_reports_no_change(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("uv", reason="upgrade builds with uv: pip install -e '.[envs]'")
+    out = tmp_path / "report"
+    same = f"transformers=={metadata.version('transformers')}"
+    code = main(["upgrade", same, "--stages", "tests", "fingerprint", "--tests", "test_config", "--out", str(out),
+                 "--cache", str(Path.home() / ".cache" / "mlm-bench" / "envs")])  # fmt: skip
+    assert code == 0, capsys.readouterr().out[-3000:]
+    report = json.loads((out / "upgrade.json").read_text(encoding="utf-8"))
+    assert report["schema_version"] == 1 and report["moved"] == []
+    assert report["sides"]["base"]["packages"] == report["sides"]["candidate"]["packages"]
+    assert report["fingerprint"] == [] and report["contract"]["newly_failing"] == []
+    assert "Identical in every field." in (out / "upgrade.md").read_text(encoding="utf-8")
