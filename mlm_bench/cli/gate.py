@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
 from mlm_bench.cli.parsing import Parser
+
+# The numeric threshold options: flag, the Thresholds field it sets, its type, its help.
+THRESHOLD_OPTIONS = (
+    ("--threshold", "slowdown", float, "Slowdown that counts (0.05 = 5%% more time)."),
+    ("--confidence", "confidence", float, "Confidence of the change's interval."),
+    ("--min-rounds", "min_rounds", int, "Gate speed only with at least this many rounds."),
+    ("--loss-tolerance", "loss_rtol", float, "Relative loss tolerance."),
+    ("--metric-tolerance", "metric_atol", float, "Absolute metric tolerance."),
+    ("--gain-tolerance", "gain_atol", float, "Absolute context-gain tolerance (nats)."),
+)
 
 
 def _gate_parser() -> Parser:
@@ -26,26 +37,13 @@ def _gate_parser() -> Parser:
     )  # fmt: skip
     parser.add_argument("new", type=Path, help="Benchmark JSON of the new environment, or a folder of one per process.")
     parser.add_argument("--stat", choices=gate_inputs.STATS, default=defaults.stat, help="Timing statistic compared.")
-    parser.add_argument(
-        "--threshold", type=float, default=defaults.slowdown, help="Slowdown that counts (0.05 = 5%% more time)."
-    )
-    parser.add_argument(
-        "--confidence", type=float, default=defaults.confidence, help="Confidence of the change's interval."
-    )
-    parser.add_argument(
-        "--min-rounds", type=int, default=defaults.min_rounds, help="Gate speed only with at least this many rounds."
-    )
+    for flag, name, kind, text in THRESHOLD_OPTIONS:
+        metavar = flag.removeprefix("--").upper().replace("-", "_")
+        parser.add_argument(flag, dest=name, metavar=metavar, type=kind, default=getattr(defaults, name), help=text)
     parser.add_argument(
         "--fail-inconclusive", action="store_true", help="Exit 3 when nothing regressed but a speed change is too "
         "noisy to call."
     )  # fmt: skip
-    parser.add_argument("--loss-tolerance", type=float, default=defaults.loss_rtol, help="Relative loss tolerance.")
-    parser.add_argument(
-        "--metric-tolerance", type=float, default=defaults.metric_atol, help="Absolute metric tolerance."
-    )
-    parser.add_argument(
-        "--gain-tolerance", type=float, default=defaults.gain_atol, help="Absolute context-gain tolerance (nats)."
-    )
     parser.add_argument("--fingerprints", nargs=2, type=Path, metavar=("BASE", "NEW"), help="Fingerprint JSONs.")
     parser.add_argument(
         "--accepted", type=Path, default=None,
@@ -65,15 +63,8 @@ def cmd_gate(argv: Sequence[str]) -> int:
     from mlm_bench.gate import report as gate_report
 
     args = _gate_parser().parse_args(argv)
-    thresholds = gate.Thresholds(
-        slowdown=args.threshold,
-        stat=args.stat,
-        confidence=args.confidence,
-        min_rounds=args.min_rounds,
-        loss_rtol=args.loss_tolerance,
-        metric_atol=args.metric_tolerance,
-        gain_atol=args.gain_tolerance,
-    )
+    # Each threshold option's dest is the Thresholds field it sets.
+    thresholds = gate.Thresholds(**{f.name: getattr(args, f.name) for f in dataclasses.fields(gate.Thresholds)})
     fingerprints = None
     if args.fingerprints:
         fingerprints = (
