@@ -47,20 +47,56 @@ def test_an_environment_not_holding_its_pins_is_refused_and_removed(tmp_path: Pa
     assert not (tmp_path / "cache" / TINY.key()).exists()
 
 
+def test_an_environment_holding_a_package_nothing_asked_for_is_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(build, "installed", lambda python: {"six": "1.16.0", "kernels": "0.19.1"})
+    with pytest.raises(BuildError, match=re.escape("kernels 0.19.1 not pinned")):
+        build.build(TINY, None, tmp_path / "cache")
+
+
+class _Dist:
+    """An installed distribution as importlib.metadata gives it, installed from an index or from a path."""
+
+    def __init__(self, name: str, version: str, url: bool = False) -> None:
+        self.metadata, self.version, self._url = {"Name": name}, version, url
+
+    def read_text(self, name: str) -> str | None:
+        return '{"url": "file:///src/x"}' if self._url and name == "direct_url.json" else None
+
+
+def test_the_running_environment_is_frozen_first_distribution_wins(monkeypatch) -> None:
+    dists = [_Dist("Six", "1.16.0"), _Dist("six", "1.0.0"), _Dist("pip", "25.0"), _Dist("torch", "2.13.0+cpu")]
+    monkeypatch.setattr(build.metadata, "distributions", lambda: dists)
+    monkeypatch.setattr(build.metadata, "version", lambda name: "2.13.0+cpu")
+    assert build.current() == build.VersionSet((("six", "1.16.0"),), "torch==2.13.0+cpu")
+
+
+def test_a_package_installed_from_a_path_or_a_system_python_is_refused(monkeypatch) -> None:
+    monkeypatch.setattr(build.metadata, "distributions", lambda: [_Dist("mine", "0.1", url=True)])
+    with pytest.raises(UsageError, match="installed from a path or URL, which no version pin can rebuild: mine"):
+        build.current()
+    monkeypatch.setattr(build.sys, "base_prefix", build.sys.prefix)
+    with pytest.raises(UsageError, match="not a virtual environment"):
+        build.current()
+
+
 def test_a_candidate_moves_only_what_the_spec_forces(tmp_path: Path) -> None:
     base = build.VersionSet.of({"six": "1.16.0", "iniconfig": "2.0.0"}, torch=None)
-    moved = build.candidate(base, build.parse_spec(["six==1.17.0"]), tmp_path)
+    moved = build.resolve(base, build.parse_spec(["six==1.17.0"]), None)
     assert moved.as_dict() == {"six": "1.17.0", "iniconfig": "2.0.0"}
 
 
 def test_an_impossible_spec_names_the_conflict_in_one_line(tmp_path: Path) -> None:
     base = build.VersionSet.of({"iniconfig": "2.0.0"}, torch=None)
     with pytest.raises(BuildError) as refused:
-        build.candidate(base, build.parse_spec(["pytest==8.0.0", "pluggy==0.13.0"]), tmp_path)
+        build.resolve(base, build.parse_spec(["pytest==8.0.0", "pluggy==0.13.0"]), None)
     assert "\n" not in str(refused.value) and "pytest==8.0.0 depends on pluggy" in str(refused.value)
 
 
-@pytest.mark.parametrize(("words", "message"), [(["trans formers"], "cannot read"), (["six", "Six==1"], "twice")])
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [(["trans formers"], "cannot read"), (["six", "Six==1"], "twice"), (["torch==2.12.0"], "pass --torch"),
+     (["pip==25.0"], "cannot be upgraded here")],
+)  # fmt: skip
 def test_a_bad_spec_is_refused(words: list[str], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         build.parse_spec(words)

@@ -21,12 +21,16 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="py
 <testcase classname="tests.test_a" name="test_broken[x]" time="0.1"><failure message="assert 1 == 2"/></testcase>
 <testcase classname="tests.test_b" name="test_defect" time="0.1"><skipped type="pytest.xfail" message="known upstream defect d1"/></testcase>
 <testcase classname="tests.test_b" name="test_self" time="0.1"><skipped type="pytest.skip" message="self-test not applicable on v: X never called"/></testcase>
+<testcase classname="tests.test_b.TestGroup" name="test_in_class" time="0.1"/>
 </testsuite></testsuites>"""  # noqa: E501
 LOG = """..F
 =============================== warnings summary ===============================
 tests/test_a.py::test_ok
   /env/lib/python3.11/site-packages/transformers/x.py:12: FutureWarning: `a` is deprecated
     warnings.warn(
+
+tests/test_a.py::test_ok
+  <frozen importlib._bootstrap>:488: DeprecationWarning: object at 0x7f3a2b1c0d10 is old
 
 -- Docs: https://docs.pytest.org/en/stable/how-to/capture-warnings.html
 1 failed, 3 passed
@@ -35,19 +39,26 @@ tests/test_a.py::test_ok
 
 def test_junit_is_read_test_by_test(tmp_path: Path) -> None:
     (tmp_path / "t.xml").write_text(JUNIT, encoding="utf-8")
-    found = read_junit(tmp_path / "t.xml")
+    (tmp_path / "tests").mkdir()
+    for name in ("test_a.py", "test_b.py"):
+        (tmp_path / "tests" / name).touch()
+    found = read_junit(tmp_path / "t.xml", tmp_path)
     assert found.status == {
         "tests/test_a.py::test_ok": "passed",
         "tests/test_a.py::test_broken[x]": "failed",
         "tests/test_b.py::test_defect": "xfailed",
         "tests/test_b.py::test_self": "skipped",
+        "tests/test_b.py::TestGroup::test_in_class": "passed",
     }
     assert found.reasons["tests/test_b.py::test_defect"] == "known upstream defect d1"
 
 
 def test_warnings_come_from_the_summary_without_the_environment_path(tmp_path: Path) -> None:
     (tmp_path / "t.log").write_text(LOG, encoding="utf-8")
-    assert warnings_in(tmp_path / "t.log") == ["FutureWarning: `a` is deprecated (transformers/x.py)"]
+    assert warnings_in(tmp_path / "t.log") == [
+        "FutureWarning: `a` is deprecated (transformers/x.py)",
+        "DeprecationWarning: object at 0x... is old (<frozen importlib._bootstrap>)",
+    ]
 
 
 def _outcomes(**status: str) -> Outcomes:
@@ -55,8 +66,10 @@ def _outcomes(**status: str) -> Outcomes:
 
 
 def test_the_contract_compares_test_by_test() -> None:
-    contract = Contract(_outcomes(a="passed", b="failed", c="failed"), _outcomes(a="error", b="passed", c="failed"))
+    contract = Contract(_outcomes(a="passed", b="failed", c="failed", d="passed", e="passed"),
+                        _outcomes(a="error", b="passed", c="failed", d="skipped"))  # fmt: skip
     assert (contract.newly_failing, contract.newly_passing, contract.failing_on_both) == (["a"], ["b"], ["c"])
+    assert (contract.newly_skipped, contract.missing) == (["d"], ["e"])
 
 
 ACCEPTED = FingerprintDiff("initial_loss", 7.5, 7.6, accepted=True)

@@ -27,6 +27,9 @@ def _parser() -> Parser:
                         "accelerate the resolver allows with the base's other packages (instead of SPEC).")  # fmt: skip
     parser.add_argument("--base-lock", type=Path, default=None, help="Base from this lock (e.g. locks/tf5.txt) "
                         "instead of this environment frozen.")  # fmt: skip
+    parser.add_argument("--torch", default=None, help="pip arguments that install torch on both sides, e.g. "
+                        "'torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu' (default: torch== the "
+                        "running version, local part included, from your pip configuration).")  # fmt: skip
     parser.add_argument("--stages", nargs="+", choices=stages.STAGES, default=list(stages.STAGES), help="What runs.")
     parser.add_argument("--processes", type=int, default=3, help="Benchmark processes per side, alternating.")
     parser.add_argument("--tests", default=None, help="pytest -k of the contract tests (default: all).")
@@ -56,8 +59,8 @@ def cmd_upgrade(argv: Sequence[str]) -> int:
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} already holds files: pass an empty or new --out")
     plan = Plan(spec=envs.parse_spec(args.spec), out=out.resolve(), cache=args.cache.resolve(),
-                base_lock=args.base_lock, stages=tuple(args.stages), processes=args.processes, tests=args.tests,
-                benchmarks=args.benchmarks, accepted=args.accepted)  # fmt: skip
+                base_lock=args.base_lock, torch=args.torch, stages=tuple(args.stages), processes=args.processes,
+                tests=args.tests, benchmarks=args.benchmarks, accepted=args.accepted)  # fmt: skip
     outcome = run(plan, checkout(Path.cwd().resolve()), lambda line: print(f"mlm-bench: {line}", flush=True))
     code = outcome.upgrade.exit_code(args.fail_inconclusive)
     written = report.write(outcome, plan.out, ["mlm-bench", "upgrade", *argv], code)

@@ -1,10 +1,11 @@
 """Environments of other version sets for `mlm-bench upgrade`: a version set resolved with uv, then built fresh in
-a cache keyed by exactly what it holds, and checked to hold it.
+a cache keyed by exactly what it holds, and checked to hold it and nothing else.
 
 A set is never made by installing one version over another: a package the old version pulled in stays behind
 (measured: `kernels` 0.19.1, left by transformers 5.25.0 when 5.0.0 was installed over it, broke `import
-transformers`). torch is installed first by pip, as the README's commands do (pip finds the local CPU wheel on our
-machines, the user's own build elsewhere); uv then installs every other pin.
+transformers`). torch alone is installed by pip, without its dependencies, as the user installed it (`torch==` the
+running version, local part included, which pip finds on the user's index or, here, as the local CPU wheel; or any
+pip arguments given); uv then installs every other pin, torch's requirements among them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import json
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
@@ -30,6 +32,8 @@ from mlm_bench.envs.lock import WITHOUT_TORCH, uv_binary
 from mlm_bench.errors import BuildError, UsageError
 
 DONE = "mlm-bench-env.json"  # written last: a folder without it is half-built and is built again
+# What an environment with the checkout must import before it counts as built.
+IMPORTS = "import torch, transformers, datasets, tokenizers, accelerate, mlm_bench"
 # Never pinned with the rest: torch comes first by pip, and these are the installer's own.
 NOT_PINNED = {"torch", "pip", "setuptools", "wheel", "mlm-bench"}
 
@@ -50,16 +54,33 @@ class VersionSet:
     def as_dict(self) -> dict[str, str]:
         return dict(self.pins)
 
-    def key(self) -> str:
-        """The cache folder's name: a hash of the interpreter, torch and every pin."""
-        text = json.dumps([platform.python_version(), sys.platform, self.torch, self.pins])
+    def key(self, root: Path | None = None) -> str:
+        """The cache folder's name: a hash of the interpreter, torch, every pin and the checkout installed with them
+        (its path and its pyproject, whose extras it installs)."""
+        checkout = [str(root), hashlib.sha256((root / "pyproject.toml").read_bytes()).hexdigest()] if root else None
+        text = json.dumps([platform.python_version(), sys.platform, self.torch, self.pins, checkout])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def current() -> VersionSet:
-    """The running environment's packages, frozen (the base an upgrade is measured against)."""
-    pins = {dist.metadata["Name"]: dist.version for dist in metadata.distributions() if dist.metadata["Name"]}
-    return VersionSet.of(pins, f"torch=={metadata.version('torch').split('+')[0]}")
+    """The running environment's packages, frozen (the base an upgrade is measured against): each by the first
+    distribution of its name on the path, as import finds it; refused where a version cannot say what is installed."""
+    if sys.prefix == sys.base_prefix:
+        raise UsageError("this Python is not a virtual environment, so its packages are the system's: run from a "
+                         "venv, or pass --base-lock FILE")  # fmt: skip
+    pins: dict[str, str] = {}
+    unpinnable = []
+    for dist in metadata.distributions():
+        name = canonicalize_name(dist.metadata["Name"] or "")
+        if not name or name in pins or name in NOT_PINNED:
+            continue
+        pins[name] = dist.version
+        if dist.read_text("direct_url.json"):  # installed from a path or URL: no index serves that version
+            unpinnable.append(name)
+    if unpinnable:
+        raise UsageError(f"installed from a path or URL, which no version pin can rebuild: {', '.join(unpinnable)}: "
+                         "install them from an index, or pass --base-lock FILE")  # fmt: skip
+    return VersionSet.of(pins, f"torch=={metadata.version('torch')}")
 
 
 def from_lock(path: Path, torch: str | None) -> VersionSet:
@@ -71,9 +92,20 @@ def from_lock(path: Path, torch: str | None) -> VersionSet:
     pins = {}
     for text in (line.split("#", 1)[0].strip() for line in lines):
         if text:
-            found = Requirement(text)
+            found = _pin(text, path)
             pins[found.name] = str(found.specifier).removeprefix("==")
     return VersionSet.of(pins, torch)
+
+
+def _pin(text: str, path: Path) -> Requirement:
+    """One line of a lock as an exact pin, refused naming the line otherwise."""
+    try:
+        found = Requirement(text)
+    except InvalidRequirement:
+        found = None
+    if found is None or found.url or len(found.specifier) != 1 or next(iter(found.specifier)).operator != "==":
+        raise UsageError(f"{path}: {text!r} is not an exact pin (name==version): pass a lock of pins only")
+    return found
 
 
 def parse_spec(words: list[str]) -> list[Requirement]:
@@ -89,16 +121,23 @@ def parse_spec(words: list[str]) -> list[Requirement]:
     names = [canonicalize_name(r.name) for r in found]
     if len(set(names)) != len(names):
         raise UsageError(f"a package is named twice in {' '.join(words)}: name each once")
+    if "torch" in names:
+        raise UsageError("torch is installed by pip as you install it, not resolved with the rest: pass --torch "
+                         "'torch==X' (any pip arguments) instead")  # fmt: skip
+    kept = sorted(set(names) & NOT_PINNED)
+    if kept:
+        raise UsageError(f"{', '.join(kept)} cannot be upgraded here (the installer's own, or this checkout)")
     return found
 
 
-def candidate(base: VersionSet, spec: list[Requirement], root: Path) -> VersionSet:
-    """The base pins with `spec` applied: uv resolves the base's packages plus the spec, preferring every base pin
-    it can keep, so only what the spec forces moves."""
+def resolve(base: VersionSet, spec: list[Requirement], root: Path | None) -> VersionSet:
+    """The base's pins with `spec` applied, and what the checkout at `root` needs (pyproject with its test extra):
+    uv resolves all of it, preferring every base pin it can keep, so only what the spec or the checkout forces
+    moves. Both sides of an upgrade are resolved so (the base with no spec), and so are made alike."""
     asked = {canonicalize_name(r.name): r for r in spec}
-    torch = next((str(r) for name, r in asked.items() if name == "torch"), base.torch)
     kept = {name: version for name, version in base.pins if name not in asked}
-    wanted = [*kept, *(str(r) for name, r in asked.items() if name != "torch")]
+    wanted = [*kept, *(str(r) for r in asked.values())]
+    checkout = [str(root / "pyproject.toml"), "--extra", "test"] if root else []
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         (folder / "wanted.txt").write_text("\n".join(wanted) + "\n", encoding="utf-8")
@@ -106,15 +145,14 @@ def candidate(base: VersionSet, spec: list[Requirement], root: Path) -> VersionS
         # uv keeps an existing output file's pins where it can: the base's versions are its preferences.
         out = folder / "resolved.txt"
         out.write_text("".join(f"{name}=={version}\n" for name, version in kept.items()), encoding="utf-8")
-        command = [uv_binary(), "pip", "compile", str(folder / "wanted.txt"), "--override",
+        command = [uv_binary(), "pip", "compile", str(folder / "wanted.txt"), *checkout, "--override",
                    str(folder / "overrides.txt"), "--python", sys.executable, "--no-header", "--no-annotate",
                    "--quiet", "--output-file", str(out), *(f"--upgrade-package={name}" for name in asked)]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, cwd=root)
         if done.returncode:
-            raise BuildError(
-                f"cannot resolve {' '.join(map(str, spec))} with the base's packages: {conflict(done.stderr)}"
-            )
-        return from_lock(out, torch)
+            asked_for = " ".join(map(str, spec)) or "the base"
+            raise BuildError(f"cannot resolve {asked_for} with the base's packages: {conflict(done.stderr)}")
+        return from_lock(out, base.torch)
 
 
 def conflict(stderr: str) -> str:
@@ -128,9 +166,16 @@ def conflict(stderr: str) -> str:
 def build(versions: VersionSet, root: Path | None, cache: Path, say: Callable[[str], None] = print) -> Path:
     """The python of an environment holding exactly `versions` and the checkout at `root` (editable, with its test
     extra; None: no checkout): the cached one, or one built now; a failed build leaves nothing in the cache."""
-    folder = cache / versions.key()
+    key = versions.key(root)
+    folder = cache / key
     cache.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(cache / f"{versions.key()}.lock")):
+    lock = FileLock(str(cache / f"{key}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say(f"environment {folder}: another process is building it; waiting")
+        lock.acquire()
+    try:
         if (folder / DONE).is_file():
             say(f"environment {folder}: cached")
             return folder / "bin" / "python"
@@ -140,16 +185,19 @@ def build(versions: VersionSet, root: Path | None, cache: Path, say: Callable[[s
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
+    finally:
+        lock.release()
     return folder / "bin" / "python"
 
 
 def _install(versions: VersionSet, root: Path | None, folder: Path, say: Callable[[str], None]) -> None:
-    """Build the environment in `folder` and mark it done once it is checked to hold `versions`."""
+    """Build the environment in `folder`; mark it done once it holds `versions` and nothing else, and imports."""
     python = folder / "bin" / "python"
     say(f"environment {folder}: creating" + (f", {versions.torch} by pip" if versions.torch else ""))
     _run([sys.executable, "-m", "venv", str(folder)], f"creating {folder}")
-    if versions.torch:
-        _run([str(python), "-m", "pip", "install", "-q", versions.torch], f"installing {versions.torch}")
+    if versions.torch:  # its dependencies come with the pins, at the versions they were verified with
+        _run([str(python), "-m", "pip", "install", "-q", "--no-deps", *shlex.split(versions.torch)],
+             f"installing {versions.torch}")  # fmt: skip
     pins = folder / "pins.txt"
     pins.write_text("".join(f"{name}=={version}\n" for name, version in versions.pins), encoding="utf-8")
     say(f"environment {folder}: installing {len(versions.pins)} pinned packages by uv")
@@ -157,11 +205,20 @@ def _install(versions: VersionSet, root: Path | None, folder: Path, say: Callabl
     # Bytecode compiled as pip does, so the suite's first run here is timed as in a pip-built environment.
     _run([uv_binary(), "pip", "install", "--quiet", "--compile-bytecode", "--python", str(python), "-r", str(pins),
           *checkout], f"installing {pins}")  # fmt: skip
+    _check_exact(versions, python, folder)
+    if root:
+        _run([str(python), "-c", IMPORTS], f"importing the libraries in {folder}")
+    (folder / DONE).write_text(json.dumps({"torch": versions.torch, "pins": dict(versions.pins)}), encoding="utf-8")
+
+
+def _check_exact(versions: VersionSet, python: Path, folder: Path) -> None:
+    """Refuse an environment that lacks a pin, holds another version, or holds a package nothing asked for."""
     held = installed(python)
     wrong = [f"{n} pinned {v}, installed {held.get(n, 'none')}" for n, v in versions.pins if held.get(n) != v]
-    if wrong:
-        raise BuildError(f"the environment built in {folder} does not hold its pins: {', '.join(wrong)}")
-    (folder / DONE).write_text(json.dumps({"torch": versions.torch, "pins": dict(versions.pins)}), encoding="utf-8")
+    stray = sorted(set(held) - set(versions.as_dict()) - NOT_PINNED)
+    if wrong or stray:
+        extra = [f"{n} {held[n]} not pinned" for n in stray]
+        raise BuildError(f"the environment built in {folder} does not hold its pins: {', '.join(wrong + extra)}")
 
 
 def installed(python: Path) -> dict[str, str]:

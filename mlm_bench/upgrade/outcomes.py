@@ -11,9 +11,10 @@ from pathlib import Path
 from mlm_bench.errors import UsageError
 
 # A line of pytest's warnings summary: "  /where/file.py:12: FutureWarning: the message".
-WARNING_LINE = re.compile(r"^\s+(?P<where>\S+?):\d+: (?P<category>\w*Warning): (?P<message>.+)$")
-# Where a warning comes from, without the environment's own folder, so both sides' paths compare.
-SITE = re.compile(r".*/site-packages/")
+WARNING_LINE = re.compile(r"^\s+(?P<where>.+?):\d+: (?P<category>\w*Warning): (?P<message>.+)$")
+# What differs between two sides' identical warnings: the environment's folder, scratch paths, object addresses.
+SIDE_SPECIFIC = ((re.compile(r"[^\s(]*/site-packages/"), ""), (re.compile(r"/tmp/[^\s)]+"), "<tmp>"),
+                 (re.compile(r"0x[0-9a-fA-F]+"), "0x..."))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -27,20 +28,30 @@ class Outcomes:
         return sorted(test for test, found in self.status.items() if found == outcome)
 
 
-def read_junit(path: Path) -> Outcomes:
-    """Every test case of a pytest junit XML file, by `file::name` id."""
+def read_junit(path: Path, root: Path) -> Outcomes:
+    """Every test case of a pytest junit XML file, by the id pytest takes (`tests/test_x.py::TestA::test_b`; the
+    file found under `root`)."""
     try:
-        root = ET.parse(path).getroot()
+        tree = ET.parse(path).getroot()
     except (OSError, ET.ParseError) as err:
         raise UsageError(f"cannot read junit file {path} ({err}): pass the file `pytest --junitxml` wrote") from err
     status, reasons = {}, {}
-    for case in root.iter("testcase"):
-        test = f"{case.get('classname', '').replace('.', '/')}.py::{case.get('name')}"
+    for case in tree.iter("testcase"):
+        test = _test_id(case.get("classname", ""), case.get("name", ""), root)
         found, reason = _outcome(case)
         status[test] = found
         if reason:
             reasons[test] = reason
     return Outcomes(status, reasons)
+
+
+def _test_id(classname: str, name: str, root: Path) -> str:
+    """pytest's id of a junit test case: the longest dotted prefix of its classname that is a file, then the rest."""
+    parts = classname.split(".")
+    cut = next((i for i in range(len(parts), 0, -1) if (root / Path(*parts[:i])).with_suffix(".py").is_file()), None)
+    if cut is None:
+        return f"{classname}::{name}"
+    return "::".join(["/".join(parts[:cut]) + ".py", *parts[cut:], name])
 
 
 def _outcome(case: ET.Element) -> tuple[str, str | None]:
@@ -55,6 +66,12 @@ def _outcome(case: ET.Element) -> tuple[str, str | None]:
     return kind, skipped.get("message")
 
 
+def _same_on_both_sides(text: str) -> str:
+    for pattern, replacement in SIDE_SPECIFIC:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def warnings_in(log: Path) -> list[str]:
     """The distinct warnings of a pytest log's warnings summary, as `Category: message (where)`."""
     found, inside = [], False
@@ -64,8 +81,7 @@ def warnings_in(log: Path) -> list[str]:
         elif inside and line.startswith(("-- Docs:", "=")):
             inside = False
         elif inside and (match := WARNING_LINE.match(line)):
-            where = SITE.sub("", match["where"])
-            text = f"{match['category']}: {match['message'].strip()} ({where})"
+            text = _same_on_both_sides(f"{match['category']}: {match['message'].strip()} ({match['where']})")
             if text not in found:
                 found.append(text)
     return found

@@ -34,6 +34,16 @@ class Contract:
         return [t for t in self.candidate.status if _failed(self.base, t) and self.candidate.status[t] == "passed"]
 
     @property
+    def newly_skipped(self) -> list[str]:
+        return [t for t in self.candidate.status if self.candidate.status[t] == "skipped" and self.base.status.get(t)
+                == "passed"]  # fmt: skip
+
+    @property
+    def missing(self) -> list[str]:
+        """Tests the base ran that the candidate did not collect."""
+        return [t for t in self.base.status if t not in self.candidate.status]
+
+    @property
     def failing_on_both(self) -> list[str]:
         return [t for t in self.candidate.status if _failed(self.candidate, t) and _failed(self.base, t)]
 
@@ -60,8 +70,9 @@ class Upgrade:
     fingerprint: list[FingerprintDiff] | None
     gate: GateResult | None
     new_warnings: list[str] = field(default_factory=list)
-    stage_failures: list[str] = field(default_factory=list)
+    stage_failures: list[str] = field(default_factory=list)  # the candidate's: reasons not to upgrade
     processes: int = 0
+    base_failures: list[str] = field(default_factory=list)  # the base's: nothing to compare against
 
     @property
     def regressions(self) -> list[str]:
@@ -83,14 +94,20 @@ class Upgrade:
         found += [f"new warning: {w}" for w in self.new_warnings]
         if self.contract:
             found += [f"newly passing test: {t}" for t in self.contract.newly_passing]
+            found += [f"newly skipped test: {t}" for t in self.contract.newly_skipped]
+            found += [f"test not collected on the candidate: {t}" for t in self.contract.missing]
             found += [f"failing on both sides (the base was not green): {t}" for t in self.contract.failing_on_both]
         if self.gate:
             found += [_within(name, change) for name, change in self.gate.speed.items() if _significant(change)]
+            found += [f"{short_name(name)}: {change.change:+.1%} [{change.low:+.1%}, {change.high:+.1%}], faster"
+                      for name, change in self.gate.speed.items() if change.verdict == "faster"]  # fmt: skip
         return found
 
     @property
     def inconclusive(self) -> list[str]:
-        return self.gate.inconclusive if self.gate else []
+        """What the run cannot tell: speeds too noisy to call, and stages the base could not run."""
+        noisy = self.gate.inconclusive if self.gate else []
+        return [*noisy, *(f"cannot compare, {failure}" for failure in self.base_failures)]
 
     def exit_code(self, fail_inconclusive: bool) -> int:
         if self.regressions:
@@ -101,6 +118,8 @@ class Upgrade:
         """What to do, in one line."""
         if self.regressions:
             return f"Do not upgrade: {self.regressions[0]}" + _more(self.regressions)
+        if self.base_failures:
+            return f"Cannot tell: {self.inconclusive[-len(self.base_failures)]}" + _more(self.base_failures)
         if self.inconclusive:
             again = max(2 * self.processes, 4)
             return (f"Cannot tell yet: the speed of {', '.join(self.inconclusive)} is too noisy to call; rerun with "
