@@ -2,12 +2,12 @@
 self-attention is made causal, position ids are ignored or the attention mask is dropped (faults of
 mlm_bench.testing.faults, planted here).
 
-Thresholds (false-alarm rationale, `python scripts/context_seeds.py --seeds 0-9`, README "The context workload"):
-trained 400 steps at seeds 0-9, the [MASK] loss ended between 0.011 and 0.017 nats, the same on transformers 4.57 and
-5.x, and padding moved no log-probability by more than 4.8e-6. The broken models end at 1.399 nats (causal) and
-1.899 (positions ignored), or shift by 0.570 (mask dropped). MAX_LOSS is 14 times the worst healthy seed and a
-5.6th of the smallest broken loss; MAX_SHIFT is 200 times the largest healthy shift and under a five-hundredth of
-the broken one.
+Thresholds (false-alarm rationale, `python -m mlm_bench.studies.context_seeds --seeds 0-9`, docs/performance.md,
+"The context workload"): trained 400 steps at seeds 0-9, the [MASK] loss ended between 0.011 and 0.017 nats, the
+same on transformers 4.57 and 5.x, and padding moved no log-probability by more than 4.8e-6. The broken models end
+at 1.399 nats (causal) and 1.899 (positions ignored), or shift by 0.570 (mask dropped). MAX_LOSS is 14 times the
+worst healthy seed and a 5.6th of the smallest broken loss; MAX_SHIFT is 200 times the largest healthy shift and
+under a five-hundredth of the broken one.
 """
 
 from __future__ import annotations

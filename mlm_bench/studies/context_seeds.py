@@ -1,20 +1,16 @@
 """Seed spread of the context workload: the measurement behind tests/test_context.py's thresholds.
 
-Run `python scripts/context_seeds.py --seeds 0-9` in each environment of the version matrix; it prints one
+Run `python -m mlm_bench.studies.context_seeds --seeds 0-9` in each environment of the version matrix; it prints one
 Markdown row per seed ([MASK] loss, padded loss, accuracy, padding shift) and the worst of each.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
-
-if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mlm_bench.contract.context import WORKLOAD, load_workload, train_workload
 from mlm_bench.runs.results import versions
@@ -48,4 +44,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
