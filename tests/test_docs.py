@@ -4,6 +4,7 @@ function runs over 60 lines, the README stays short and every link in the docs r
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import re
 import shlex
 import shutil
@@ -93,6 +94,8 @@ def test_the_link_check_sees_a_missing_file_and_a_missing_heading(tmp_path: Path
 
 
 GOLDEN = "mlm_bench/contract/fingerprints"
+# The upgrade's environments, shared with tests/test_upgrade.py's same-set run (built once per version set).
+ENVS = Path.home() / ".cache" / "mlm-bench" / "envs"
 
 
 def tour_commands() -> list[list[str]]:
@@ -111,6 +114,9 @@ def tiny(command: list[str], scratch: Path) -> list[str]:
         return [*command, "--max_steps", "20", "--output-dir", str(scratch / "run"), "--force"]
     if command[0] == "fingerprint":
         return [*command, "--dir", str(scratch / "golden")]
+    if command[0] == "upgrade":  # a same-set upgrade of the fingerprint alone: one cached environment, no network
+        same = f"transformers=={importlib.metadata.version('transformers')}"
+        return ["upgrade", same, "--stages", "fingerprint", "--out", str(scratch / "upgrade"), "--cache", str(ENVS)]
     return command
 
 
@@ -119,10 +125,11 @@ def test_the_readmes_tour_runs(tmp_path: Path) -> None:
     """Each tour command, in a tiny variant, run where the committed results are copied (nothing of the checkout
     is written), exits 0."""
     commands = tour_commands()
-    assert [c[0] for c in commands] == ["run", "fingerprint", "gate"]
+    assert [c[0] for c in commands] == ["run", "fingerprint", "gate", "upgrade"]
     shutil.copytree(ROOT / "results", tmp_path / "results")
     shutil.copytree(ROOT / GOLDEN, tmp_path / "golden")
     for command in commands:
-        done = subprocess.run([sys.executable, "-m", "mlm_bench", *tiny(command, tmp_path)], cwd=tmp_path,
+        where = ROOT if command[0] == "upgrade" else tmp_path  # upgrade runs the checkout's tests and benchmarks
+        done = subprocess.run([sys.executable, "-m", "mlm_bench", *tiny(command, tmp_path)], cwd=where,
                               capture_output=True, text=True, timeout=300)  # fmt: skip
         assert done.returncode == 0, f"{command}: {done.stderr[-2000:]}"

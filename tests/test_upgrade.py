@@ -11,11 +11,15 @@ import pytest
 
 from mlm_bench.cli import main
 from mlm_bench.cli.exits import EXIT_CANNOT_BUILD, EXIT_USAGE
+from mlm_bench.gate import compare as gate
 from mlm_bench.gate.compare import FingerprintDiff
+from mlm_bench.gate.inputs import load_side
+from mlm_bench.gate.report import render_markdown
 from mlm_bench.testing.gate_files import bench, verdict
 from mlm_bench.upgrade.outcomes import Outcomes, read_junit, warnings_in
 from mlm_bench.upgrade.verdict import Contract, Upgrade
 
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "upgrade"
 JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" tests="4">
 <testcase classname="tests.test_a" name="test_ok" time="0.1"/>
 <testcase classname="tests.test_a" name="test_broken[x]" time="0.1"><failure message="assert 1 == 2"/></testcase>
@@ -140,3 +144,24 @@ def test_a_same_set_upgrade_builds_runs_and_reports_no_change(tmp_path: Path, ca
     assert report["sides"]["base"]["packages"] == report["sides"]["candidate"]["packages"]
     assert report["fingerprint"] == [] and report["contract"]["newly_failing"] == []
     assert "Identical in every field." in (out / "upgrade.md").read_text(encoding="utf-8")
+
+
+def test_a_self_test_that_stops_reaching_its_code_is_named_as_such() -> None:
+    base = Outcomes({"t": "passed", "u": "passed"}, {})
+    candidate = Outcomes({"t": "skipped", "u": "skipped"}, {"t": "self-test not applicable on v: X never called"})
+    assert Upgrade(Contract(base, candidate), [], None).review == [
+        "self-test no longer applicable (its breaker is not reached): t",
+        "newly skipped test: u",
+    ]
+
+
+@pytest.mark.parametrize("folder", ["tf5.24-to-tf5.25", "tf4.57-to-tf5.25"])
+def test_the_committed_upgrade_reports_reproduce_from_their_processes(folder: str) -> None:
+    """The speed rows of results/upgrade/*/gate/report.md follow from the per-process files kept beside them."""
+    stored = RESULTS / folder
+    result = gate.compare(load_side(stored / "base" / "benchmarks"), load_side(stored / "candidate" / "benchmarks"),
+                          gate.Thresholds())  # fmt: skip
+    rows = [line for line in render_markdown(result).splitlines() if line.startswith("| test_")]
+    kept = (stored / "gate" / "report.md").read_text(encoding="utf-8").splitlines()
+    assert rows == [line for line in kept if line.startswith("| test_")][: len(rows)]
+    assert {change.processes for change in result.speed.values()} == {3}

@@ -94,7 +94,9 @@ class Upgrade:
         found += [f"new warning: {w}" for w in self.new_warnings]
         if self.contract:
             found += [f"newly passing test: {t}" for t in self.contract.newly_passing]
-            found += [f"newly skipped test: {t}" for t in self.contract.newly_skipped]
+            applicable = self.contract.not_applicable("candidate")
+            found += [f"self-test no longer applicable (its breaker is not reached): {t}" if t in applicable else
+                      f"newly skipped test: {t}" for t in self.contract.newly_skipped]  # fmt: skip
             found += [f"test not collected on the candidate: {t}" for t in self.contract.missing]
             found += [f"failing on both sides (the base was not green): {t}" for t in self.contract.failing_on_both]
         if self.gate:
