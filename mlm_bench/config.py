@@ -307,8 +307,9 @@ class Settings:
     eval: EvalSettings = field(default_factory=EvalSettings)
 
     def __post_init__(self) -> None:
-        self._check_numbers()
-        self._check_ranges()
+        values = self.flat()
+        self._check_numbers(values)
+        self._check_ranges(values)
         if self.training.max_steps <= 0 and self.training.num_train_epochs <= 0:
             raise UsageError("nothing to train: set --max_steps N or --num_train_epochs > 0")
         self._check_rows()
@@ -335,9 +336,9 @@ class Settings:
             values.update(dataclasses.asdict(getattr(self, group)))
         return values
 
-    def _check_ranges(self) -> None:
+    def _check_ranges(self, values: dict[str, Any]) -> None:
         """Refuse a numeric field outside its declared interval (None passes: the field's own default meaning)."""
-        for name, value in self.flat().items():
+        for name, value in values.items():
             bounds = interval(name)
             if bounds is not None and value is not None and not _within(value, bounds):
                 example = self._example(name)
@@ -348,9 +349,8 @@ class Settings:
         """The value a refusal suggests for a field: its preset's, else the field's default."""
         return PRESETS.get(self.preset, {}).get(name, _default(name))
 
-    def _check_numbers(self) -> None:
+    def _check_numbers(self, values: dict[str, Any]) -> None:
         """Refuse a float in an int field and a bool in any numeric one (a settings file's values skip argparse)."""
-        values = self.flat()
         for name, wanted in _numeric_kinds().items():
             value = values[name]
             if value is None:

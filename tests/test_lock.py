@@ -3,6 +3,7 @@ writes a lock only after the suite passed on it."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def test_compile_resolves_afresh_for_the_venv_with_its_torchs_requirements_in_to
             return ""
         return "filelock\nsympy>=1.13.3\n"  # torch's requirements, as the venv's python prints them
 
-    monkeypatch.setattr(lock, "_step", step)
+    monkeypatch.setattr(lock, "step", step)
     monkeypatch.setattr(lock, "uv_binary", lambda: "uv")
     out = tmp_path / "tf4.txt"
     out.write_text("transformers==4.57.0\n", encoding="utf-8")  # a stale candidate: uv would keep its pins
@@ -137,3 +138,11 @@ def test_a_passed_suite_moves_the_pins_only_when_refreshing(fake_checkout: Path,
 def test_outside_a_checkout_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not inside an mlm-bench checkout"):
         lock.checkout(tmp_path)
+
+
+@pytest.mark.parametrize("line", ["numpy>=2.0", "-r other.txt", "mine @ file:///src/mine"])
+def test_a_lock_line_that_is_not_an_exact_pin_is_refused_naming_it(tmp_path, line: str) -> None:
+    path = tmp_path / "lock.txt"
+    path.write_text(f"six==1.16.0\n{line}\n", encoding="utf-8")
+    with pytest.raises(UsageError, match=re.escape(f"{line!r} is not an exact pin")):
+        lock.pins(path)

@@ -28,7 +28,7 @@ from filelock import FileLock, Timeout
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from mlm_bench.envs.lock import WITHOUT_TORCH, uv_binary
+from mlm_bench.envs.lock import WITHOUT_TORCH, pins, step, uv_binary
 from mlm_bench.errors import BuildError, UsageError
 
 DONE = "mlm-bench-env.json"  # written last: a folder without it is half-built and is built again
@@ -86,26 +86,9 @@ def current() -> VersionSet:
 def from_lock(path: Path, torch: str | None) -> VersionSet:
     """A lock file's pins (locks/*.txt: every package but torch) with the given torch."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return VersionSet.of(pins(path), torch)
     except OSError as err:
         raise UsageError(f"cannot read lock {path} ({err.strerror}): pass an existing file as --base-lock") from err
-    pins = {}
-    for text in (line.split("#", 1)[0].strip() for line in lines):
-        if text:
-            found = _pin(text, path)
-            pins[found.name] = str(found.specifier).removeprefix("==")
-    return VersionSet.of(pins, torch)
-
-
-def _pin(text: str, path: Path) -> Requirement:
-    """One line of a lock as an exact pin, refused naming the line otherwise."""
-    try:
-        found = Requirement(text)
-    except InvalidRequirement:
-        found = None
-    if found is None or found.url or len(found.specifier) != 1 or next(iter(found.specifier)).operator != "==":
-        raise UsageError(f"{path}: {text!r} is not an exact pin (name==version): pass a lock of pins only")
-    return found
 
 
 def parse_spec(words: list[str]) -> list[Requirement]:
@@ -194,20 +177,20 @@ def _install(versions: VersionSet, root: Path | None, folder: Path, say: Callabl
     """Build the environment in `folder`; mark it done once it holds `versions` and nothing else, and imports."""
     python = folder / "bin" / "python"
     say(f"environment {folder}: creating" + (f", {versions.torch} by pip" if versions.torch else ""))
-    _run([sys.executable, "-m", "venv", str(folder)], f"creating {folder}")
+    step([sys.executable, "-m", "venv", str(folder)], f"creating {folder}", BuildError)
     if versions.torch:  # its dependencies come with the pins, at the versions they were verified with
-        _run([str(python), "-m", "pip", "install", "-q", "--no-deps", *shlex.split(versions.torch)],
-             f"installing {versions.torch}")  # fmt: skip
-    pins = folder / "pins.txt"
-    pins.write_text("".join(f"{name}=={version}\n" for name, version in versions.pins), encoding="utf-8")
+        step([str(python), "-m", "pip", "install", "-q", "--no-deps", *shlex.split(versions.torch)],
+             f"installing {versions.torch}", BuildError)  # fmt: skip
+    pinned = folder / "pins.txt"
+    pinned.write_text("".join(f"{name}=={version}\n" for name, version in versions.pins), encoding="utf-8")
     say(f"environment {folder}: installing {len(versions.pins)} pinned packages by uv")
     checkout = ("-e", f"{root}[test]") if root else ()
     # Bytecode compiled as pip does, so the suite's first run here is timed as in a pip-built environment.
-    _run([uv_binary(), "pip", "install", "--quiet", "--compile-bytecode", "--python", str(python), "-r", str(pins),
-          *checkout], f"installing {pins}")  # fmt: skip
+    step([uv_binary(), "pip", "install", "--quiet", "--compile-bytecode", "--python", str(python), "-r", str(pinned),
+          *checkout], f"installing {pinned}", BuildError)  # fmt: skip
     _check_exact(versions, python, folder)
     if root:
-        _run([str(python), "-c", IMPORTS], f"importing the libraries in {folder}")
+        step([str(python), "-c", IMPORTS], f"importing the libraries in {folder}", BuildError)
     (folder / DONE).write_text(json.dumps({"torch": versions.torch, "pins": dict(versions.pins)}), encoding="utf-8")
 
 
@@ -225,13 +208,5 @@ def installed(python: Path) -> dict[str, str]:
     """Every package installed in the environment of `python`, by normalized name."""
     code = ("import importlib.metadata as m, json; "
             "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))")  # fmt: skip
-    found = json.loads(_run([str(python), "-c", code], "reading the installed packages"))
+    found = json.loads(step([str(python), "-c", code], "reading the installed packages", BuildError))
     return {canonicalize_name(name): version for name, version in found.items() if name}
-
-
-def _run(command: list[str], what: str) -> str:
-    """One step of building; its stdout, or a BuildError naming the step and the tool's last words."""
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode:
-        raise BuildError(f"{what} failed: {' '.join(done.stderr.split())[-600:]}")
-    return done.stdout

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from mlm_bench.errors import RunError, UsageError
@@ -78,13 +78,24 @@ def uv_binary() -> str:
 
 
 def pins(path: Path) -> dict[str, str]:
-    """A lock's pinned versions, by normalized name."""
+    """A lock's pinned versions, by normalized name; a line that is not an exact pin is refused, naming it."""
     found = {}
     for text in path.read_text(encoding="utf-8").splitlines():
         text = text.split("#", 1)[0].strip()
         if text:
-            requirement = Requirement(text)
+            requirement = _pin(text, path)
             found[canonicalize_name(requirement.name)] = str(requirement.specifier).removeprefix("==")
+    return found
+
+
+def _pin(text: str, path: Path) -> Requirement:
+    """One line of a lock as an exact pin, refused naming the line otherwise."""
+    try:
+        found = Requirement(text)
+    except InvalidRequirement:
+        found = None
+    if found is None or found.url or len(found.specifier) != 1 or next(iter(found.specifier)).operator != "==":
+        raise UsageError(f"{path}: {text!r} is not an exact pin (name==version): pass a lock of pins only")
     return found
 
 
@@ -94,11 +105,12 @@ def moved(old: dict[str, str], new: dict[str, str]) -> list[str]:
     return [f"{n} {old.get(n, '(none)')} -> {new.get(n, '(none)')}" for n in names if old.get(n) != new.get(n)]
 
 
-def _step(command: list[str], what: str) -> str:
-    """Run one command of building or resolving; its stdout, or a RunError naming the command and its error."""
+def step(command: list[str], what: str, error: type[Exception] = RunError) -> str:
+    """Run one command of building or resolving; its stdout, or `error` naming the command and, in one line, the
+    end of what it said."""
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
-        raise RunError(f"{what} failed: `{' '.join(command)}` said: {done.stderr.strip()[-800:]}")
+        raise error(f"{what} failed: `{' '.join(command)}` said: {' '.join(done.stderr.split())[-800:]}")
     return done.stdout
 
 
@@ -106,20 +118,20 @@ def create_env(env: Path, torch_spec: str) -> Path:
     """A fresh venv at `env` holding `torch_spec` (by pip, which finds a local CPU wheel); its python."""
     shutil.rmtree(env, ignore_errors=True)
     python = env / "bin" / "python"
-    _step([sys.executable, "-m", "venv", str(env)], f"creating {env}")
-    _step([str(python), "-m", "pip", "install", "-q", torch_spec], f"installing {torch_spec} into {env}")
+    step([sys.executable, "-m", "venv", str(env)], f"creating {env}")
+    step([str(python), "-m", "pip", "install", "-q", torch_spec], f"installing {torch_spec} into {env}")
     return python
 
 
 def installed(python: Path, name: str) -> str:
     """The version of `name` installed in the environment of `python`."""
-    return _step([str(python), "-c", f"import importlib.metadata as m; print(m.version({name!r}))"], "reading").strip()
+    return step([str(python), "-c", f"import importlib.metadata as m; print(m.version({name!r}))"], "reading").strip()
 
 
 def torch_requirements(python: Path) -> list[str]:
     """The runtime requirements of the torch installed in the environment of `python`."""
     code = "import importlib.metadata as m; print(*(r for r in m.requires('torch') if 'extra ==' not in r), sep='\\n')"
-    return _step([str(python), "-c", code], "reading torch's requirements").splitlines()
+    return step([str(python), "-c", code], "reading torch's requirements").splitlines()
 
 
 def compile_lock(root: Path, line: str, out: Path, python: Path) -> None:
@@ -134,13 +146,13 @@ def compile_lock(root: Path, line: str, out: Path, python: Path) -> None:
         command = [uv_binary(), "pip", "compile", str(root / "pyproject.toml"), str(inputs / "line.txt"),
                    "--all-extras", "--override", str(inputs / "overrides.txt"), "--python", str(python), "--upgrade",
                    "--no-header", "--no-annotate", "--quiet", "--output-file", str(out)]  # fmt: skip
-        _step(command, f"resolving line {line} (check its ranges in mlm_bench/envs/lock.py and the package index)")
+        step(command, f"resolving line {line} (check its ranges in mlm_bench/envs/lock.py and the package index)")
 
 
 def install_lock(root: Path, python: Path, lock: Path) -> None:
     """Install the lock and the checkout (with its test extra) into the venv of `python`, by uv."""
     # Bytecode compiled as pip does, so the suite's first run here is timed as in a pip-built venv.
-    _step([uv_binary(), "pip", "install", "--quiet", "--compile-bytecode", "--python", str(python), "-r", str(lock),
+    step([uv_binary(), "pip", "install", "--quiet", "--compile-bytecode", "--python", str(python), "-r", str(lock),
            "-e", f"{root}[test]"], f"installing {lock}")  # fmt: skip
 
 

@@ -113,33 +113,38 @@ def _measure(
     return upgrade, warnings
 
 
+def _on_both_sides(stage, what, work, sides, clock, failures) -> dict:
+    """`work(side)` on each side, each one progress step of `stage` (said as `what`); the results by side name,
+    without the sides the stage failed on (their failures recorded)."""
+    found = {}
+    for name, side in sides.items():
+        started = clock.start(stage, f"{name}: {what}")
+        try:
+            found[name] = work(side)
+        except stages.StageFailed as err:
+            failures[name].append(str(err))
+        clock.finish(stage, started)
+    return found
+
+
 def _contract(plan, root, sides, clock, failures) -> Contract | None:
     if stages.TESTS not in plan.stages:
         return None
-    outcomes = {}
-    for name, side in sides.items():
-        started = clock.start(stages.TESTS, f"{name}: contract tests")
-        try:
-            stages.run_tests(side, root, plan.tests)
-            outcomes[name] = read_junit(side.out / "tests.xml", root)
-        except stages.StageFailed as err:
-            failures[name].append(str(err))
-        clock.finish(stages.TESTS, started)
-    return Contract(outcomes["base"], outcomes["candidate"]) if len(outcomes) == 2 else None
+
+    def tests(side: stages.Side):
+        stages.run_tests(side, root, plan.tests)
+        return read_junit(side.out / "tests.xml", root)
+
+    found = _on_both_sides(stages.TESTS, "contract tests", tests, sides, clock, failures)
+    return Contract(found["base"], found["candidate"]) if len(found) == 2 else None
 
 
 def _fingerprints(plan, root, sides, clock, failures) -> tuple[dict, dict] | None:
     if stages.FINGERPRINT not in plan.stages:
         return None
-    found = []
-    for name, side in sides.items():
-        started = clock.start(stages.FINGERPRINT, f"{name}: fingerprint")
-        try:
-            found.append(gate_inputs.load_fingerprint(stages.run_fingerprint(side, root)))
-        except stages.StageFailed as err:
-            failures[name].append(str(err))
-        clock.finish(stages.FINGERPRINT, started)
-    return (found[0], found[1]) if len(found) == 2 else None
+    found = _on_both_sides(stages.FINGERPRINT, "fingerprint", lambda side: gate_inputs.load_fingerprint(
+        stages.run_fingerprint(side, root)), sides, clock, failures)  # fmt: skip
+    return (found["base"], found["candidate"]) if len(found) == 2 else None
 
 
 def _benchmarks(plan, root, sides, clock, failures) -> tuple[gate_inputs.BenchmarkRun, ...] | None:

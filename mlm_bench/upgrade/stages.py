@@ -78,13 +78,16 @@ def run_tests(side: Side, root: Path, select: str | None) -> int:
     """The contract tests in the side's environment: junit and log in its folder; pytest's exit code."""
     junit, log = side.out / "tests.xml", side.out / "tests.log"
     extra = ("-k", select) if select else ()
-    command = [str(side.python), *TEST_ARGS, f"--junitxml={junit}", *extra]
+    code = _logged([str(side.python), *TEST_ARGS, f"--junitxml={junit}", *extra], root, log)
+    if code not in (0, 1) or not junit.is_file():  # 1: tests failed, which the report shows
+        raise StageFailed(f"the tests could not run in {side.name}'s environment (pytest exited {code}): read {log}")
+    return code
+
+
+def _logged(command: list[str], root: Path, log: Path) -> int:
+    """Run `command` from the checkout with its output into `log`; its exit code."""
     with log.open("w", encoding="utf-8") as sink:
-        done = subprocess.run(command, cwd=root, stdout=sink, stderr=subprocess.STDOUT)
-    if done.returncode not in (0, 1) or not junit.is_file():  # 1: tests failed, which the report shows
-        raise StageFailed(f"the tests could not run in {side.name}'s environment (pytest exited {done.returncode}): "
-                         f"read {log}")  # fmt: skip
-    return done.returncode
+        return subprocess.run(command, cwd=root, stdout=sink, stderr=subprocess.STDOUT).returncode
 
 
 def run_fingerprint(side: Side, root: Path) -> Path:
@@ -108,9 +111,7 @@ def run_benchmarks(side: Side, root: Path, process: int, select: str | None) -> 
     command = [str(side.python), "-m", "pytest", str(BENCHMARK_FILE), "-q", "-p", "no:randomly", "-W", "default",
                f"--benchmark-json={out}", *extra]  # fmt: skip
     log = out.with_suffix(".log")
-    with log.open("w", encoding="utf-8") as sink:
-        done = subprocess.run(command, cwd=root, stdout=sink, stderr=subprocess.STDOUT)
-    if done.returncode or not out.is_file():
-        raise StageFailed(f"the benchmarks failed in {side.name}'s environment (pytest exited {done.returncode}): "
-                         f"read {log}")  # fmt: skip
+    code = _logged(command, root, log)
+    if code or not out.is_file():
+        raise StageFailed(f"the benchmarks failed in {side.name}'s environment (pytest exited {code}): read {log}")
     return out
