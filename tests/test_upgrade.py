@@ -138,8 +138,11 @@ def test_a_same_set_upgrade_builds_runs_and_reports_no_change(tmp_path: Path, ca
     same = f"transformers=={metadata.version('transformers')}"
     code = main(["upgrade", same, "--stages", "tests", "fingerprint", "--tests", "test_config", "--out", str(out),
                  "--cache", str(Path.home() / ".cache" / "mlm-bench" / "envs")])  # fmt: skip
-    assert code == 0, capsys.readouterr().out[-3000:]
+    printed = capsys.readouterr().out
+    assert code == 0, printed[-3000:]
     report = json.loads((out / "upgrade.json").read_text(encoding="utf-8"))
+    headline = report["verdict"]["headline"]
+    assert printed.splitlines()[-1] == f"mlm-bench: {headline} (exit 0; {out / 'upgrade.md'})"
     assert report["schema_version"] == 1 and report["moved"] == []
     assert report["sides"]["base"]["packages"] == report["sides"]["candidate"]["packages"]
     assert report["fingerprint"] == [] and report["contract"]["newly_failing"] == []

@@ -65,5 +65,8 @@ def cmd_upgrade(argv: Sequence[str]) -> int:
     code = outcome.upgrade.exit_code(args.fail_inconclusive)
     written = report.write(outcome, plan.out, ["mlm-bench", "upgrade", *argv], code)
     print(report.render(outcome, code))
-    print(f"report: {', '.join(str(p) for p in written)}", file=sys.stderr if code else sys.stdout)
+    print(f"report: {', '.join(str(p) for p in written)}")
+    # The last line says what to do, after pages of report.
+    print(f"mlm-bench: {outcome.upgrade.headline()} (exit {code}; {plan.out / 'upgrade.md'})",
+          file=sys.stderr if code else sys.stdout)  # fmt: skip
     return code
