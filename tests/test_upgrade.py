@@ -4,13 +4,18 @@ that builds its environment, runs the contract tests and the fingerprint in it, 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 
 from mlm_bench.cli import main
-from mlm_bench.cli.exits import EXIT_CANNOT_BUILD, EXIT_USAGE
+from mlm_bench.cli.exits import EXIT_CANNOT_BUILD, EXIT_TERMINATED, EXIT_USAGE
 from mlm_bench.gate import compare as gate
 from mlm_bench.gate.compare import FingerprintDiff
 from mlm_bench.gate.inputs import load_side
@@ -19,7 +24,8 @@ from mlm_bench.testing.gate_files import bench, verdict
 from mlm_bench.upgrade.outcomes import Outcomes, read_junit, warnings_in
 from mlm_bench.upgrade.verdict import Contract, Upgrade
 
-RESULTS = Path(__file__).resolve().parents[1] / "results" / "upgrade"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results" / "upgrade"
 JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" tests="4">
 <testcase classname="tests.test_a" name="test_ok" time="0.1"/>
 <testcase classname="tests.test_a" name="test_broken[x]" time="0.1"><failure message="assert 1 == 2"/></testcase>
@@ -55,6 +61,7 @@ def test_junit_is_read_test_by_test(tmp_path: Path) -> None:
         "tests/test_b.py::TestGroup::test_in_class": "passed",
     }
     assert found.reasons["tests/test_b.py::test_defect"] == "known upstream defect d1"
+    assert found.reasons["tests/test_a.py::test_broken[x]"] == "assert 1 == 2"
 
 
 def test_warnings_come_from_the_summary_without_the_environment_path(tmp_path: Path) -> None:
@@ -168,3 +175,46 @@ def test_the_committed_upgrade_reports_reproduce_from_their_processes(folder: st
     kept = (stored / "gate" / "report.md").read_text(encoding="utf-8").splitlines()
     assert rows == [line for line in kept if line.startswith("| test_")][: len(rows)]
     assert {change.processes for change in result.speed.values()} == {3}
+
+
+# A child of the upgrade run from a script: `run` replaced by one contract-test stage in a "python" that writes its
+# pid and sleeps, so a SIGTERM lands while a stage's subprocess runs, as a cancelled CI job's does.
+STOPPED_UPGRADE = """
+import sys
+from pathlib import Path
+import mlm_bench.upgrade.run as upgrade
+from mlm_bench.cli.main import main
+from mlm_bench.upgrade import stages
+side = stages.Side("candidate", Path(sys.argv[1]), Path(sys.argv[2]) / "candidate")
+def one_stage(plan, root, say):
+    side.out.mkdir(parents=True)
+    return stages.run_tests(side, root, None)
+upgrade.run = one_stage
+sys.exit(main(["upgrade", "six==1.17.0", "--out", sys.argv[2]]))
+"""
+
+
+@pytest.mark.slow  # a second process, signalled
+def test_sigterm_stops_an_upgrade_and_the_stage_it_was_running(tmp_path: Path) -> None:
+    pid = tmp_path / "stage.pid"
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\necho $$ > {pid}\nexec sleep 60\n", encoding="utf-8")
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    upgrade = subprocess.Popen([sys.executable, "-c", STOPPED_UPGRADE, str(fake), str(out)], cwd=ROOT,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not (pid.is_file() and pid.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    upgrade.send_signal(signal.SIGTERM)
+    _, err = upgrade.communicate(timeout=30)
+    stage = int(pid.read_text())
+    try:
+        os.kill(stage, 0)
+        alive = True
+        os.kill(stage, signal.SIGKILL)
+    except ProcessLookupError:
+        alive = False
+    assert upgrade.returncode == EXIT_TERMINATED, err
+    assert not alive, "the stage's subprocess outlived the upgrade"
+    assert f"what ran so far is in {out}" in err and "terminated (SIGTERM)" in err

@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
+from mlm_bench.cli.bisect import cmd_bisect
 from mlm_bench.cli.exits import EXIT_CANNOT_BUILD, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE
 from mlm_bench.cli.export_corpus import cmd_export_corpus
 from mlm_bench.cli.fingerprint import cmd_fingerprint
 from mlm_bench.cli.gate import cmd_gate
+from mlm_bench.cli.history import cmd_history
 from mlm_bench.cli.lock import cmd_lock
 from mlm_bench.cli.run import cmd_run
 from mlm_bench.cli.upgrade import cmd_upgrade
@@ -21,6 +23,8 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "gate": (cmd_gate, "compare two benchmark JSONs (old vs new environment); exit 1 on a regression"),
     "lock": (cmd_lock, "run the tests on the newest releases each line allows; --refresh moves the locks"),
     "upgrade": (cmd_upgrade, "what a new release changes: both environments built, tested, measured, reported"),
+    "bisect": (cmd_bisect, "the first release of a package whose check result differs from a good release's"),
+    "history": (cmd_history, "a package's releases side by side: contract tests, fingerprint (benchmarks) as a page"),
 }
 
 

@@ -12,6 +12,7 @@ from mlm_bench.cli.parsing import Parser
 
 def _parser() -> Parser:
     from mlm_bench.upgrade import stages
+    from mlm_bench.upgrade.run import SLOWDOWN
 
     parser = Parser(
         prog="mlm-bench upgrade",
@@ -36,6 +37,8 @@ def _parser() -> Parser:
     parser.add_argument("--benchmarks", default=None, help="pytest -k of the CPU benchmarks (default: all).")
     parser.add_argument("--accepted", type=Path, default=None, help="Accept file of reviewed fingerprint changes "
                         "(default: the package's).")  # fmt: skip
+    parser.add_argument("--threshold", type=float, default=SLOWDOWN, help="Slowdown a whole interval must clear "
+                        "to be a regression (default 0.05, calibrated at 3 processes).")  # fmt: skip
     parser.add_argument("--fail-inconclusive", action="store_true", help="Exit 3 when a speed change is too noisy.")
     parser.add_argument("--out", type=Path, default=None, help="Report folder (default: runs/upgrade/<UTC time>).")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "mlm-bench" / "envs",
@@ -47,6 +50,8 @@ def cmd_upgrade(argv: Sequence[str]) -> int:
     from mlm_bench.envs import build as envs
     from mlm_bench.envs.lock import checkout
     from mlm_bench.errors import UsageError
+    from mlm_bench.gate.compare import Thresholds
+    from mlm_bench.runs.stop import sigterm_as_interrupt, taken
     from mlm_bench.upgrade import report
     from mlm_bench.upgrade.run import Plan, run
 
@@ -60,8 +65,17 @@ def cmd_upgrade(argv: Sequence[str]) -> int:
         raise UsageError(f"{out} already holds files: pass an empty or new --out")
     plan = Plan(spec=envs.parse_spec(args.spec), out=out.resolve(), cache=args.cache.resolve(),
                 base_lock=args.base_lock, torch=args.torch, stages=tuple(args.stages), processes=args.processes,
-                tests=args.tests, benchmarks=args.benchmarks, accepted=args.accepted)  # fmt: skip
-    outcome = run(plan, checkout(Path.cwd().resolve()), lambda line: print(f"mlm-bench: {line}", flush=True))
+                tests=args.tests, benchmarks=args.benchmarks, accepted=args.accepted,
+                thresholds=Thresholds(slowdown=args.threshold))  # fmt: skip
+    # SIGTERM (a cancelled CI job) stops the upgrade as Ctrl-C does: the running stage's subprocess is killed
+    # rather than left running on its own, and main exits 143.
+    with sigterm_as_interrupt():
+        try:
+            outcome = run(plan, checkout(Path.cwd().resolve()), lambda line: print(f"mlm-bench: {line}", flush=True))
+        except KeyboardInterrupt:
+            taken()
+            print(f"mlm-bench: stopped before the report; what ran so far is in {plan.out}", file=sys.stderr)
+            raise
     code = outcome.upgrade.exit_code(args.fail_inconclusive)
     written = report.write(outcome, plan.out, ["mlm-bench", "upgrade", *argv], code)
     print(report.render(outcome, code))

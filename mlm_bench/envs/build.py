@@ -113,13 +113,15 @@ def parse_spec(words: list[str]) -> list[Requirement]:
     return found
 
 
-def resolve(base: VersionSet, spec: list[Requirement], root: Path | None) -> VersionSet:
+def resolve(base: VersionSet, spec: list[Requirement], root: Path | None, prune: bool = False) -> VersionSet:
     """The base's pins with `spec` applied, and what the checkout at `root` needs (pyproject with its test extra):
     uv resolves all of it, preferring every base pin it can keep, so only what the spec or the checkout forces
-    moves. Both sides of an upgrade are resolved so (the base with no spec), and so are made alike."""
+    moves. Both sides of an upgrade are resolved so (the base with no spec), and so are made alike. With `prune`, a
+    base package stays only where something still needs it: bisect and history go back to releases older than some
+    of the base's packages (kernels 0.19.1, which 5.25.0 pulls in, breaks importing BERT on 5.4.0)."""
     asked = {canonicalize_name(r.name): r for r in spec}
     kept = {name: version for name, version in base.pins if name not in asked}
-    wanted = [*kept, *(str(r) for r in asked.values())]
+    wanted = [*(name for name in kept if not prune or name in _torch_needs()), *(str(r) for r in asked.values())]
     checkout = [str(root / "pyproject.toml"), "--extra", "test"] if root else []
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
@@ -136,6 +138,13 @@ def resolve(base: VersionSet, spec: list[Requirement], root: Path | None) -> Ver
             asked_for = " ".join(map(str, spec)) or "the base"
             raise BuildError(f"cannot resolve {asked_for} with the base's packages: {conflict(done.stderr)}")
         return from_lock(out, base.torch)
+
+
+def _torch_needs() -> set[str]:
+    """What the running torch requires on this platform (pip installs it without them; they are resolved with the
+    rest, so pruning keeps them)."""
+    needs = [Requirement(text) for text in metadata.requires("torch") or []]
+    return {canonicalize_name(r.name) for r in needs if r.marker is None or r.marker.evaluate({"extra": ""})}
 
 
 def conflict(stderr: str) -> str:

@@ -128,7 +128,7 @@ def _defects_section(result: GateResult) -> list[str]:
     lines = ["", "## Known upstream defects", ""]
     for side, run in (("base", result.base), ("new", result.new)):
         found = defects.active(run.versions) if run.versions else []
-        named = "; ".join(f"{d.key} ({d.upstream or 'no upstream issue'}): {d.breaks}" for d in found)
+        named = "; ".join(f"{d.key} ({d.upstream}): {d.breaks}" for d in found)
         lines.append(f"- {side}: {named or 'none registered for these versions'}")
     return lines
 

@@ -49,6 +49,15 @@ def process_interval(
     return float(low), float(high)
 
 
+def level_interval(processes: list[list[float]], stat: str, confidence: float, seed: int = 0) -> tuple[float, float]:
+    """Hierarchical bootstrap interval of one side's statistic itself (seconds per call), processes then rounds
+    resampled as in process_interval: a release's level on the history page (seeded)."""
+    values = _process_resamples(processes, stat, np.random.default_rng(seed))
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(values, [tail, 1 - tail])
+    return float(low), float(high)
+
+
 def _process_resamples(processes: list[list[float]], stat: str, rng: np.random.Generator) -> np.ndarray:
     """BOOTSTRAP_RESAMPLES values of the statistic over the rounds of processes drawn with replacement, each
     process's rounds drawn with replacement in turn."""

@@ -37,7 +37,7 @@ def known_defect(key: str) -> pytest.MarkDecorator:
     """A strict xfail where the installed versions have the registered upstream defect `key` (and a plain test
     elsewhere): the suite stays green on a known-bad version and fails once the defect is fixed upstream."""
     defect = defects.lookup(key)
-    reason = f"known upstream defect {key}: {defect.breaks} ({defect.upstream or 'no upstream issue'})"
+    reason = f"known upstream defect {key}: {defect.breaks} ({defect.upstream}; {defect.measured.describe()})"
     return pytest.mark.xfail(defect.affects(versions()), reason=reason, strict=True)
 
 

@@ -19,7 +19,8 @@ SIDE_SPECIFIC = ((re.compile(r"[^\s(]*/site-packages/"), ""), (re.compile(r"/tmp
 
 @dataclass(frozen=True)
 class Outcomes:
-    """Each test's outcome (passed, failed, error, skipped, xfailed) and the reason of each skip and xfail."""
+    """Each test's outcome (passed, failed, error, skipped, xfailed) and the reason of each skip and xfail or the
+    message of each failure and error."""
 
     status: dict[str, str]
     reasons: dict[str, str]
@@ -55,10 +56,11 @@ def _test_id(classname: str, name: str, root: Path) -> str:
 
 
 def _outcome(case: ET.Element) -> tuple[str, str | None]:
-    """A test case's outcome and, for a skip or xfail, its reason."""
+    """A test case's outcome and, for a skip or xfail its reason, for a failure or error its message."""
     for tag in ("failure", "error"):
-        if case.find(tag) is not None:
-            return ("failed" if tag == "failure" else "error"), None
+        found = case.find(tag)
+        if found is not None:
+            return ("failed" if tag == "failure" else "error"), found.get("message")
     skipped = case.find("skipped")
     if skipped is None:
         return "passed", None

@@ -103,13 +103,14 @@ def run_fingerprint(side: Side, root: Path) -> Path:
     return written[0]
 
 
-def run_benchmarks(side: Side, root: Path, process: int, select: str | None) -> Path:
-    """One process of the CPU benchmarks in the side's environment; the pytest-benchmark JSON it wrote."""
+def run_benchmarks(side: Side, root: Path, process: int, select: str | None, extra: tuple[str, ...] = ()) -> Path:
+    """One process of the CPU benchmarks in the side's environment; the pytest-benchmark JSON it wrote (extra:
+    pytest options, which only the calibration passes, to plant a slowdown)."""
     out = side.out / "benchmarks" / f"process-{process}.json"
     out.parent.mkdir(exist_ok=True)
-    extra = ("-k", select) if select else ()
+    chosen = ("-k", select) if select else ()
     command = [str(side.python), "-m", "pytest", str(BENCHMARK_FILE), "-q", "-p", "no:randomly", "-W", "default",
-               f"--benchmark-json={out}", *extra]  # fmt: skip
+               f"--benchmark-json={out}", *chosen, *extra]  # fmt: skip
     log = out.with_suffix(".log")
     code = _logged(command, root, log)
     if code or not out.is_file():

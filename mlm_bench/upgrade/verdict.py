@@ -83,7 +83,7 @@ class Upgrade:
         found += [f"fingerprint {d.key} changed and no reviewed entry accepts it" for d in self.fingerprint or []
                   if not d.accepted]  # fmt: skip
         if self.gate:
-            found += [r for r in self.gate.regressions if not r.startswith(("fingerprint ", "contract tests"))]
+            found += self.gate.benchmark_regressions
         return found
 
     @property
