@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlm_bench.cli.parsing import Parser
+from mlm_bench.cli.parsing import Parser, environment_options
 
 
 def _parser() -> Parser:
@@ -27,16 +27,11 @@ def _parser() -> Parser:
     parser.add_argument("--good", required=True, help="The older release, whose result is the old one.")
     parser.add_argument("--bad", required=True, help="The newer release, whose result differs.")
     parser.add_argument("--check", required=True, help="tests/...::test_x, defect:KEY or fingerprint:FIELD.")
-    parser.add_argument("--base-lock", type=Path, default=None, help="Base pins from this lock (e.g. "
-                        "locks/tf5.txt) instead of this environment frozen.")  # fmt: skip
-    parser.add_argument("--torch", default=None, help="pip arguments that install torch in every probe (default: "
-                        "torch== the running version).")  # fmt: skip
     parser.add_argument("--index-url", default=index.PYPI, help="The package index to list releases from.")
     parser.add_argument("--pre", action="store_true", help="Probe pre-releases too.")
     parser.add_argument("--yanked", action="store_true", help="Probe yanked releases too.")
     parser.add_argument("--out", type=Path, default=None, help="Report folder (default: runs/bisect/<UTC time>).")
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "mlm-bench" / "envs",
-                        help="Where environments are kept, one per version set (shared with upgrade).")  # fmt: skip
+    environment_options(parser, "in every probe")
     return parser
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlm_bench.cli.parsing import Parser
+from mlm_bench.cli.parsing import Parser, environment_options
 
 
 def _parser() -> Parser:
@@ -27,14 +27,9 @@ def _parser() -> Parser:
     parser.add_argument("--benchmarks", action="store_true", help="Run the CPU benchmarks on each release too.")
     parser.add_argument("--processes", type=int, default=2, help="Benchmark processes per release (>= 2).")
     parser.add_argument("--tests", default=None, help="pytest -k of the contract tests (default: all).")
-    parser.add_argument("--base-lock", type=Path, default=None, help="Base pins from this lock instead of this "
-                        "environment frozen.")  # fmt: skip
-    parser.add_argument("--torch", default=None, help="pip arguments that install torch in every release's "
-                        "environment (default: torch== the running version).")  # fmt: skip
     parser.add_argument("--index-url", default=index.PYPI, help="The package index to list releases from.")
     parser.add_argument("--out", type=Path, default=None, help="Folder (default: runs/history/PACKAGE); reused.")
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "mlm-bench" / "envs",
-                        help="Where environments are kept, one per version set (shared with upgrade).")  # fmt: skip
+    environment_options(parser, "in every release's environment")
     return parser
 
 

@@ -131,3 +131,16 @@ def parse_settings(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
     if extras:
         raise unknown_argument(parser, extras)
     return settings, options
+
+
+def environment_options(parser: argparse.ArgumentParser, where: str) -> None:
+    """The options of every verb that builds environments (upgrade, bisect, history): the base's pins, the torch
+    that pip installs `where`, and the cache of built environments."""
+    parser.add_argument("--base-lock", type=Path, default=None, help="Base from this lock (e.g. locks/tf5.txt) "
+                        "instead of this environment frozen.")  # fmt: skip
+    parser.add_argument("--torch", default=None, help=f"pip arguments that install torch {where}, e.g. "
+                        "'torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu' (default: torch== the "
+                        "running version, local part included, from your pip configuration).")  # fmt: skip
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "mlm-bench" / "envs",
+                        help="Where built environments are kept, one per version set (shared by upgrade, bisect "
+                        "and history).")  # fmt: skip

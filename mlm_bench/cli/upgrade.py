@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlm_bench.cli.parsing import Parser
+from mlm_bench.cli.parsing import Parser, environment_options
 
 
 def _parser() -> Parser:
@@ -26,11 +26,6 @@ def _parser() -> Parser:
     parser.add_argument("spec", nargs="*", help="Packages to change, e.g. transformers==5.25.0.")
     parser.add_argument("--latest", action="store_true", help="The newest transformers, datasets, tokenizers and "
                         "accelerate the resolver allows with the base's other packages (instead of SPEC).")  # fmt: skip
-    parser.add_argument("--base-lock", type=Path, default=None, help="Base from this lock (e.g. locks/tf5.txt) "
-                        "instead of this environment frozen.")  # fmt: skip
-    parser.add_argument("--torch", default=None, help="pip arguments that install torch on both sides, e.g. "
-                        "'torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu' (default: torch== the "
-                        "running version, local part included, from your pip configuration).")  # fmt: skip
     parser.add_argument("--stages", nargs="+", choices=stages.STAGES, default=list(stages.STAGES), help="What runs.")
     parser.add_argument("--processes", type=int, default=3, help="Benchmark processes per side, alternating.")
     parser.add_argument("--tests", default=None, help="pytest -k of the contract tests (default: all).")
@@ -41,8 +36,7 @@ def _parser() -> Parser:
                         "to be a regression (default 0.05, calibrated at 3 processes).")  # fmt: skip
     parser.add_argument("--fail-inconclusive", action="store_true", help="Exit 3 when a speed change is too noisy.")
     parser.add_argument("--out", type=Path, default=None, help="Report folder (default: runs/upgrade/<UTC time>).")
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "mlm-bench" / "envs",
-                        help="Where built environments are kept, one per version set.")  # fmt: skip
+    environment_options(parser, "on both sides")
     return parser
 
 
