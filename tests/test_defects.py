@@ -12,7 +12,9 @@ import pytest
 from mlm_bench.contract import defects
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-BISECTS, HISTORY = RESULTS / "bisect", RESULTS / "history" / "transformers"
+BISECTS = RESULTS / "bisect"
+# The committed histories: 7 releases with the whole suite; the last of every 5.x minor with the raw-library tests.
+HISTORIES = [RESULTS / "history" / "transformers", RESULTS / "history" / "transformers-5x-library"]
 
 
 def _bisect(defect: defects.Defect) -> dict:
@@ -45,13 +47,15 @@ def test_every_probed_release_is_an_xfail_exactly_when_its_check_failed(defect: 
     assert not wrong, f"{defect.key} ({defect.versions}) disagrees with its bisect on: {', '.join(wrong)}"
 
 
+@pytest.mark.parametrize("history", HISTORIES, ids=lambda path: path.name)
 @pytest.mark.parametrize("defect", defects.DEFECTS, ids=lambda d: d.key)
-def test_on_every_release_of_the_committed_history_the_xfail_follows_the_range(defect: defects.Defect) -> None:
+def test_on_every_release_of_the_committed_history_the_xfail_follows_the_range(defect: defects.Defect,
+                                                                              history: Path) -> None:  # fmt: skip
     """The history ran the suite with the registry's xfails on each release: the defect's test is an xfail exactly
     where the range says, and passes elsewhere (a strict xfail that passes, or a failure, is a wrong range)."""
-    history = json.loads((HISTORY / "history.json").read_text(encoding="utf-8"))
-    assert history["package"] == defect.package
-    ran = [r for r in history["records"] if "error" not in r and defect.test in r["tests"]]
+    found = json.loads((history / "history.json").read_text(encoding="utf-8"))
+    assert found["package"] == defect.package
+    ran = [r for r in found["records"] if "error" not in r and defect.test in r["tests"]]
     assert len(ran) >= 6, f"{defect.test} ran on {len(ran)} releases of the committed history"
     wrong = [
         f"{r['release']} {r['tests'][defect.test]}"
