@@ -148,6 +148,7 @@ def history_page(tmp_path: Path) -> tuple[Path, dict]:
     return report.write(tmp_path, data)[1], data
 
 
+@pytest.mark.slow  # ten Chromium processes: about 8 s
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: apt-get install chromium (.ci/run installs it)")
 def test_the_page_renders_in_headless_chromium_and_a_broken_one_does_not(history_page, tmp_path: Path) -> None:
     page, data = history_page
