@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -60,9 +59,7 @@ def run(plan: Plan, root: Path, say: Callable[[str], None] = print) -> Outcome:
     releases = index.between(found, plan.good, plan.bad)
     say(f"{len(releases)} releases of {plan.package} from {plan.good} to {plan.bad}: about "
         f"{search.expected_probes(len(releases))} probes; checking {plan.check}")  # fmt: skip
-    torch = plan.torch or f"torch=={metadata.version('torch')}"
-    frozen = envs.from_lock(plan.base_lock, torch) if plan.base_lock else envs.current()
-    base = envs.resolve(envs.VersionSet(frozen.pins, torch), [], root, prune=True)
+    base = envs.resolve(envs.frozen_base(plan.base_lock, plan.torch), [], root, prune=True)
     probe = _prober(plan, check, base, root, say, search.expected_probes(len(releases)))
     answer = search.bisect(releases, probe)
     return Outcome(answer, base, date, time.perf_counter() - started)

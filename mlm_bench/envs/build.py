@@ -91,6 +91,14 @@ def from_lock(path: Path, torch: str | None) -> VersionSet:
         raise UsageError(f"cannot read lock {path} ({err.strerror}): pass an existing file as --base-lock") from err
 
 
+def frozen_base(base_lock: Path | None, torch: str | None) -> VersionSet:
+    """The base every verb that builds environments starts from: the lock's pins or this environment frozen, with
+    the given torch (default: torch== the running version)."""
+    torch = torch or f"torch=={metadata.version('torch')}"
+    frozen = from_lock(base_lock, torch) if base_lock else current()
+    return VersionSet(frozen.pins, torch)
+
+
 def parse_spec(words: list[str]) -> list[Requirement]:
     """The packages an upgrade asks for, each `name==version` (or any requirement uv takes), names unique."""
     found = []

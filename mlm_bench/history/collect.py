@@ -9,7 +9,6 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -52,9 +51,7 @@ def last_of_each_minor(found: list[Version], since: str) -> list[str]:
 
 def base_set(plan: Plan, root: Path) -> envs.VersionSet:
     """The pins every release is added to: the running environment frozen, or the lock, resolved with the checkout."""
-    torch = plan.torch or f"torch=={metadata.version('torch')}"
-    frozen = envs.from_lock(plan.base_lock, torch) if plan.base_lock else envs.current()
-    return envs.resolve(envs.VersionSet(frozen.pins, torch), [], root, prune=True)
+    return envs.resolve(envs.frozen_base(plan.base_lock, plan.torch), [], root, prune=True)
 
 
 def collect(plan: Plan, root: Path, say: Callable[[str], None] = print) -> tuple[envs.VersionSet, list[dict]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -66,9 +65,7 @@ class Outcome:
 def run(plan: Plan, root: Path, say: Callable[[str], None] = print) -> Outcome:
     """Build both sides and run the plan's stages in each; the Outcome the report is written from."""
     started = time.perf_counter()
-    torch = plan.torch or f"torch=={metadata.version('torch')}"
-    frozen = envs.from_lock(plan.base_lock, torch) if plan.base_lock else envs.current()
-    frozen = envs.VersionSet(frozen.pins, torch)
+    frozen = envs.frozen_base(plan.base_lock, plan.torch)
     spec = plan.spec or [Requirement(name) for name in LATEST]
     say(f"resolving the base ({len(frozen.pins)} packages), then it with {' '.join(map(str, spec))}")
     base = envs.resolve(frozen, [], root)
