@@ -191,8 +191,10 @@ def test_every_defect_names_the_test_its_xfail_marks(defect: defects.Defect) -> 
     assert f"known_defect('{defect.key}')" in marks, f"{defect.test} is not marked known_defect({defect.key!r})"
 
 
-@pytest.mark.slow  # builds one environment per release (about 40 s each cold, cached after; shared with history's)
-def test_a_real_bisect_between_two_releases_names_the_first_changed_one(tmp_path: Path, capsys) -> None:
+@pytest.mark.slow  # builds one environment per release (about 40 s each), shared with history's in the session
+def test_a_real_bisect_between_two_releases_names_the_first_changed_one(
+    tmp_path: Path, env_cache: Path, capsys
+) -> None:
     """5.19.0 fixed collator-seed-zero, which 5.18.0 still has (results/bisect/): each release's probe runs the
     defect's test with xfails off in its own environment, and the report names 5.19.0."""
     pytest.importorskip("uv", reason="bisect builds with uv: pip install -e '.[envs]'")
@@ -201,7 +203,7 @@ def test_a_real_bisect_between_two_releases_names_the_first_changed_one(tmp_path
     out = tmp_path / "bisect"
     check = "defect:collator-seed-zero"
     code = main(["bisect", "transformers", "--good", "5.18.0", "--bad", "5.19.0", "--check", check, "--out", str(out),
-                 "--cache", str(Path.home() / ".cache" / "mlm-bench" / "envs")])  # fmt: skip
+                 "--cache", str(env_cache)])  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0, printed[-3000:]
     report = json.loads((out / "bisect.json").read_text(encoding="utf-8"))

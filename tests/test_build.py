@@ -27,6 +27,17 @@ def test_an_environment_holds_exactly_its_pins_and_is_reused(tmp_path: Path) -> 
     assert said[-1].endswith(": cached")
 
 
+@pytest.mark.slow  # two environments built from an sdist: about 9 s
+def test_building_leaves_uv_nothing_to_prune(tmp_path: Path, monkeypatch) -> None:
+    """pyperclip is published as an sdist only: behind an index that sends no cache headers (ours), uv keeps a new
+    build of it per environment unless the build prunes. Against one that does, nothing is left either way."""
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv"))
+    for pins in ({"pyperclip": "1.9.0"}, {"pyperclip": "1.9.0", "six": "1.16.0"}):
+        build.build(build.VersionSet.of(pins, torch=None), None, tmp_path / "cache")
+    pruned = subprocess.run([build.uv_binary(), "cache", "prune"], capture_output=True, text=True, check=True)
+    assert "No unused entries found" in pruned.stderr, pruned.stderr
+
+
 def test_other_pins_are_another_environment() -> None:
     other = build.VersionSet.of({"six": "1.17.0"}, torch=None)
     assert other.key() != TINY.key() and build.VersionSet.of({"Six": "1.16.0"}, None).key() == TINY.key()

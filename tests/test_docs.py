@@ -94,8 +94,6 @@ def test_the_link_check_sees_a_missing_file_and_a_missing_heading(tmp_path: Path
 
 
 GOLDEN = "mlm_bench/contract/fingerprints"
-# The upgrade's environments, shared with tests/test_upgrade.py's same-set run (built once per version set).
-ENVS = Path.home() / ".cache" / "mlm-bench" / "envs"
 
 
 def tour_commands() -> list[list[str]]:
@@ -105,7 +103,7 @@ def tour_commands() -> list[list[str]]:
     return [shlex.split(line.strip())[1:] for line in tour.splitlines() if line.startswith("    mlm-bench ")]
 
 
-def tiny(command: list[str], scratch: Path) -> list[str]:
+def tiny(command: list[str], scratch: Path, envs: Path) -> list[str]:
     """A tour command made quick (20 training steps) that writes nothing into the checkout: the golden fingerprints
     are a scratch copy (a version set with none stored would add its file; a folder named mlm_bench in the working
     directory would shadow the package)."""
@@ -114,14 +112,14 @@ def tiny(command: list[str], scratch: Path) -> list[str]:
         return [*command, "--max_steps", "20", "--output-dir", str(scratch / "run"), "--force"]
     if command[0] == "fingerprint":
         return [*command, "--dir", str(scratch / "golden")]
-    if command[0] == "upgrade":  # a same-set upgrade of the fingerprint alone: one cached environment, no network
+    if command[0] == "upgrade":  # a same-set upgrade of the fingerprint alone: one environment, built in `envs`
         same = f"transformers=={importlib.metadata.version('transformers')}"
-        return ["upgrade", same, "--stages", "fingerprint", "--out", str(scratch / "upgrade"), "--cache", str(ENVS)]
+        return ["upgrade", same, "--stages", "fingerprint", "--out", str(scratch / "upgrade"), "--cache", str(envs)]
     return command
 
 
 @pytest.mark.slow
-def test_the_readmes_tour_runs(tmp_path: Path) -> None:
+def test_the_readmes_tour_runs(tmp_path: Path, env_cache: Path) -> None:
     """Each tour command, in a tiny variant, run where the committed results are copied (nothing of the checkout
     is written), exits 0."""
     commands = tour_commands()
@@ -130,6 +128,6 @@ def test_the_readmes_tour_runs(tmp_path: Path) -> None:
     shutil.copytree(ROOT / GOLDEN, tmp_path / "golden")
     for command in commands:
         where = ROOT if command[0] == "upgrade" else tmp_path  # upgrade runs the checkout's tests and benchmarks
-        done = subprocess.run([sys.executable, "-m", "mlm_bench", *tiny(command, tmp_path)], cwd=where,
+        done = subprocess.run([sys.executable, "-m", "mlm_bench", *tiny(command, tmp_path, env_cache)], cwd=where,
                               capture_output=True, text=True, timeout=300)  # fmt: skip
         assert done.returncode == 0, f"{command}: {done.stderr[-2000:]}"

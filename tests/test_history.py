@@ -172,15 +172,15 @@ def _base() -> VersionSet:
     return VersionSet.of({"transformers": "4.57.6"}, "torch==2.13.0")
 
 
-@pytest.mark.slow  # builds one environment per release (about 40 s each cold, cached after; shared with bisect's)
-def test_a_real_history_of_two_releases_shows_the_fix_between_them(tmp_path: Path) -> None:
+@pytest.mark.slow  # builds one environment per release (about 40 s each), shared with bisect's in the session
+def test_a_real_history_of_two_releases_shows_the_fix_between_them(tmp_path: Path, env_cache: Path) -> None:
     """5.19.0 fixed collator-seed-zero (results/bisect/): with the registry's xfails its test is a known defect on
     5.18.0 and passes on 5.19.0, and nothing else of the selected tests differs."""
     pytest.importorskip("uv", reason="history builds with uv: pip install -e '.[envs]'")
     if metadata.version("transformers") != "5.25.0":
         pytest.skip("the base is the running environment: run under the tf5 lock (transformers 5.25.0)")
     code = main(["history", "--releases", "5.18.0", "5.19.0", "--tests", "seed_zero", "--out", str(tmp_path),
-                 "--cache", str(Path.home() / ".cache" / "mlm-bench" / "envs")])  # fmt: skip
+                 "--cache", str(env_cache)])  # fmt: skip
     assert code == 0
     data = json.loads((tmp_path / "history.json").read_text(encoding="utf-8"))
     rows = {row["check"]: [c["status"] for c in row["cells"]] for row in data["rows"] if row["kind"] == "test"}

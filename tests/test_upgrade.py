@@ -138,13 +138,13 @@ def test_bad_upgrade_arguments_exit_2(argv: list[str], message: str, capsys) -> 
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.slow  # builds an environment (about a minute cold, cached after) and runs tests in it
-def test_a_same_set_upgrade_builds_runs_and_reports_no_change(tmp_path: Path, capsys) -> None:
+@pytest.mark.slow  # builds an environment (about a minute) and runs tests in it
+def test_a_same_set_upgrade_builds_runs_and_reports_no_change(tmp_path: Path, env_cache: Path, capsys) -> None:
     pytest.importorskip("uv", reason="upgrade builds with uv: pip install -e '.[envs]'")
     out = tmp_path / "report"
     same = f"transformers=={metadata.version('transformers')}"
     code = main(["upgrade", same, "--stages", "tests", "fingerprint", "--tests", "test_config", "--out", str(out),
-                 "--cache", str(Path.home() / ".cache" / "mlm-bench" / "envs")])  # fmt: skip
+                 "--cache", str(env_cache)])  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0, printed[-3000:]
     report = json.loads((out / "upgrade.json").read_text(encoding="utf-8"))

@@ -14,6 +14,14 @@ from mlm_bench.testing.helpers import TINY, split_texts, tiny_cli_args
 
 
 @pytest.fixture(scope="session")
+def env_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The environments the slow tests build (about 1.2 GB each), shared within a session and removed with its
+    temporary folder, never left in the user's cache (whose keys hold the checkout's path, so a clone never reuses
+    them)."""
+    return tmp_path_factory.mktemp("envs")
+
+
+@pytest.fixture(scope="session")
 def tiny_settings() -> Settings:
     """tiny-zh shrunk to a 1-layer, 32-wide model and 4 steps."""
     return preset("tiny-zh", **TINY)
