@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import datasets
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -105,3 +106,10 @@ def unk_rate(rows: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> floa
             total += len(kept)
             unk += sum(i == tokenizer.unk_token_id for i in kept)
     return unk / total if total else 0.0
+
+
+def special_tokens(tokenizer: PreTrainedTokenizerBase) -> dict[str, list[Any]]:
+    """Each special token the tokenizer names, with its id (name -> [token, id]): what a model trained with it
+    depends on, as results.json records it."""
+    return {name: [str(getattr(tokenizer, name)), getattr(tokenizer, f"{name}_id")] for name in SPECIAL_TOKENS
+            if getattr(tokenizer, name, None) is not None}  # fmt: skip

@@ -11,7 +11,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from mlm_bench.config import Settings
 from mlm_bench.data.corpus import Corpus, is_punctuation_only
 from mlm_bench.data.encode import count_truncated
-from mlm_bench.data.tokenizer import unk_rate
+from mlm_bench.data.tokenizer import special_tokens, unk_rate
 from mlm_bench.runs.results import command_line, device_info, versions
 from mlm_bench.training.train import TrainSummary
 
@@ -69,6 +69,7 @@ def build_results(
             "heldout_truncated_texts": count_truncated(corpus.heldout, column, tokenizer, eval_length),
         },
         "vocab_size": len(tokenizer),
+        "special_tokens": special_tokens(tokenizer),
         "model_parameters": model.num_parameters(),
         "train": summary.to_dict(),
         **scores,

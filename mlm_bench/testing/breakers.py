@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from mlm_bench.runs.results import versions
-from mlm_bench.testing.faults import Fault
+if TYPE_CHECKING:  # the plugin loads in every pytest run of the environment: torch waits for a self-test
+    from mlm_bench.testing.faults import Fault
 
 
 class Breakers:
@@ -59,6 +59,8 @@ class Breakers:
 
 def version_set() -> str:
     """The full version set a self-test ran on, as its skip reason names it."""
+    from mlm_bench.runs.results import versions
+
     return ", ".join(f"{name} {version}" for name, version in versions().items())
 
 

@@ -21,6 +21,7 @@ import errno
 import functools
 import importlib
 import inspect
+import json
 import os
 import signal
 import time
@@ -186,6 +187,33 @@ def decay_everything(names: Callable[..., list[str]]) -> Callable[..., list[str]
 def dropout_in_eval(forward: Callable[..., Any]) -> Callable[..., Any]:
     """Dropout applied under eval() as under train()."""
     return lambda self, x: torch.nn.functional.dropout(x, self.p, True)
+
+
+@fault("collator selects special tokens", "transformers:DataCollatorForLanguageModeling.torch_mask_tokens", True)
+def specials_selectable(mask_tokens: Callable[..., Any]) -> Callable[..., Any]:
+    """Masking told that no position is special, so [CLS], [SEP] and padding can be selected."""
+
+    def mask(self: Any, inputs: torch.Tensor, special_tokens_mask: Any = None, **kwargs: Any) -> Any:
+        return mask_tokens(self, inputs, special_tokens_mask=torch.zeros_like(inputs, dtype=torch.bool), **kwargs)
+
+    return mask
+
+
+@fault("weights saved in bfloat16", "transformers:PreTrainedModel.save_pretrained", required=True)
+def saved_in_bfloat16(save_pretrained: Callable[..., Any]) -> Callable[..., Any]:
+    """save_pretrained writing every weight rounded through bfloat16."""
+
+    def save(self: Any, *args: Any, **kwargs: Any) -> Any:
+        rounded = {key: value.to(torch.bfloat16).to(value.dtype) for key, value in self.state_dict().items()}
+        return save_pretrained(self, *args, **{**kwargs, "state_dict": rounded})
+
+    return save
+
+
+@fault("decode drops the last token", "transformers:PreTrainedTokenizerBase.decode", required=True)
+def decode_drops_last(decode: Callable[..., Any]) -> Callable[..., Any]:
+    """decode() losing the last id of what it is given."""
+    return lambda self, token_ids, *args, **kwargs: decode(self, list(token_ids)[:-1], *args, **kwargs)
 
 
 @fault("default adam epsilon 1e-8 -> 1e-6", "transformers:TrainingArguments.__post_init__")
@@ -516,3 +544,18 @@ def zip_writer_fails(save: Callable[..., Any]) -> Callable[..., Any]:
 def no_free_space(disk_usage: Callable[..., Any]) -> Callable[..., Any]:
     """Every disk 1 GiB, all of it used."""
     return lambda path: SimpleNamespace(total=2**30, used=2**30, free=0)
+
+
+def move_mask_token(directory: Path) -> tuple[int, int]:
+    """A tokenizer change saved into a model directory: [MASK] swaps ids with the next token of tokenizer.json's
+    vocabulary (what a rebuilt vocabulary does); the old and new [MASK] ids."""
+    path = directory / "tokenizer.json"
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    vocab = saved["model"]["vocab"]
+    old = vocab["[MASK]"]
+    neighbour = next(token for token, token_id in vocab.items() if token_id == old + 1)
+    vocab["[MASK]"], vocab[neighbour] = old + 1, old
+    for added in saved["added_tokens"]:
+        added["id"] = {"[MASK]": old + 1, neighbour: old}.get(added["content"], added["id"])
+    path.write_text(json.dumps(saved, ensure_ascii=False), encoding="utf-8")
+    return old, old + 1
