@@ -150,7 +150,7 @@ def test_a_same_set_upgrade_builds_runs_and_reports_no_change(tmp_path: Path, en
     report = json.loads((out / "upgrade.json").read_text(encoding="utf-8"))
     headline = report["verdict"]["headline"]
     assert printed.splitlines()[-1] == f"mlm-bench: {headline} (exit 0; {out / 'upgrade.md'})"
-    assert report["schema_version"] == 1 and report["moved"] == []
+    assert report["schema_version"] == 2 and report["moved"] == []
     assert report["sides"]["base"]["packages"] == report["sides"]["candidate"]["packages"]
     assert report["fingerprint"] == [] and report["contract"]["newly_failing"] == []
     assert "Identical in every field." in (out / "upgrade.md").read_text(encoding="utf-8")

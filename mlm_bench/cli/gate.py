@@ -32,10 +32,14 @@ def _gate_parser() -> Parser:
         "a speed change too noisy to call.",
     )
     parser.add_argument(
-        "base", type=Path, help="Benchmark JSON of the old environment, or a folder of one per process (the "
-        "interval is then over processes)."
+        "base", type=Path, nargs="?", help="Benchmark JSON of the old environment, or a folder of one per process "
+        "(the interval is then over processes)."
     )  # fmt: skip
-    parser.add_argument("new", type=Path, help="Benchmark JSON of the new environment, or a folder of one per process.")
+    parser.add_argument("new", type=Path, nargs="?", help="Benchmark JSON of the new environment, or a folder of one "
+                        "per process.")  # fmt: skip
+    parser.add_argument("--results", nargs=2, type=Path, metavar=("BASE", "NEW"), help="Instead of benchmark files: "
+                        "two results.json of one `mlm-bench run` config in each environment, their learning "
+                        "compared under the tolerances below.")  # fmt: skip
     parser.add_argument("--stat", choices=gate_inputs.STATS, default=defaults.stat, help="Timing statistic compared.")
     for flag, name, kind, text in THRESHOLD_OPTIONS:
         metavar = flag.removeprefix("--").upper().replace("-", "_")
@@ -56,13 +60,27 @@ def _gate_parser() -> Parser:
     return parser
 
 
+def _gate_runs(base: Path, new: Path, thresholds) -> int:
+    """Two runs' results.json compared: exit 1 where a figure moved beyond its tolerance."""
+    from mlm_bench.gate.compare import EXIT_OK, EXIT_REGRESSION
+    from mlm_bench.gate.report import render_runs
+    from mlm_bench.gate.runs import compare_runs, load_run
+
+    quality = compare_runs(load_run(base), load_run(new), thresholds)
+    print(render_runs(quality, base, new), end="")
+    return EXIT_REGRESSION if any(q.changed for q in quality) else EXIT_OK
+
+
 def cmd_gate(argv: Sequence[str]) -> int:
     from mlm_bench.contract import accepted
+    from mlm_bench.errors import UsageError
     from mlm_bench.gate import compare as gate
     from mlm_bench.gate import inputs as gate_inputs
     from mlm_bench.gate import report as gate_report
 
     args = _gate_parser().parse_args(argv)
+    if bool(args.results) == bool(args.base and args.new):
+        raise UsageError("pass two benchmark files (BASE NEW) or --results BASE NEW, one of them")
     # Each threshold option's dest is the Thresholds field it sets.
     thresholds = gate.Thresholds(**{f.name: getattr(args, f.name) for f in dataclasses.fields(gate.Thresholds)})
     fingerprints = None
@@ -76,6 +94,8 @@ def cmd_gate(argv: Sequence[str]) -> int:
         if not args.junit
         else [(s, gate_inputs.junit_outcome(p)) for s, p in zip(("base", "new"), args.junit, strict=True)]
     )
+    if args.results:
+        return _gate_runs(*args.results, thresholds)
     entries = accepted.load(args.accepted) if args.accepted else []
     result = gate.compare(
         gate_inputs.load_side(args.base),

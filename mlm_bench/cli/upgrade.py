@@ -26,7 +26,15 @@ def _parser() -> Parser:
     parser.add_argument("spec", nargs="*", help="Packages to change, e.g. transformers==5.25.0.")
     parser.add_argument("--latest", action="store_true", help="The newest transformers, datasets, tokenizers and "
                         "accelerate the resolver allows with the base's other packages (instead of SPEC).")  # fmt: skip
-    parser.add_argument("--stages", nargs="+", choices=stages.STAGES, default=list(stages.STAGES), help="What runs.")
+    parser.add_argument("--stages", nargs="+", choices=(*stages.STAGES, stages.SETUP), default=None, help="What runs "
+                        "(default: all; setup only with --model).")  # fmt: skip
+    parser.add_argument("--model", type=Path, default=None, help="Your saved model and tokenizer (save_pretrained or "
+                        "`mlm-bench run`): on both sides its contract (pytest --pyargs mlm_bench.contract), a short "
+                        "run of your settings from it, and its model, tokenizer, checkpoint and results.json crossed "
+                        "between the sides, both ways (stage setup).")  # fmt: skip
+    parser.add_argument("--config", type=Path, default=None, help="The settings you train it with (JSON or YAML, as "
+                        "`mlm-bench run --config`; default: its run's results.json, else tiny-zh).")  # fmt: skip
+    parser.add_argument("--model-steps", type=int, default=20, help="Steps of your short run on each side.")
     parser.add_argument("--processes", type=int, default=3, help="Benchmark processes per side, alternating.")
     parser.add_argument("--tests", default=None, help="pytest -k of the contract tests (default: all).")
     parser.add_argument("--benchmarks", default=None, help="pytest -k of the CPU benchmarks (default: all).")
@@ -46,21 +54,30 @@ def cmd_upgrade(argv: Sequence[str]) -> int:
     from mlm_bench.errors import UsageError
     from mlm_bench.gate.compare import Thresholds
     from mlm_bench.runs.stop import sigterm_as_interrupt, taken
-    from mlm_bench.upgrade import report
+    from mlm_bench.upgrade import report, stages
     from mlm_bench.upgrade.run import Plan, run
 
     args = _parser().parse_args(argv)
     if bool(args.spec) == args.latest:
         raise UsageError("name the packages to change (e.g. transformers==5.25.0) or pass --latest, not both")
-    if args.processes < 2 and "benchmarks" in args.stages:
+    chosen = args.stages or [*stages.STAGES, *[stages.SETUP] * bool(args.model)]
+    if stages.SETUP in chosen and not args.model:
+        raise UsageError("stage setup checks your own model: pass --model DIR (a save_pretrained directory)")
+    if args.config and not args.model:
+        raise UsageError("--config is the settings of your model: pass --model DIR with it")
+    if args.model and not (args.model / "config.json").is_file():
+        raise UsageError(f"{args.model} holds no config.json: pass a directory written by save_pretrained or by "
+                         "`mlm-bench run` as --model")  # fmt: skip
+    if args.processes < 2 and "benchmarks" in chosen:
         raise UsageError(f"--processes {args.processes}: the speed interval is over processes, so pass at least 2")
     out = args.out or Path("runs") / "upgrade" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} already holds files: pass an empty or new --out")
     plan = Plan(spec=envs.parse_spec(args.spec), out=out.resolve(), cache=args.cache.resolve(),
-                base_lock=args.base_lock, torch=args.torch, stages=tuple(args.stages), processes=args.processes,
+                base_lock=args.base_lock, torch=args.torch, stages=tuple(chosen), processes=args.processes,
                 tests=args.tests, benchmarks=args.benchmarks, accepted=args.accepted,
-                thresholds=Thresholds(slowdown=args.threshold))  # fmt: skip
+                thresholds=Thresholds(slowdown=args.threshold), model=args.model and args.model.resolve(),
+                config=args.config and args.config.resolve(), model_steps=args.model_steps)  # fmt: skip
     # SIGTERM (a cancelled CI job) stops the upgrade as Ctrl-C does: the running stage's subprocess is killed
     # rather than left running on its own, and main exits 143.
     with sigterm_as_interrupt():

@@ -52,6 +52,7 @@ class Defect:
     workaround: str
     test: str  # the raw-library contract test that shows it, by pytest node id (what `bisect defect:KEY` runs)
     upstream: str  # a thread read, or "no upstream report found"
+    signature: str | None = None  # text of the library's error that names this defect where it refuses a file
 
     @property
     def versions(self) -> str:

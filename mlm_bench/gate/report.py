@@ -11,6 +11,7 @@ from mlm_bench.errors import UsageError
 from mlm_bench.gate.compare import (
     EXIT_INCONCLUSIVE,
     GateResult,
+    QualityChange,
     SpeedChange,
     extra_values,
     format_value,
@@ -93,22 +94,26 @@ def _speed_row(result: GateResult, name: str, s: SpeedChange) -> str:
 
 
 def _learning_section(result: GateResult) -> list[str]:
-    if not result.quality:
-        return []
-    lines = [
-        "",
-        "## Learning",
-        "",
-        "| benchmark | value | base | new | change | tolerance | |",
-        "|---|---|---:|---:|---:|---|---|",
-    ]
-    for q in result.quality:
+    return ["", "## Learning", "", *learning_table(result.quality)] if result.quality else []
+
+
+def learning_table(quality: list[QualityChange]) -> list[str]:
+    """Each loss or metric of both sides as a Markdown table row, with its change and tolerance."""
+    lines = ["| benchmark | value | base | new | change | tolerance | |", "|---|---|---:|---:|---:|---|---|"]
+    for q in quality:
         numeric = isinstance(q.base, (int, float)) and isinstance(q.new, (int, float))
         delta = f"{q.new - q.base:+.4g}" if numeric else "-"
         flag = "CHANGED" if q.changed else "same"
         cells = [short_name(q.benchmark), q.key, format_value(q.base), format_value(q.new), delta, q.tolerance, flag]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def render_runs(quality: list[QualityChange], base: Path, new: Path) -> str:
+    """Two runs' results.json compared, as Markdown: the headline, then every figure."""
+    changed = [q.key for q in quality if q.changed]
+    headline = f"CHANGED: {', '.join(changed)}" if changed else "same within tolerance in every figure"
+    return "\n".join([f"# Runs: {headline}", "", f"base: `{base}`; new: `{new}`", "", *learning_table(quality)]) + "\n"
 
 
 def _fingerprint_section(result: GateResult) -> list[str]:

@@ -23,9 +23,13 @@ TESTS = "tests"
 FINGERPRINT = "fingerprint"
 BENCHMARKS = "benchmarks"
 STAGES = (TESTS, FINGERPRINT, BENCHMARKS)
+# With --model: the user's own setup (its contract, a short run of its settings, its artifacts across the sides).
+SETUP = "setup"
+SETUP_STEPS = ("your contract", "your run", "write artifacts", "read artifacts")
 # Seconds each step took on the 2-core VM (results/upgrade/tf5.24-to-tf5.25, 7 Dec 2026): the first estimate of
 # the time left, replaced by what the steps of this run take.
-FIRST_GUESS = {TESTS: 56.0, FINGERPRINT: 10.0, BENCHMARKS: 46.0}
+FIRST_GUESS = {TESTS: 56.0, FINGERPRINT: 10.0, BENCHMARKS: 46.0, "your contract": 15.0, "your run": 15.0,
+               "write artifacts": 10.0, "read artifacts": 15.0}  # fmt: skip
 # The fast suite with every known defect as an xfail; `-W default` reports a warning the lock's filters would make
 # an error (a new release's deprecation is news, not a failed contract); file order, so both sides run alike.
 TEST_ARGS = ("-m", "pytest", "tests/", "--hypothesis-profile", "ci", "-n", "2", "-p", "no:randomly", "-W", "default",
@@ -116,3 +120,61 @@ def run_benchmarks(side: Side, root: Path, process: int, select: str | None, ext
     if code or not out.is_file():
         raise StageFailed(f"the benchmarks failed in {side.name}'s environment (pytest exited {code}): read {log}")
     return out
+
+
+def _folder(side: Side, name: str) -> Path:
+    folder = side.out / "setup" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _config_args(flag: str, config: Path | None) -> list[str]:
+    return [flag, str(config)] if config else []
+
+
+def run_your_contract(side: Side, model: Path, config: Path | None) -> Path:
+    """`pytest --pyargs mlm_bench.contract` on the user's model in the side's environment, run from a folder of its
+    own as a user runs it; the junit XML it wrote."""
+    folder = _folder(side, "contract")
+    junit = folder / "contract.xml"
+    command = [str(side.python), "-m", "pytest", "--pyargs", "mlm_bench.contract", "--mlm-model", str(model),
+               *_config_args("--mlm-config", config), "-p", "no:randomly", "-p", "no:cacheprovider", "-W", "default",
+               "-rfEsx", "-q", f"--junitxml={junit}"]  # fmt: skip
+    code = _logged(command, folder, folder / "contract.log")
+    if code not in (0, 1) or not junit.is_file():
+        raise StageFailed(f"your contract could not run in {side.name}'s environment (pytest exited {code}): read "
+                          f"{folder / 'contract.log'}")  # fmt: skip
+    return junit
+
+
+def run_your_training(side: Side, model: Path, config: Path | None, steps: int) -> Path:
+    """A short run of the user's settings from the user's model (`mlm-bench run`, `steps` steps); its results.json."""
+    folder = _folder(side, "run")
+    recorded = model / "results.json"
+    settings = config or (recorded if recorded.is_file() else None)
+    command = [str(side.python), "-m", "mlm_bench", "run", *_config_args("--config", settings), "--model_name_or_path",
+               str(model), "--max_steps", str(steps), "--output-dir", str(folder), "--force"]  # fmt: skip
+    code = _logged(command, side.out / "setup", side.out / "setup" / "run.log")
+    if code or not (folder / "results.json").is_file():
+        raise StageFailed(f"your run failed in {side.name}'s environment (exit {code}): read "
+                          f"{side.out / 'setup' / 'run.log'}")  # fmt: skip
+    return folder / "results.json"
+
+
+def run_crossing(side: Side, step: str, model: Path, config: Path | None, *other: str) -> Path:
+    """`python -m mlm_bench.contract.crossing STEP` in the side's environment; the folder it wrote."""
+    folder = _folder(side, step)
+    command = [str(side.python), "-m", "mlm_bench.contract.crossing", step, "--model", str(model),
+               *_config_args("--config", config), "--out", str(folder), *other]  # fmt: skip
+    code = _logged(command, folder, folder / f"{step}.log")
+    if code:
+        raise StageFailed(f"the cross-version artifacts' {step} step failed in {side.name}'s environment (exit "
+                          f"{code}): read {folder / f'{step}.log'}")  # fmt: skip
+    return folder
+
+
+def gate_reads(side: Side, results: tuple[Path, Path]) -> tuple[int, str]:
+    """The side's own `mlm-bench gate --results` on two runs' results.json: its exit code and last stderr line."""
+    command = [str(side.python), "-m", "mlm_bench", "gate", "--results", *map(str, results)]
+    done = subprocess.run(command, cwd=side.out, capture_output=True, text=True)
+    return done.returncode, (done.stderr.strip().splitlines() or [""])[-1]

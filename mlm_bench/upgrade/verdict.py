@@ -12,7 +12,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from mlm_bench.gate.compare import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, FingerprintDiff, GateResult, short_name
+from mlm_bench.gate.compare import (
+    EXIT_INCONCLUSIVE,
+    EXIT_OK,
+    EXIT_REGRESSION,
+    FingerprintDiff,
+    GateResult,
+    QualityChange,
+    format_value,
+    short_name,
+)
 from mlm_bench.upgrade.outcomes import Outcomes
 
 NOT_APPLICABLE = "self-test not applicable"
@@ -58,6 +67,38 @@ class Contract:
         return {t: r for t, r in outcomes.reasons.items() if r.startswith(NOT_APPLICABLE)}
 
 
+@dataclass(frozen=True)
+class YourSetup:
+    """The user's own model on both sides: its contract tests, what its short run learned on each, and each
+    artifact that crossed between them (contract.crossing.Crossed as dicts, the results.json reads among them)."""
+
+    contract: Contract | None
+    learning: list[QualityChange] | None
+    crossings: list[dict]
+
+    @property
+    def regressions(self) -> list[str]:
+        found = [f"your setup: newly failing test: {t}" for t in (self.contract.newly_failing if self.contract else [])]
+        return found + [f"your setup: {_crossed(c)}" for c in self.crossings if c["status"] == "broken"]
+
+    @property
+    def review(self) -> list[str]:
+        found = [f"your setup: failing on both sides: {t}" for t in (self.contract.failing_on_both
+                                                                     if self.contract else [])]  # fmt: skip
+        found += [f"your run: {q.key} {format_value(q.base)} -> {format_value(q.new)} ({q.tolerance})"
+                  for q in self.learning or [] if q.changed]  # fmt: skip
+        return found + [f"your setup: {_crossed(c)}" for c in self.crossings if c["status"] in ("refused", "differs")]
+
+
+def _crossed(crossing: dict) -> str:
+    """One artifact's crossing in words: what, which way, how it ended, and the registry's name for it."""
+    known = f" [known: {crossing['known']}]" if crossing.get("known") else ""
+    return (
+        f"{crossing['path']} written by transformers {crossing['writer']}, read by {crossing['reader']}: "
+        f"{crossing['status']}: {crossing['detail']}{known}"
+    )
+
+
 def _failed(outcomes: Outcomes, test: str) -> bool:
     return outcomes.status.get(test) in ("failed", "error")
 
@@ -73,11 +114,12 @@ class Upgrade:
     stage_failures: list[str] = field(default_factory=list)  # the candidate's: reasons not to upgrade
     processes: int = 0
     base_failures: list[str] = field(default_factory=list)  # the base's: nothing to compare against
+    setup: YourSetup | None = None  # with --model: the user's own setup
 
     @property
     def regressions(self) -> list[str]:
         """One line per reason not to upgrade."""
-        found = list(self.stage_failures)
+        found = list(self.stage_failures) + (self.setup.regressions if self.setup else [])
         if self.contract:
             found += [f"newly failing test: {t}" for t in self.contract.newly_failing]
         found += [f"fingerprint {d.key} changed and no reviewed entry accepts it" for d in self.fingerprint or []
@@ -92,6 +134,7 @@ class Upgrade:
         found = [f"fingerprint {d.key} changed (a reviewed change, accepted)" for d in self.fingerprint or []
                  if d.accepted]  # fmt: skip
         found += [f"new warning: {w}" for w in self.new_warnings]
+        found += self.setup.review if self.setup else []
         if self.contract:
             found += [f"newly passing test: {t}" for t in self.contract.newly_passing]
             applicable = self.contract.not_applicable("candidate")
