@@ -10,6 +10,7 @@ collate.MlmCollator), and the upstream defects in mlm_bench/contract/defects.py.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -64,3 +65,28 @@ def portable_tokenizer_config(config: dict[str, Any]) -> dict[str, Any]:
     """tokenizer_config.json's content naming a tokenizer class that 4.57 and 5.x both load."""
     name = config.get("tokenizer_class")
     return {**config, "tokenizer_class": _PORTABLE_TOKENIZER_CLASS.get(name, name)} if name else config
+
+
+def portable_head_bias(model: Any) -> None:
+    """5.x's BERT masked-LM head with untied embeddings keeps `cls.predictions.bias` apart from the decoder's bias
+    and never uses it (registry: bert-untied-head-bias); 4.57 reads it as the decoder's. Set it to the decoder's
+    before saving, so every version loads the trained bias (a no-op where the two are one tensor)."""
+    head = getattr(getattr(model, "cls", None), "predictions", None)
+    decoder_bias = getattr(getattr(head, "decoder", None), "bias", None)
+    if decoder_bias is not None and getattr(head, "bias", None) is not None and head.bias is not decoder_bias:
+        with torch.no_grad():
+            head.bias.copy_(decoder_bias)
+
+
+HEAD_BIAS = "cls.predictions.decoder.bias"
+
+
+def restore_head_bias(model: Any, missing: Iterable[str]) -> None:
+    """5.x loading a BERT masked LM that 4.57 saved with untied embeddings finds no decoder bias (4.57 wrote its one
+    output bias as `cls.predictions.bias`) and starts it at zero (registry: bert-untied-head-bias): take the saved
+    one. A no-op where the decoder's bias was loaded or is that same tensor."""
+    head = getattr(getattr(model, "cls", None), "predictions", None)
+    decoder_bias = getattr(getattr(head, "decoder", None), "bias", None)
+    if HEAD_BIAS in set(missing) and decoder_bias is not None and head.bias is not decoder_bias:
+        with torch.no_grad():
+            decoder_bias.copy_(head.bias)

@@ -10,13 +10,16 @@ call makes its test a skip that names it, and every check keeps a breaker that p
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import datasets
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import (
+    AutoTokenizer,
     BertForMaskedLM,
     DataCollatorForLanguageModeling,
     Trainer,
@@ -25,7 +28,10 @@ from transformers import (
     pipeline,
 )
 
+from mlm_bench.compat import portable_head_bias
 from mlm_bench.data.collate import MlmCollator
+from mlm_bench.data.tokenizer import save_tokenizer
+from mlm_bench.modeling.model import load_model
 from mlm_bench.testing import faults
 from mlm_bench.testing.helpers import known_defect, tiny_bert
 from mlm_bench.training.train import resolved_optimizer
@@ -270,6 +276,62 @@ def test_collator_seed_zero_is_a_seed(tokenizer, heldout_rows) -> None:
         lambda: DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=0), heldout_rows
     )
     assert torch.equal(first, second)
+
+
+@known_defect("tokenizer-5x-files-on-4.57")
+def test_tokenizer_files_as_5x_saves_them_load(tokenizer, corpus, tmp_path: Path) -> None:
+    """Tokenizer files as 5.x's save_pretrained writes them (tokenizer_class TokenizersBackend, measured on 5.25.0)
+    load and encode alike: a team that upgrades its training machines first serves what they save."""
+    tokenizer.save_pretrained(str(tmp_path))
+    config = tmp_path / "tokenizer_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "tokenizer_class": "TokenizersBackend"}))
+    texts = list(corpus.heldout[corpus.text_column][:20])
+    assert AutoTokenizer.from_pretrained(str(tmp_path))(texts)["input_ids"] == tokenizer(texts)["input_ids"]
+
+
+def test_the_projects_saved_tokenizer_loads_on_every_version(tokenizer, corpus, tmp_path: Path) -> None:
+    """The workaround of tokenizer-5x-files-on-4.57: save_tokenizer names a class 4.57 and 5.x both load."""
+    save_tokenizer(tokenizer, tmp_path)
+    texts = list(corpus.heldout[corpus.text_column][:20])
+    assert AutoTokenizer.from_pretrained(str(tmp_path))(texts)["input_ids"] == tokenizer(texts)["input_ids"]
+
+
+@known_defect("bert-untied-head-bias")
+def test_an_untied_bert_head_has_one_output_bias() -> None:
+    """With tie_word_embeddings=False, BERT's masked-LM head has one output bias: `cls.predictions.bias` is the
+    decoder's, as 4.57 builds it. Checkpoints are laid out over the parameters, and a 4.57 reader takes that bias
+    for the decoder's."""
+    head = tiny_bert(50, tie_word_embeddings=False).cls.predictions
+    assert head.decoder.bias is head.bias
+
+
+def test_the_projects_saved_model_gives_its_output_bias_to_every_version(tmp_path: Path) -> None:
+    """The workaround of bert-untied-head-bias: before saving, the head's bias is set to the decoder's, so a reader
+    that takes either one gets the trained bias."""
+    model = tiny_bert(50, tie_word_embeddings=False)
+    with torch.no_grad():
+        model.cls.predictions.decoder.bias.fill_(0.5)
+    portable_head_bias(model)
+    model.save_pretrained(str(tmp_path))
+    saved = load_file(str(tmp_path / "model.safetensors"))
+    assert torch.equal(saved["cls.predictions.bias"], torch.full((50,), 0.5))
+
+
+def test_the_projects_loaded_model_keeps_the_output_bias_4_57_saved(tmp_path: Path) -> None:
+    """The workaround's other half: a directory as 4.57 saves an untied BERT (its one output bias as
+    cls.predictions.bias, no decoder bias) loads through modeling.load_model with that bias in the decoder, where
+    5.x's from_pretrained starts the decoder's at zero."""
+    model = tiny_bert(50, tie_word_embeddings=False)
+    with torch.no_grad():
+        model.cls.predictions.decoder.bias.fill_(0.5)
+    portable_head_bias(model)
+    model.save_pretrained(str(tmp_path))
+    weights = tmp_path / "model.safetensors"
+    saved = load_file(str(weights))
+    save_file({k: v for k, v in saved.items() if k != "cls.predictions.decoder.bias"}, str(weights),
+              metadata={"format": "pt"})  # fmt: skip
+    loaded = load_model(str(tmp_path))
+    assert torch.equal(loaded.cls.predictions.decoder.bias, torch.full((50,), 0.5))
 
 
 def test_the_projects_collator_takes_seed_zero_on_every_version(tokenizer, heldout_rows) -> None:

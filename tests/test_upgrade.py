@@ -17,12 +17,12 @@ import pytest
 from mlm_bench.cli import main
 from mlm_bench.cli.exits import EXIT_CANNOT_BUILD, EXIT_TERMINATED, EXIT_USAGE
 from mlm_bench.gate import compare as gate
-from mlm_bench.gate.compare import FingerprintDiff
+from mlm_bench.gate.compare import FingerprintDiff, QualityChange
 from mlm_bench.gate.inputs import load_side
 from mlm_bench.gate.report import render_markdown
 from mlm_bench.testing.gate_files import bench, verdict
 from mlm_bench.upgrade.outcomes import Outcomes, read_junit, warnings_in
-from mlm_bench.upgrade.verdict import Contract, Upgrade
+from mlm_bench.upgrade.verdict import Contract, Upgrade, YourSetup
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "upgrade"
@@ -105,6 +105,33 @@ def test_the_headline_says_what_to_do(upgrade: Upgrade, headline: str, codes: tu
     assert (upgrade.exit_code(fail_inconclusive=False), upgrade.exit_code(fail_inconclusive=True)) == codes
 
 
+def _crossed(path: str, status: str, known: str | None = None) -> dict:
+    return {"path": path, "writer": "5.25.0", "reader": "4.57.6", "status": status, "detail": "what was found",
+            "known": known}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("setup", "headline", "code"),
+    [
+        (YourSetup(None, [], [_crossed("checkpoint", "works")]), "Upgrade: nothing changed", 0),
+        (YourSetup(None, [], [_crossed("tokenizer", "refused", "tokenizer-5x-files-on-4.57")]),
+         "Upgrade, but review: your setup: tokenizer written by transformers 5.25.0, read by 4.57.6: "
+         "refused: what was found [known: tokenizer-5x-files-on-4.57]", 0),
+        (YourSetup(None, [], [_crossed("checkpoint", "broken")]), "Do not upgrade: your setup: checkpoint written "
+         "by transformers 5.25.0, read by 4.57.6: broken", 1),
+        (YourSetup(Contract(_outcomes(a="passed"), _outcomes(a="error")), None, []), "Do not upgrade: your setup: "
+         "newly failing test: a", 1),
+        (YourSetup(None, [QualityChange("run", "loss@train", 7.0, 7.5, "rel 0.01", True)], []), "Upgrade, but "
+         "review: your run: loss@train 7 -> 7.5 (rel 0.01)", 0),
+    ],
+)  # fmt: skip
+def test_your_setup_is_a_reason_not_to_upgrade_only_when_it_broke(setup: YourSetup, headline: str, code: int):
+    """A broken artifact or a newly failing test of your contract stops the upgrade; a refusal (named where the
+    registry knows it), a path that differs with the versions' numerics, or your run's learning moving is reviewed."""
+    upgrade = Upgrade(None, [], None, setup=setup)
+    assert upgrade.headline().startswith(headline) and upgrade.exit_code(fail_inconclusive=True) == code
+
+
 def test_speed_too_noisy_says_what_to_rerun_and_a_change_within_the_threshold_is_named(tmp_path: Path) -> None:
     noisy = verdict(tmp_path, [bench("test_step", 1.0, noise=0.3)], [bench("test_step", 1.05, noise=0.3)])
     up = Upgrade(None, [], noisy, processes=3)
@@ -131,6 +158,9 @@ def test_an_impossible_spec_cannot_build_in_one_line_and_builds_nothing(tmp_path
         ([], "name the packages to change"),
         (["transformers", "--latest"], "not both"),
         (["transformers", "--processes", "1"], "at least 2"),
+        (["transformers", "--stages", "setup"], "stage setup checks your own model: pass --model DIR"),
+        (["transformers", "--config", "run.yaml"], "--config is the settings of your model"),
+        (["transformers", "--model", "no/such/dir"], "no/such/dir holds no config.json"),
     ],
 )
 def test_bad_upgrade_arguments_exit_2(argv: list[str], message: str, capsys) -> None:

@@ -1,10 +1,11 @@
-"""Artifacts across versions: what one environment writes from the user's setup (the model and tokenizer saved as
-users save them, with the ids and logits they give; a training checkpoint halfway; the weights a whole run ends
-with) and what another environment makes of them. `mlm-bench upgrade --model` runs `write` on both sides, then
-`read` on each side of what the other wrote, so every path is tried in both directions.
+"""Artifacts across versions: what one environment writes from the user's setup (a short training run's checkpoint
+halfway and weights at the end; the trained model and the tokenizer saved as users save them, with the ids and
+logits they give) and what another environment makes of them. `mlm-bench upgrade --model` runs `write` on both
+sides, then `read` on each side of what the other wrote, so every path is tried in both directions.
 
 Each path ends as one of: works; refused (the library would not load it, said in one line, named where the
-registry knows it); broken (loaded, but other ids, other logits, or a resumed run that silently diverges).
+registry knows it); broken (loaded, but other ids, other logits, or a resumed run that silently diverges); for a
+checkpoint, differs (not bit for bit, where the two versions' own runs differ too).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
+from mlm_bench.compat import HEAD_BIAS
 from mlm_bench.config import Settings
 from mlm_bench.contract import defects
 from mlm_bench.contract.setup import Setup, load_model, load_setup, load_tokenizer
@@ -40,29 +42,28 @@ DIFFERS = "differs"  # a resumed run where the versions themselves compute diffe
 class Crossed:
     """One cross-version path as the reading side found it."""
 
-    path: str  # what crossed: "model and tokenizer" or "checkpoint"
+    path: str  # what crossed: "tokenizer", "model" or "checkpoint"
     writer: str  # transformers version that wrote it
     reader: str  # transformers version that read it
-    status: str  # WORKS, REFUSED or BROKEN
+    status: str  # WORKS, REFUSED, BROKEN or DIFFERS
     detail: str  # what was compared and found, or the refusal in one line
-    known: str | None = None  # the registry's defect key where it names this refusal
+    known: str | None = None  # the registry's defect key where it names what happened
 
 
 def write(setup: Setup, out: Path) -> None:
-    """Save the user's model and tokenizer as users do, the ids and logits they give here, and a short training
-    run: halfway (its checkpoint) and whole (its final weights)."""
-    tokenizer, model = setup.tokenizer(), setup.model()
-    saved = out / "saved"
-    model.save_pretrained(str(saved))
+    """A short training run of the user's model here, halfway (its checkpoint) and whole (its final weights); the
+    trained model and the tokenizer saved as users save them, with the ids and logits they give here."""
+    _train(setup, out / "half", stop_at=STEPS // 2)
+    trained = _train(setup, out / "whole").eval()
+    save_file(_weights(trained), str(out / "whole.safetensors"))
+    tokenizer, saved = setup.tokenizer(), out / "saved"
+    trained.save_pretrained(str(saved))
     tokenizer.save_pretrained(str(saved))
     texts = _texts(setup)
-    ids, logits = _probe(tokenizer, model, texts)
+    ids, logits = _probe(tokenizer, trained, texts)
     save_file({"logits": logits}, str(out / "logits.safetensors"))
     record = {"transformers": version("transformers"), "texts": texts, "ids": ids}
     (out / "written.json").write_text(json.dumps(record), encoding="utf-8")
-    _train(setup, out / "half", stop_at=STEPS // 2)
-    final = _train(setup, out / "whole")
-    save_file(_weights(final), str(out / "whole.safetensors"))
 
 
 def read(setup: Setup, written: Path, own: Path, out: Path) -> list[Crossed]:
@@ -70,7 +71,7 @@ def read(setup: Setup, written: Path, own: Path, out: Path) -> list[Crossed]:
     halfway checkpoint resumed here to the end, against the other's whole run and this side's own (in `own`)."""
     writer = json.loads((written / "written.json").read_text(encoding="utf-8"))
     here = version("transformers")
-    return [_read_saved(written, writer, here), _resume(setup, written, own, out, (writer["transformers"], here))]
+    return [*_read_saved(written, writer, here), _resume(setup, written, own, out, (writer["transformers"], here))]
 
 
 def _texts(setup: Setup) -> list[str]:
@@ -79,11 +80,18 @@ def _texts(setup: Setup) -> list[str]:
 
 
 def _probe(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, texts: list[str]) -> tuple[list, torch.Tensor]:
-    """The ids of `texts` and the model's logits on them, padded as one batch."""
+    """The ids of `texts` and the model's logits on them."""
     ids = tokenizer(texts, truncation=True, max_length=64)["input_ids"]
-    batch = tokenizer.pad({"input_ids": ids}, return_tensors="pt")
+    return ids, _logits(model, ids)
+
+
+def _logits(model: PreTrainedModel, ids: list[list[int]]) -> torch.Tensor:
+    """The model's logits on `ids` padded as one batch (id 0, masked out): the reader needs no tokenizer for it."""
+    width = max(map(len, ids))
+    padded = torch.tensor([row + [0] * (width - len(row)) for row in ids])
+    real = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids])
     with torch.no_grad():
-        return ids, model(**batch).logits.contiguous()
+        return model(input_ids=padded, attention_mask=real).logits.contiguous()
 
 
 def _refusal(err: Exception) -> tuple[str, str | None]:
@@ -93,20 +101,40 @@ def _refusal(err: Exception) -> tuple[str, str | None]:
     return line, known
 
 
-def _read_saved(written: Path, writer: dict[str, Any], here: str) -> Crossed:
-    """Load the other side's saved model and tokenizer; compare their ids exactly and logits within LOGITS_ATOL."""
-    crossing = ("model and tokenizer", writer["transformers"], here)
+def _read_saved(written: Path, writer: dict[str, Any], here: str) -> list[Crossed]:
+    """Load the other side's saved tokenizer (same ids) and model (logits within LOGITS_ATOL on the writer's ids),
+    each on its own: one refused does not hide what the other does."""
+    versions = (writer["transformers"], here)
     try:
-        tokenizer, model = load_tokenizer(written / "saved"), load_model(written / "saved")
+        tokenizer = load_tokenizer(written / "saved")
+        ids = tokenizer(writer["texts"], truncation=True, max_length=64)["input_ids"]
+        same = ids == writer["ids"]
+        found = [Crossed("tokenizer", *versions, WORKS if same else BROKEN, "same ids" if same else "other ids")]
     except Exception as err:  # whatever the library raises on a file it cannot read is the finding
-        return Crossed(*crossing, REFUSED, *_refusal(err))
-    ids, logits = _probe(tokenizer, model, writer["texts"])
-    if ids != writer["ids"]:
-        return Crossed(*crossing, BROKEN, "the saved tokenizer gives other ids here")
-    expected = load_file(str(written / "logits.safetensors"))["logits"]
+        found = [Crossed("tokenizer", *versions, REFUSED, *_refusal(err))]
+    try:
+        model = load_model(written / "saved")
+    except Exception as err:
+        return [*found, Crossed("model", *versions, REFUSED, *_refusal(err))]
+    logits, expected = _logits(model, writer["ids"]), load_file(str(written / "logits.safetensors"))["logits"]
     worst = (logits - expected).abs().max().item() if logits.shape == expected.shape else float("inf")
-    status = WORKS if worst <= LOGITS_ATOL else BROKEN
-    return Crossed(*crossing, status, f"same ids; logits within {worst:.1e} (tolerance {LOGITS_ATOL:g})")
+    status, known = (WORKS, None) if worst <= LOGITS_ATOL else (BROKEN, _untied_head_bias(model, written, writer))
+    return [*found, Crossed("model", *versions, status, f"logits within {worst:.1e} of the writer's (tolerance "
+                            f"{LOGITS_ATOL:g})", known)]  # fmt: skip
+
+
+def _untied_head_bias(model: PreTrainedModel, written: Path, writer: dict[str, Any]) -> str | None:
+    """bert-untied-head-bias where it explains broken logits: with the output bias the writer trained (the saved
+    decoder bias, else the saved head bias, as 4.57 saves its one) put in the reader's decoder, they are right."""
+    path, head = written / "saved" / "model.safetensors", getattr(getattr(model, "cls", None), "predictions", None)
+    weights = load_file(str(path)) if path.is_file() and head is not None else {}
+    trained = weights.get(HEAD_BIAS, weights.get("cls.predictions.bias"))
+    if trained is None or head.decoder.bias is None or head.decoder.bias.shape != trained.shape:
+        return None
+    with torch.no_grad():
+        head.decoder.bias.copy_(trained)
+    worst = (_logits(model, writer["ids"]) - load_file(str(written / "logits.safetensors"))["logits"]).abs().max()
+    return "bert-untied-head-bias" if worst.item() <= LOGITS_ATOL else None
 
 
 def _short(settings: Settings) -> Settings:

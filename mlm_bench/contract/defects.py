@@ -106,6 +106,57 @@ DEFECTS: tuple[Defect, ...] = (
         test="tests/test_library.py::test_collator_seed_zero_is_a_seed",
         upstream="no upstream report found",
     ),
+    Defect(
+        key="tokenizer-5x-files-on-4.57",
+        package="transformers",
+        measured=Measured(
+            floor="4.57.6",
+            newest="5.25.0",
+            first_affected=None,
+            first_fixed="5.0.0",
+            date="2026-12-07",
+            command="mlm-bench bisect transformers --good 4.57.6 --bad 5.25.0 --check "
+            "defect:tokenizer-5x-files-on-4.57 --base-lock locks/tf5.txt --out runs/bisect/tokenizer-5x-files-on-4.57",
+        ),
+        # A reader's defect: the versions are those that load the files, whichever 5.x wrote them.
+        breaks=(
+            "tokenizer files saved by 5.x name tokenizer_class TokenizersBackend, a class 4.57 does not have: "
+            "AutoTokenizer.from_pretrained refuses them (ValueError), so a model trained on 5.x cannot be served on "
+            "4.57 as saved"
+        ),
+        workaround="data.tokenizer.save_tokenizer names PreTrainedTokenizerFast, which 4.57 and 5.x both load "
+        "(compat.portable_tokenizer_config); on 4.57, PreTrainedTokenizerFast.from_pretrained(DIR) loads such files",
+        test="tests/test_library.py::test_tokenizer_files_as_5x_saves_them_load",
+        # Read: the maintainer's answer there is that v4 is no longer supported.
+        upstream="https://github.com/huggingface/transformers/issues/47553",
+        signature="Tokenizer class TokenizersBackend does not exist",
+    ),
+    Defect(
+        key="bert-untied-head-bias",
+        package="transformers",
+        measured=Measured(
+            floor="4.57.6",
+            newest="5.25.0",
+            first_affected="5.0.0",
+            first_fixed=None,
+            date="2026-12-07",
+            command="mlm-bench bisect transformers --good 4.57.6 --bad 5.25.0 --check defect:bert-untied-head-bias "
+            "--base-lock locks/tf5.txt --out runs/bisect/bert-untied-head-bias",
+        ),
+        breaks=(
+            "with tie_word_embeddings=False, BertLMPredictionHead keeps cls.predictions.bias apart from the decoder's "
+            "bias and never uses it (4.57 made them one tensor, saved as cls.predictions.bias): a model 4.57 saved "
+            "loads on 5.x without its output bias (the decoder's starts at zero, reported only as MISSING), one 5.x "
+            "trained loads on 4.57 with the untrained one, and a Trainer checkpoint's optimizer state does not load "
+            "across them either way (one parameter more)"
+        ),
+        workaround="modeling.load_model gives a decoder bias the file lacks the saved cls.predictions.bias "
+        "(compat.restore_head_bias), runs save through compat.portable_head_bias (the unused bias set to the "
+        "decoder's), and mlm-bench run --resume refuses a checkpoint of other versions",
+        test="tests/test_library.py::test_an_untied_bert_head_has_one_output_bias",
+        upstream="no upstream report found",
+        signature="loaded state dict contains a parameter group that doesn't match the size of optimizer's group",
+    ),
 )
 
 

@@ -8,7 +8,7 @@ from html import escape
 from mlm_bench.history.matrix import Row
 
 STYLE = """body{font:14px system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse}
-td,th{border:1px solid #ccc;padding:3px 6px;font-size:12px}th.check{text-align:left;max-width:420px;
+td,th{border:1px solid #ccc;padding:3px 6px;font-size:12px}th.check{text-align:left;min-width:240px;max-width:420px;
 overflow-wrap:anywhere}td a{color:inherit;text-decoration:none}.pass,.same{background:#e6f4e6}
 .fail,.changed{background:#f8d0d0}.known-defect{background:#fbe7c0}.skip,.absent{background:#eee}
 .cannot-build{background:#ccc}pre{white-space:pre-wrap;background:#f6f6f6;padding:6px}

@@ -21,7 +21,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from mlm_bench.compat import block_mask_argument, packed_texts
+from mlm_bench.compat import block_mask_argument, packed_texts, restore_head_bias
 from mlm_bench.config import Settings
 from mlm_bench.errors import UsageError
 
@@ -84,9 +84,12 @@ def load_model(
             config = AutoConfig.from_pretrained(name_or_path)
             setattr(config, _attention_dropout_field(config, name_or_path), attention_dropout)
             kwargs["config"] = config
-        return AutoModelForMaskedLM.from_pretrained(
-            name_or_path, trust_remote_code=False, use_safetensors=None if allow_pickle else True, **kwargs
-        )
+        model, loading = AutoModelForMaskedLM.from_pretrained(
+            name_or_path, trust_remote_code=False, use_safetensors=None if allow_pickle else True,
+            output_loading_info=True, **kwargs
+        )  # fmt: skip
+        restore_head_bias(model, loading["missing_keys"])  # a BERT 4.57 saved loads on 5.x without its output bias
+        return model
     except ImportError as err:
         raise _attention_error(attn_implementation, err) from err
     except (OSError, ValueError) as err:

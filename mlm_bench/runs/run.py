@@ -16,6 +16,7 @@ import torch
 from accelerate import PartialState
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from mlm_bench.compat import portable_head_bias
 from mlm_bench.config import Settings
 from mlm_bench.data.collate import build_collator
 from mlm_bench.data.corpus import Corpus, distinct_texts_needed, load_corpus
@@ -273,6 +274,7 @@ def _train_and_report(settings: Settings, prepared: Prepared, run_dir: RunDir, s
     )
     if save:
         staging = staging_dir(run_dir.path)
+        portable_head_bias(model)  # a 4.57 reader takes the unused head bias of 5.x for the trained one
         model.save_pretrained(str(staging))
         save_tokenizer(tokenizer, staging)
         write_card(staging, results)

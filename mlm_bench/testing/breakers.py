@@ -10,7 +10,7 @@ assertions failed or it passed on nothing; an error of any other kind stays a fa
 called, it fails the test instead; a fault says whether it is required. The faults live in mlm_bench.testing.faults,
 not here: it is no plugin, so the regression battery's sitecustomize can import them at interpreter start.
 
-A pytest plugin: `pytest -p mlm_bench.testing.breakers` (the suite's pyproject addopts load it).
+A pytest plugin, loaded with the others by mlm-bench's entry point (mlm_bench.testing.plugin).
 """
 
 from __future__ import annotations
