@@ -86,6 +86,7 @@ BREAKAGES = {
 }
 
 
+@pytest.mark.slow  # three trainings of about 5 s each: the fast suite keeps the unbroken one
 @pytest.mark.parametrize("breakage", list(BREAKAGES))
 def test_broken_attention_fails_the_workload(breakage: str, workload: context.Workload, breakers, tmp_path) -> None:
     fault, complaint = BREAKAGES[breakage]
