@@ -67,26 +67,33 @@ def portable_tokenizer_config(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "tokenizer_class": _PORTABLE_TOKENIZER_CLASS.get(name, name)} if name else config
 
 
+HEAD_BIAS = "cls.predictions.decoder.bias"
+
+
+def _untied_head_biases(model: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A BERT masked-LM head's `bias` and its decoder's bias where they are two tensors (5.x, untied embeddings),
+    else None (4.57, tied embeddings, or no such head)."""
+    head = getattr(getattr(model, "cls", None), "predictions", None)
+    decoder_bias = getattr(getattr(head, "decoder", None), "bias", None)
+    head_bias = getattr(head, "bias", None)
+    return None if decoder_bias is None or head_bias is None or head_bias is decoder_bias else (head_bias, decoder_bias)
+
+
 def portable_head_bias(model: Any) -> None:
     """5.x's BERT masked-LM head with untied embeddings keeps `cls.predictions.bias` apart from the decoder's bias
     and never uses it (registry: bert-untied-head-bias); 4.57 reads it as the decoder's. Set it to the decoder's
     before saving, so every version loads the trained bias (a no-op where the two are one tensor)."""
-    head = getattr(getattr(model, "cls", None), "predictions", None)
-    decoder_bias = getattr(getattr(head, "decoder", None), "bias", None)
-    if decoder_bias is not None and getattr(head, "bias", None) is not None and head.bias is not decoder_bias:
+    biases = _untied_head_biases(model)
+    if biases:
         with torch.no_grad():
-            head.bias.copy_(decoder_bias)
-
-
-HEAD_BIAS = "cls.predictions.decoder.bias"
+            biases[0].copy_(biases[1])
 
 
 def restore_head_bias(model: Any, missing: Iterable[str]) -> None:
     """5.x loading a BERT masked LM that 4.57 saved with untied embeddings finds no decoder bias (4.57 wrote its one
     output bias as `cls.predictions.bias`) and starts it at zero (registry: bert-untied-head-bias): take the saved
     one. A no-op where the decoder's bias was loaded or is that same tensor."""
-    head = getattr(getattr(model, "cls", None), "predictions", None)
-    decoder_bias = getattr(getattr(head, "decoder", None), "bias", None)
-    if HEAD_BIAS in set(missing) and decoder_bias is not None and head.bias is not decoder_bias:
+    biases = _untied_head_biases(model)
+    if biases and HEAD_BIAS in set(missing):
         with torch.no_grad():
-            decoder_bias.copy_(head.bias)
+            biases[1].copy_(biases[0])

@@ -5,6 +5,7 @@ within binomial bounds (contract.masking, false alarm <= 1e-6 each)."""
 
 from __future__ import annotations
 
+from mlm_bench.config import Settings
 from mlm_bench.contract import masking
 from mlm_bench.data.collate import build_collator
 from mlm_bench.data.encode import encode
@@ -13,10 +14,14 @@ SEEDS = 4  # passes over the rows, each masked from its own seed: about 4 x 200 
 BATCH = 8
 
 
+def _unpacked(settings: Settings) -> Settings:
+    """Unpacked, unflattened rows: the layout the per-batch checks read (packing and flattening have their own)."""
+    return settings.replace(packing=False, flatten=False, pad_to_multiple_of=None)
+
+
 def test_your_collator_keeps_the_masking_contract(mlm_setup, mlm_tokenizer, mlm_heldout) -> None:
     rows, column = mlm_heldout
-    # Unpacked, unflattened rows: the layout the per-batch checks read (packing and flattening have their own).
-    settings = mlm_setup.settings.replace(packing=False, flatten=False, pad_to_multiple_of=None)
+    settings = _unpacked(mlm_setup.settings)
     examples = [dict(row) for row in encode(rows, column, mlm_tokenizer, settings)]
     words = settings.data.mask == "wwm"
     tokens, word_counts = masking.MaskCounts(), masking.WordCounts()
@@ -34,7 +39,7 @@ def test_your_collator_keeps_the_masking_contract(mlm_setup, mlm_tokenizer, mlm_
 
 def test_your_collator_follows_its_seed(mlm_setup, mlm_tokenizer, mlm_heldout) -> None:
     rows, column = mlm_heldout
-    settings = mlm_setup.settings.replace(packing=False, flatten=False, pad_to_multiple_of=None)
+    settings = _unpacked(mlm_setup.settings)
     examples = [dict(row) for row in encode(rows.select(range(min(BATCH, len(rows)))), column, mlm_tokenizer,
                                             settings)]  # fmt: skip
     eligible = sum(len(e["input_ids"]) for e in examples)
